@@ -1,0 +1,246 @@
+"""The import of a debtor file: read, validate, load, record; the same for page, CLI and API.
+
+An import is one row in `imports` and one transaction for its data: either every valid
+row of the file is in `debtors`/`charges` (and every rejected row in
+`import_rejections`), or nothing is. Re-importing a file, or an overlapping one, adds
+only the charges whose debtId is new and counts the rest as duplicates.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from billing.errors import FileRefused
+from billing.reading import REQUIRED_COLUMNS, DebtorFile, read_debtor_file
+from billing.settings import Settings, get_settings
+from billing.validation import ValidatedRows, validate_rows
+from db import imports as imports_db
+from db import loading
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A file read and validated, not yet written anywhere (what the preview shows)."""
+
+    file: DebtorFile
+    rows: ValidatedRows
+    lenient_documents: bool
+
+    @property
+    def row_count(self) -> int:
+        return self.file.row_count
+
+    @property
+    def valid_count(self) -> int:
+        return self.rows.valid.num_rows
+
+    @property
+    def rejected_count(self) -> int:
+        return self.rows.rejected.num_rows
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did, as the page, the CLI's --json and the API report it."""
+
+    status: str  # done, refused or failed
+    import_id: int | None
+    file_name: str
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    reason_counts: dict[str, int] = field(default_factory=dict)
+    extra_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prepare_file(
+    data: bytes, *, lenient_documents: bool, settings: Settings | None = None
+) -> PreparedFile:
+    """Read and validate a file without writing anything; raises FileRefused."""
+    settings = settings or get_settings()
+    debtor_file = read_debtor_file(data, max_bytes=settings.max_file_bytes)
+    rows = validate_rows(
+        debtor_file,
+        lenient_documents=lenient_documents,
+        max_amount=settings.max_debt_amount,
+    )
+    return PreparedFile(file=debtor_file, rows=rows, lenient_documents=lenient_documents)
+
+
+def import_file(
+    *,
+    engine: Engine,
+    data: bytes,
+    file_name: str,
+    lenient_documents: bool,
+    prepared: PreparedFile | None = None,
+    on_progress: Progress = _no_progress,
+    settings: Settings | None = None,
+) -> ImportResult:
+    """Import a debtor file; a refused file is recorded and reported, never raised.
+
+    `prepared` skips reading again a file the caller already validated (the page's preview).
+    Unexpected errors roll everything back, record the import as failed and propagate.
+    """
+    started = time.monotonic()
+    imports_db.mark_interrupted_imports(engine)
+    with engine.begin() as conn:
+        import_id = imports_db.create_import(
+            conn,
+            file_name=file_name,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            lenient_documents=lenient_documents,
+        )
+    try:
+        return _run_import(
+            engine=engine,
+            import_id=import_id,
+            data=data,
+            file_name=file_name,
+            lenient_documents=lenient_documents,
+            prepared=prepared,
+            on_progress=on_progress,
+            settings=settings,
+            started=started,
+        )
+    except BaseException as exc:
+        log.exception("import %s of %s failed", import_id, file_name)
+        with engine.begin() as conn:
+            imports_db.finish_import(
+                conn,
+                import_id=import_id,
+                status="failed",
+                seconds=time.monotonic() - started,
+                error=f"The import failed and nothing was saved ({type(exc).__name__}: {exc})"[
+                    :2000
+                ],
+            )
+        raise
+
+
+def _run_import(
+    *,
+    engine: Engine,
+    import_id: int,
+    data: bytes,
+    file_name: str,
+    lenient_documents: bool,
+    prepared: PreparedFile | None,
+    on_progress: Progress,
+    settings: Settings | None,
+    started: float,
+) -> ImportResult:
+    with engine.begin() as conn:
+        imports_db.hold_import(conn, import_id)
+        on_progress(0.02, "Reading and validating the file")
+        try:
+            prepared = prepared or prepare_file(
+                data, lenient_documents=lenient_documents, settings=settings
+            )
+        except FileRefused as refusal:
+            seconds = time.monotonic() - started
+            imports_db.finish_import(
+                conn, import_id=import_id, status="refused", seconds=seconds, error=refusal.message
+            )
+            return ImportResult(
+                status="refused",
+                import_id=import_id,
+                file_name=file_name,
+                seconds=round(seconds, 3),
+                error=refusal.message,
+            )
+        on_progress(0.1, "Waiting for other imports to finish")
+        loading.lock_imports(conn)
+        counts = loading.load_valid_rows(
+            conn,
+            import_id=import_id,
+            rows=prepared.rows.valid,
+            on_progress=lambda f, m: on_progress(0.1 + 0.85 * f, m),
+        )
+        on_progress(0.96, "Keeping the rejected rows")
+        loading.store_rejections(conn, import_id=import_id, rejected=prepared.rows.rejected)
+        seconds = time.monotonic() - started
+        result = ImportResult(
+            status="done",
+            import_id=import_id,
+            file_name=file_name,
+            rows=prepared.row_count,
+            imported=counts.imported,
+            duplicates=counts.duplicates,
+            rejected=prepared.rejected_count,
+            seconds=round(seconds, 3),
+            reason_counts=prepared.rows.reason_counts,
+            extra_columns=list(prepared.file.extra_columns),
+        )
+        imports_db.finish_import(
+            conn,
+            import_id=import_id,
+            status="done",
+            seconds=seconds,
+            counts={
+                "rows": result.rows,
+                "imported": result.imported,
+                "duplicates": result.duplicates,
+                "rejected": result.rejected,
+            },
+            reason_counts=result.reason_counts,
+            encoding=prepared.file.encoding,
+            delimiter=prepared.file.delimiter,
+            extra_columns=result.extra_columns,
+        )
+    on_progress(1.0, "Done")
+    log.info("import %s of %s: %s", import_id, file_name, result)
+    return result
+
+
+REJECTED_CSV_COLUMNS = ("line", *REQUIRED_COLUMNS, "reasons")
+_REJECTION_FIELDS = {
+    "name": "name",
+    "governmentId": "government_id",
+    "email": "email",
+    "debtAmount": "debt_amount",
+    "debtDueDate": "debt_due_date",
+    "debtId": "debt_id",
+}
+
+
+def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
+    """The rejected rows as a CSV to fix and upload again: original columns plus reasons.
+
+    The `line` column says where each row was in the original file; the reader ignores
+    it as an extra column when the fixed file comes back.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(REJECTED_CSV_COLUMNS)
+    for row in imports_db.rejected_rows(engine, import_id):
+        writer.writerow(
+            [row["line"]]
+            + [row[_REJECTION_FIELDS[column]] for column in REQUIRED_COLUMNS]
+            + [row["reasons"]]
+        )
+    return buffer.getvalue().encode("utf-8-sig")

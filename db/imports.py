@@ -1,0 +1,147 @@
+"""Queries on the import history: one row per file received, and its rejected rows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+INTERRUPTED_MESSAGE = (
+    "Interrupted before it finished (the process stopped or the connection was lost); "
+    "nothing from this file was saved. Import the file again."
+)
+
+
+def create_import(
+    conn: Connection, *, file_name: str, sha256: str, size_bytes: int, lenient_documents: bool
+) -> int:
+    return conn.execute(
+        text(
+            """
+            INSERT INTO imports (file_name, sha256, size_bytes, lenient_documents)
+            VALUES (:file_name, :sha256, :size_bytes, :lenient_documents)
+            RETURNING id
+            """
+        ),
+        {
+            "file_name": file_name,
+            "sha256": sha256,
+            "size_bytes": size_bytes,
+            "lenient_documents": lenient_documents,
+        },
+    ).scalar_one()
+
+
+def hold_import(conn: Connection, import_id: int) -> None:
+    """Lock the import's row for this transaction: a locked 'running' import is alive."""
+    conn.execute(text("SELECT id FROM imports WHERE id = :id FOR UPDATE"), {"id": import_id})
+
+
+def finish_import(
+    conn: Connection,
+    *,
+    import_id: int,
+    status: str,
+    seconds: float,
+    counts: dict[str, int] | None = None,
+    reason_counts: dict[str, int] | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    extra_columns: list[str] | None = None,
+    error: str | None = None,
+) -> None:
+    counts = counts or {}
+    conn.execute(
+        text(
+            """
+            UPDATE imports SET
+                status = :status,
+                rows = :rows, imported = :imported,
+                duplicates = :duplicates, rejected = :rejected,
+                reason_counts = CAST(:reason_counts AS jsonb),
+                encoding = :encoding, delimiter = :delimiter,
+                extra_columns = :extra_columns,
+                finished_at = now(), duration_seconds = :seconds, error = :error
+            WHERE id = :id
+            """
+        ),
+        {
+            "id": import_id,
+            "status": status,
+            "rows": counts.get("rows"),
+            "imported": counts.get("imported"),
+            "duplicates": counts.get("duplicates"),
+            "rejected": counts.get("rejected"),
+            "reason_counts": json.dumps(reason_counts or {}),
+            "encoding": encoding,
+            "delimiter": delimiter,
+            "extra_columns": extra_columns or [],
+            "seconds": round(seconds, 3),
+            "error": error,
+        },
+    )
+
+
+def mark_interrupted_imports(engine: Engine) -> int:
+    """Close imports left 'running' by a process that died: nobody holds their row lock."""
+    with engine.begin() as conn:
+        return conn.execute(
+            text(
+                """
+                UPDATE imports SET status = 'failed', error = :error, finished_at = now()
+                WHERE id IN (
+                    SELECT id FROM imports
+                    WHERE status = 'running' AND started_at < now() - interval '5 seconds'
+                    FOR UPDATE SKIP LOCKED
+                )
+                """
+            ),
+            {"error": INTERRUPTED_MESSAGE},
+        ).rowcount
+
+
+def list_imports(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT id, file_name, status, rows, imported, duplicates, rejected,
+                       duration_seconds, started_at, finished_at, error, lenient_documents,
+                       extra_columns, reason_counts, size_bytes, sha256
+                FROM imports
+                ORDER BY started_at DESC, id DESC
+                LIMIT :limit
+                """
+            ),
+            {"limit": limit},
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def get_import(engine: Engine, import_id: int) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = (
+            conn.execute(text("SELECT * FROM imports WHERE id = :id"), {"id": import_id})
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+
+def rejected_rows(engine: Engine, import_id: int) -> list[dict[str, Any]]:
+    """The rejected rows of an import, in file order, with their values as read."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                """
+                SELECT line, name, government_id, email, debt_amount, debt_due_date, debt_id,
+                       array_to_string(reasons, '; ') AS reasons
+                FROM import_rejections
+                WHERE import_id = :id
+                ORDER BY line
+                """
+            ),
+            {"id": import_id},
+        ).mappings()
+        return [dict(row) for row in rows]

@@ -1,0 +1,82 @@
+"""Fixtures: a real PostgreSQL for the whole run, emptied between tests.
+
+By default an embedded server is started in a temporary folder and deleted at the end.
+With DATABASE_URL set, a fresh database is created on that server for this run and
+dropped afterwards, so the suite never touches the data behind that URL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, make_url, text
+
+from db.engine import libpq_url, make_engine, start_embedded_server
+from db.migrations import migrate
+
+_TABLES = ("payments", "notices", "charges", "debtors", "import_rejections", "imports")
+
+
+def _fresh_database_on(server_url: str) -> tuple[str, str]:
+    """Create a throw-away database on the server of `server_url`; return (url, name)."""
+    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return make_url(libpq_url(server_url)).set(database=name).render_as_string(False), name
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    server_url = os.environ.get("DATABASE_URL", "").strip()
+    if server_url:
+        url, name = _fresh_database_on(server_url)
+        yield url
+        admin = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+        return
+    folder = Path(tempfile.mkdtemp(prefix="billing-test-pg-"))
+    url = start_embedded_server(folder, cleanup_mode="delete")
+    yield url
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def db(engine: Engine) -> Engine:
+    """The engine, on tables emptied before the test."""
+    with engine.begin() as conn:
+        existing = set(
+            conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            ).scalars()
+        )
+        tables = [t for t in _TABLES if t in existing]
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return engine
+
+
+@pytest.fixture()
+def app_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a subprocess (CLI, dashboard, API) pointed at the test database."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url
+    env["BILLING_DATA_DIR"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return env
