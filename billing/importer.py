@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+import pyarrow as pa
+from sqlalchemy import Connection, Engine
 
 from billing.errors import FileRefused
 from billing.reading import REQUIRED_COLUMNS, DebtorFile, read_debtor_file
@@ -54,6 +55,21 @@ class PreparedFile:
     @property
     def rejected_count(self) -> int:
         return self.rows.rejected.num_rows
+
+    def preview(self, limit: int = 20) -> pa.Table:
+        """The first rows as parsed (trimmed strings), for the operator to eyeball."""
+        return self.file.table.slice(0, limit)
+
+    def reason_summary(self, examples: int = 3) -> list[dict[str, Any]]:
+        """One entry per reason: how many rows have it and the first lines that do."""
+        rejected = self.rows.rejected
+        lines = rejected.column("line").to_pylist()
+        reasons = rejected.column("reasons").to_pylist()
+        summary = []
+        for reason, count in self.rows.reason_counts.items():
+            first = [line for line, text in zip(lines, reasons, strict=True) if reason in text]
+            summary.append({"reason": reason, "rows": count, "example lines": first[:examples]})
+        return summary
 
 
 @dataclass(frozen=True)
@@ -107,44 +123,58 @@ def import_file(
     """
     started = time.monotonic()
     imports_db.mark_interrupted_imports(engine)
-    with engine.begin() as conn:
-        import_id = imports_db.create_import(
-            conn,
-            file_name=file_name,
-            sha256=hashlib.sha256(data).hexdigest(),
-            size_bytes=len(data),
-            lenient_documents=lenient_documents,
-        )
-    try:
-        return _run_import(
-            engine=engine,
-            import_id=import_id,
-            data=data,
-            file_name=file_name,
-            lenient_documents=lenient_documents,
-            prepared=prepared,
-            on_progress=on_progress,
-            settings=settings,
-            started=started,
-        )
-    except BaseException as exc:
-        log.exception("import %s of %s failed", import_id, file_name)
-        with engine.begin() as conn:
-            imports_db.finish_import(
+    with engine.connect() as conn:
+        with conn.begin():
+            import_id = imports_db.create_import(
+                conn,
+                file_name=file_name,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size_bytes=len(data),
+                lenient_documents=lenient_documents,
+            )
+            imports_db.hold_import(conn, import_id)
+        try:
+            return _run_import(
                 conn,
                 import_id=import_id,
-                status="failed",
-                seconds=time.monotonic() - started,
-                error=f"The import failed and nothing was saved ({type(exc).__name__}: {exc})"[
-                    :2000
-                ],
+                data=data,
+                file_name=file_name,
+                lenient_documents=lenient_documents,
+                prepared=prepared,
+                on_progress=on_progress,
+                settings=settings,
+                started=started,
             )
-        raise
+        except BaseException as exc:
+            log.exception("import %s of %s failed", import_id, file_name)
+            _record_failure(conn, import_id=import_id, started=started, exc=exc)
+            raise
+        finally:
+            if not conn.invalidated:
+                imports_db.release_import(conn, import_id)
+                conn.commit()
+
+
+def _record_failure(
+    conn: Connection, *, import_id: int, started: float, exc: BaseException
+) -> None:
+    if conn.invalidated:  # the connection died with the import; the next run reconciles
+        return
+    if conn.in_transaction():
+        conn.rollback()
+    with conn.begin():
+        imports_db.finish_import(
+            conn,
+            import_id=import_id,
+            status="failed",
+            seconds=time.monotonic() - started,
+            error=f"The import failed and nothing was saved ({type(exc).__name__}: {exc})"[:2000],
+        )
 
 
 def _run_import(
+    conn: Connection,
     *,
-    engine: Engine,
     import_id: int,
     data: bytes,
     file_name: str,
@@ -154,8 +184,7 @@ def _run_import(
     settings: Settings | None,
     started: float,
 ) -> ImportResult:
-    with engine.begin() as conn:
-        imports_db.hold_import(conn, import_id)
+    with conn.begin():
         on_progress(0.02, "Reading and validating the file")
         try:
             prepared = prepared or prepare_file(
@@ -244,3 +273,9 @@ def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
             + [row["reasons"]]
         )
     return buffer.getvalue().encode("utf-8-sig")
+
+
+def import_history(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest imports first; imports left running by a dead process show as failed."""
+    imports_db.mark_interrupted_imports(engine)
+    return imports_db.list_imports(engine, limit=limit)

@@ -1,27 +1,38 @@
 """One settings object, read from the environment.
 
 Defaults suit a laptop: no variable is needed to run the dashboard on the embedded
-PostgreSQL. Every setting is listed in the README's table (a test checks that).
+PostgreSQL and a local mail catcher. Secrets have no default; the parts that need one
+(the payments webhook) refuse to start without it. Every variable is documented in the
+README's table, and a test checks that none is missing there.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
+from billing.errors import OperatorError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    try:
+        return int(value) if value else default
+    except ValueError as exc:
+        raise OperatorError(f"{name} must be a whole number, not {value!r}.") from exc
 
 
 def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
+    value = _env(name).lower()
     if not value:
         return default
     return value in {"1", "true", "yes", "on"}
@@ -31,10 +42,53 @@ def _env_bool(name: str, default: bool) -> bool:
 class Settings:
     """Everything the product reads from the environment, in one place."""
 
-    database_url: str
-    data_dir: Path
-    max_file_mb: int
-    max_debt_amount: Decimal
+    # Database and files
+    database_url: str = ""
+    data_dir: Path = PROJECT_ROOT / ".data"
+    max_file_mb: int = 250
+    max_debt_amount: Decimal = Decimal("99999999.99")
+
+    # Beneficiary of the boletos (the fund's bank account)
+    boleto_layout: str = "caixa_sigcb"
+    bank_code: str = "104"
+    beneficiary_name: str = "Fundo de Crédito Exemplo FIDC"
+    beneficiary_document: str = "11222333000181"
+    beneficiary_agency: str = "1234"
+    beneficiary_account: str = "005507"
+    beneficiary_account_digit: str = "7"
+    beneficiary_wallet: str = "14"
+    beneficiary_code: str = "005507"
+    beneficiary_address: str = ""
+
+    # Pix (hybrid boleto): off when no key is configured
+    pix_key: str = ""
+    pix_merchant_name: str = ""
+    pix_merchant_city: str = "SAO PAULO"
+
+    # E-mail
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_security: str = "none"  # none, starttls or ssl
+    smtp_timeout_seconds: int = 30
+    mail_from: str = "Cobrança <cobranca@example.com>"
+    mail_attach_pdf: bool = False
+    mail_rate_per_second: int = 0  # 0: no limit
+    mail_max_attempts: int = 5
+
+    # Notices and the daily cycle
+    notice_on_issue: bool = True
+    notice_reminder_days: int = 3  # 0 turns the reminder off
+    notice_on_due_date: bool = True
+    notice_overdue_days: int = 1  # days after the due date; 0 turns it off
+    daily_cycle_at: str = "08:00"
+    timezone: str = "America/Sao_Paulo"
+
+    # Payments API
+    webhook_secret: str = ""
+    api_token: str = ""  # bearer token for POST /debtors/upload; unset: uploads off
+    api_port: int = 8000
 
     @property
     def max_file_bytes(self) -> int:
@@ -42,30 +96,61 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        d = cls()
         return cls(
-            database_url=_env("DATABASE_URL", ""),
-            data_dir=Path(_env("BILLING_DATA_DIR", str(PROJECT_ROOT / ".data"))),
-            max_file_mb=int(_env("MAX_FILE_MB", "250")),
-            max_debt_amount=Decimal(_env("MAX_DEBT_AMOUNT", "99999999.99")),
+            database_url=_env("DATABASE_URL"),
+            data_dir=Path(_env("BILLING_DATA_DIR", str(d.data_dir))),
+            max_file_mb=_env_int("MAX_FILE_MB", d.max_file_mb),
+            max_debt_amount=Decimal(_env("MAX_DEBT_AMOUNT", str(d.max_debt_amount))),
+            boleto_layout=_env("BOLETO_LAYOUT", d.boleto_layout),
+            bank_code=_env("BANK_CODE", d.bank_code),
+            beneficiary_name=_env("BENEFICIARY_NAME", d.beneficiary_name),
+            beneficiary_document=_env("BENEFICIARY_DOCUMENT", d.beneficiary_document),
+            beneficiary_agency=_env("BENEFICIARY_AGENCY", d.beneficiary_agency),
+            beneficiary_account=_env("BENEFICIARY_ACCOUNT", d.beneficiary_account),
+            beneficiary_account_digit=_env(
+                "BENEFICIARY_ACCOUNT_DIGIT", d.beneficiary_account_digit
+            ),
+            beneficiary_wallet=_env("BENEFICIARY_WALLET", d.beneficiary_wallet),
+            beneficiary_code=_env("BENEFICIARY_CODE", d.beneficiary_code),
+            beneficiary_address=_env("BENEFICIARY_ADDRESS", d.beneficiary_address),
+            pix_key=_env("PIX_KEY"),
+            pix_merchant_name=_env("PIX_MERCHANT_NAME"),
+            pix_merchant_city=_env("PIX_MERCHANT_CITY", d.pix_merchant_city),
+            smtp_host=_env("SMTP_HOST", d.smtp_host),
+            smtp_port=_env_int("SMTP_PORT", d.smtp_port),
+            smtp_user=_env("SMTP_USER"),
+            smtp_password=_env("SMTP_PASSWORD"),
+            smtp_security=_env("SMTP_SECURITY", d.smtp_security).lower(),
+            smtp_timeout_seconds=_env_int("SMTP_TIMEOUT_SECONDS", d.smtp_timeout_seconds),
+            mail_from=_env("MAIL_FROM", d.mail_from),
+            mail_attach_pdf=_env_bool("MAIL_ATTACH_PDF", d.mail_attach_pdf),
+            mail_rate_per_second=_env_int("MAIL_RATE_PER_SECOND", d.mail_rate_per_second),
+            mail_max_attempts=_env_int("MAIL_MAX_ATTEMPTS", d.mail_max_attempts),
+            notice_on_issue=_env_bool("NOTICE_ON_ISSUE", d.notice_on_issue),
+            notice_reminder_days=_env_int("NOTICE_REMINDER_DAYS", d.notice_reminder_days),
+            notice_on_due_date=_env_bool("NOTICE_ON_DUE_DATE", d.notice_on_due_date),
+            notice_overdue_days=_env_int("NOTICE_OVERDUE_DAYS", d.notice_overdue_days),
+            daily_cycle_at=_env("DAILY_CYCLE_AT", d.daily_cycle_at),
+            timezone=_env("TIMEZONE", d.timezone),
+            webhook_secret=_env("WEBHOOK_SECRET"),
+            api_token=_env("API_TOKEN"),
+            api_port=_env_int("API_PORT", d.api_port),
         )
 
 
-ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "database_url": "DATABASE_URL",
-    "data_dir": "BILLING_DATA_DIR",
-    "max_file_mb": "MAX_FILE_MB",
-    "max_debt_amount": "MAX_DEBT_AMOUNT",
-}
-
-
-def setting_names() -> list[str]:
-    """The environment variable behind every setting (the README documents each)."""
-    return [ENVIRONMENT_VARIABLES[f.name] for f in fields(Settings)]
+# The environment variable behind each setting; the README documents each of them.
+ENVIRONMENT_VARIABLES = (
+    "DATABASE_URL BILLING_DATA_DIR MAX_FILE_MB MAX_DEBT_AMOUNT BOLETO_LAYOUT BANK_CODE "
+    "BENEFICIARY_NAME BENEFICIARY_DOCUMENT BENEFICIARY_AGENCY BENEFICIARY_ACCOUNT "
+    "BENEFICIARY_ACCOUNT_DIGIT BENEFICIARY_WALLET BENEFICIARY_CODE BENEFICIARY_ADDRESS "
+    "PIX_KEY PIX_MERCHANT_NAME PIX_MERCHANT_CITY SMTP_HOST SMTP_PORT SMTP_USER SMTP_PASSWORD "
+    "SMTP_SECURITY SMTP_TIMEOUT_SECONDS MAIL_FROM MAIL_ATTACH_PDF MAIL_RATE_PER_SECOND "
+    "MAIL_MAX_ATTEMPTS NOTICE_ON_ISSUE NOTICE_REMINDER_DAYS NOTICE_ON_DUE_DATE "
+    "NOTICE_OVERDUE_DAYS DAILY_CYCLE_AT TIMEZONE WEBHOOK_SECRET API_TOKEN API_PORT"
+).split()
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings.from_env()
-
-
-__all__ = ["Settings", "_env_bool", "get_settings", "setting_names"]

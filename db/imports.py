@@ -33,9 +33,27 @@ def create_import(
     ).scalar_one()
 
 
+_LIVE_IMPORT_LOCK = 7301  # first key of the session lock that says "this import is alive"
+
+
 def hold_import(conn: Connection, import_id: int) -> None:
-    """Lock the import's row for this transaction: a locked 'running' import is alive."""
-    conn.execute(text("SELECT id FROM imports WHERE id = :id FOR UPDATE"), {"id": import_id})
+    """Take the session lock that marks the import alive until released or disconnected.
+
+    Taken in the transaction that creates the row, so no other session ever sees the row
+    'running' without its lock; a session lock outlives that transaction and dies with
+    the connection, so a killed process frees it at once.
+    """
+    conn.execute(
+        text("SELECT pg_advisory_lock(:ns, CAST(:id AS integer))"),
+        {"ns": _LIVE_IMPORT_LOCK, "id": import_id},
+    )
+
+
+def release_import(conn: Connection, import_id: int) -> None:
+    conn.execute(
+        text("SELECT pg_advisory_unlock(:ns, CAST(:id AS integer))"),
+        {"ns": _LIVE_IMPORT_LOCK, "id": import_id},
+    )
 
 
 def finish_import(
@@ -84,20 +102,31 @@ def finish_import(
 
 
 def mark_interrupted_imports(engine: Engine) -> int:
-    """Close imports left 'running' by a process that died: nobody holds their row lock."""
+    """Close imports left 'running' by a process that died: nobody holds their lock."""
     with engine.begin() as conn:
+        running = (
+            conn.execute(
+                text("SELECT id FROM imports WHERE status = 'running' FOR UPDATE SKIP LOCKED")
+            )
+            .scalars()
+            .all()
+        )
+        orphans = [
+            import_id
+            for import_id in running
+            if conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:ns, CAST(:id AS integer))"),
+                {"ns": _LIVE_IMPORT_LOCK, "id": import_id},
+            ).scalar_one()
+        ]
+        if not orphans:
+            return 0
         return conn.execute(
             text(
-                """
-                UPDATE imports SET status = 'failed', error = :error, finished_at = now()
-                WHERE id IN (
-                    SELECT id FROM imports
-                    WHERE status = 'running' AND started_at < now() - interval '5 seconds'
-                    FOR UPDATE SKIP LOCKED
-                )
-                """
+                "UPDATE imports SET status = 'failed', error = :error, finished_at = now() "
+                "WHERE id = ANY(:ids)"
             ),
-            {"error": INTERRUPTED_MESSAGE},
+            {"error": INTERRUPTED_MESSAGE, "ids": orphans},
         ).rowcount
 
 

@@ -1,0 +1,177 @@
+"""Queries on payments and the history of charges (charge_events).
+
+Every function takes the caller's connection: billing.payments runs each use case in one
+transaction that starts by locking the charge's row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+_CHARGE_COLUMNS = "id, debt_id, amount, status, due_date"
+
+
+def lock_charge_by_debt_id(conn: Connection, debt_id: str) -> dict[str, Any] | None:
+    """The charge of a debtId, its row locked until the transaction ends."""
+    row = (
+        conn.execute(
+            text(f"SELECT {_CHARGE_COLUMNS} FROM charges WHERE debt_id = :debt_id FOR UPDATE"),
+            {"debt_id": debt_id},
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def lock_charge(conn: Connection, charge_id: int) -> dict[str, Any] | None:
+    """A charge by id, its row locked until the transaction ends."""
+    row = (
+        conn.execute(
+            text(f"SELECT {_CHARGE_COLUMNS} FROM charges WHERE id = :id FOR UPDATE"),
+            {"id": charge_id},
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def charge_exists(conn: Connection, charge_id: int) -> bool:
+    return (
+        conn.execute(text("SELECT 1 FROM charges WHERE id = :id"), {"id": charge_id}).first()
+        is not None
+    )
+
+
+def insert_payment(
+    conn: Connection,
+    *,
+    charge_id: int,
+    paid_at: datetime,
+    paid_amount: Decimal,
+    paid_by: str,
+    source: str,
+    idempotency_key: str,
+    payload: str,
+) -> int | None:
+    """Insert a payment; None when its idempotency key is already recorded."""
+    return conn.execute(
+        text(
+            """
+            INSERT INTO payments
+                (charge_id, paid_at, paid_amount, paid_by, source, idempotency_key, payload)
+            VALUES
+                (:charge_id, :paid_at, :paid_amount, :paid_by, :source, :idempotency_key,
+                 CAST(:payload AS jsonb))
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING id
+            """
+        ),
+        {
+            "charge_id": charge_id,
+            "paid_at": paid_at,
+            "paid_amount": paid_amount,
+            "paid_by": paid_by,
+            "source": source,
+            "idempotency_key": idempotency_key,
+            "payload": payload,
+        },
+    ).scalar_one_or_none()
+
+
+def payment_id_by_key(conn: Connection, idempotency_key: str) -> int | None:
+    return conn.execute(
+        text("SELECT id FROM payments WHERE idempotency_key = :key"), {"key": idempotency_key}
+    ).scalar_one_or_none()
+
+
+def paid_total(conn: Connection, charge_id: int) -> Decimal:
+    """The sum of every payment recorded for a charge (0 when none)."""
+    return conn.execute(
+        text("SELECT coalesce(sum(paid_amount), 0) FROM payments WHERE charge_id = :id"),
+        {"id": charge_id},
+    ).scalar_one()
+
+
+def set_charge_status(conn: Connection, charge_id: int, status: str) -> None:
+    conn.execute(
+        text("UPDATE charges SET status = :status WHERE id = :id"),
+        {"id": charge_id, "status": status},
+    )
+
+
+def insert_event(
+    conn: Connection,
+    *,
+    charge_id: int,
+    kind: str,
+    actor: str,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    payment_id: int | None = None,
+    amount: Decimal | None = None,
+    reason: str | None = None,
+) -> int:
+    """Append one row to a charge's history."""
+    return conn.execute(
+        text(
+            """
+            INSERT INTO charge_events
+                (charge_id, kind, from_status, to_status, payment_id, amount, reason, actor)
+            VALUES
+                (:charge_id, :kind, :from_status, :to_status, :payment_id, :amount, :reason,
+                 :actor)
+            RETURNING id
+            """
+        ),
+        {
+            "charge_id": charge_id,
+            "kind": kind,
+            "from_status": from_status,
+            "to_status": to_status,
+            "payment_id": payment_id,
+            "amount": amount,
+            "reason": reason,
+            "actor": actor,
+        },
+    ).scalar_one()
+
+
+def charge_events(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
+    """A charge's history, oldest first, with the payment behind each payment event."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT e.id, e.kind, e.from_status, e.to_status, e.amount, e.reason, e.actor,
+                   e.created_at, e.payment_id, p.paid_at, p.paid_amount, p.paid_by, p.source
+            FROM charge_events AS e
+            LEFT JOIN payments AS p ON p.id = e.payment_id
+            WHERE e.charge_id = :id
+            ORDER BY e.created_at, e.id
+            """
+        ),
+        {"id": charge_id},
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def payments_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            """
+            SELECT id, paid_at, paid_amount, paid_by, source, idempotency_key, payload,
+                   created_at
+            FROM payments
+            WHERE charge_id = :id
+            ORDER BY paid_at, id
+            """
+        ),
+        {"id": charge_id},
+    ).mappings()
+    return [dict(row) for row in rows]
+

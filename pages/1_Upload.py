@@ -1,0 +1,104 @@
+"""Upload: drop a debtor CSV, check the preview and the validation report, import it."""
+
+import hashlib
+
+import streamlit as st
+
+from billing.errors import FileRefused
+from billing.importer import PreparedFile, import_file, prepare_file, rejected_rows_csv
+from pages._shared import engine, operator_errors
+
+st.title("Upload a debtor file")
+st.caption(
+    "CSV with the columns name, governmentId, email, debtAmount, debtDueDate, debtId "
+    "(comma or semicolon, UTF-8 or Latin-1). Importing the same file again never "
+    "creates a charge twice."
+)
+
+uploaded = st.file_uploader("Debtor file", type=["csv", "txt"], key="debtor_file")
+lenient = st.checkbox(
+    "Lenient documents",
+    help="Accept any non-empty governmentId instead of requiring a valid CPF or CNPJ.",
+)
+
+
+@st.cache_data(show_spinner="Reading and validating the file…", max_entries=2)
+def _prepare(digest: str, data: bytes, lenient_documents: bool) -> PreparedFile | str:
+    try:
+        return prepare_file(data, lenient_documents=lenient_documents)
+    except FileRefused as refusal:
+        return refusal.message
+
+
+def _show_preview(prepared: PreparedFile) -> None:
+    file = prepared.file
+    columns = st.columns(4)
+    columns[0].metric("Rows", f"{prepared.row_count:n}")
+    columns[1].metric("Valid", f"{prepared.valid_count:n}")
+    columns[2].metric("Rejected", f"{prepared.rejected_count:n}")
+    columns[3].metric("Format", f"{file.encoding}, “{file.delimiter}”")
+    if file.extra_columns:
+        st.info("Ignored columns: " + ", ".join(file.extra_columns))
+    st.subheader("First rows as read")
+    st.dataframe(prepared.preview().to_pandas(), hide_index=True)
+    if prepared.rejected_count:
+        st.subheader("Rows that will be rejected")
+        st.dataframe(prepared.reason_summary(), hide_index=True)
+
+
+def _show_result(result: dict) -> None:
+    if result["status"] == "refused":
+        st.error(f"**File refused.** {result['error']}")
+        return
+    st.success(
+        f"Imported {result['imported']:n} charges in {result['seconds']:.1f} s; "
+        f"{result['duplicates']:n} were already present and {result['rejected']:n} "
+        "rows were rejected."
+    )
+    columns = st.columns(4)
+    columns[0].metric("Imported", f"{result['imported']:n}")
+    columns[1].metric("Already present", f"{result['duplicates']:n}")
+    columns[2].metric("Rejected", f"{result['rejected']:n}")
+    columns[3].metric("Seconds", f"{result['seconds']:.1f}")
+    if result["rejected"]:
+        st.download_button(
+            "Download the rejected rows (CSV with reasons)",
+            data=rejected_rows_csv(engine(), result["import_id"]),
+            file_name=f"rejected-import-{result['import_id']}.csv",
+            mime="text/csv",
+        )
+
+
+if uploaded is None:
+    st.session_state.pop("import_result", None)
+    st.info("Drag a CSV file here to see a preview before anything is imported.")
+    st.stop()
+
+data = uploaded.getvalue()
+digest = hashlib.sha256(data).hexdigest()
+prepared = _prepare(digest, data, lenient)
+if isinstance(prepared, str):
+    st.error(f"**File refused.** {prepared}")
+    st.stop()
+
+_show_preview(prepared)
+
+done = st.session_state.get("import_result")
+if done and done["digest"] == digest:
+    _show_result(done["result"])
+elif st.button("Import", type="primary", disabled=prepared.valid_count == 0):
+    progress = st.progress(0.0, text="Starting")
+    with operator_errors():
+        result = import_file(
+            engine=engine(),
+            data=data,
+            file_name=uploaded.name,
+            lenient_documents=lenient,
+            prepared=prepared,
+            on_progress=lambda fraction, message: progress.progress(
+                min(fraction, 1.0), text=message
+            ),
+        ).as_dict()
+        st.session_state["import_result"] = {"digest": digest, "result": result}
+        progress.empty()
+        _show_result(result)

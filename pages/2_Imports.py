@@ -1,0 +1,56 @@
+"""Imports: every file received, what became of it, and its rejected rows."""
+
+import pandas as pd
+import streamlit as st
+
+from billing.importer import import_history, rejected_rows_csv
+from pages._shared import engine
+
+st.title("Import history")
+
+history = import_history(engine())
+if not history:
+    st.info("No file imported yet. Start on the Upload page.")
+    st.stop()
+
+table = pd.DataFrame(history)
+st.dataframe(
+    table[
+        [
+            "id",
+            "started_at",
+            "file_name",
+            "status",
+            "rows",
+            "imported",
+            "duplicates",
+            "rejected",
+            "duration_seconds",
+            "error",
+        ]
+    ],
+    hide_index=True,
+    column_config={
+        "id": st.column_config.NumberColumn("#", format="%d"),
+        "started_at": st.column_config.DatetimeColumn("When", format="DD/MM/YYYY HH:mm"),
+        "file_name": "File",
+        "status": "Status",
+        "duration_seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
+        "error": "Message",
+    },
+)
+
+with_rejections = [row for row in history if row["rejected"]]
+if with_rejections:
+    st.subheader("Rejected rows")
+    chosen = st.selectbox(
+        "Import",
+        with_rejections,
+        format_func=lambda row: f"#{row['id']} {row['file_name']} ({row['rejected']:n} rejected)",
+    )
+    st.download_button(
+        "Download the rejected rows (CSV with reasons)",
+        data=rejected_rows_csv(engine(), chosen["id"]),
+        file_name=f"rejected-import-{chosen['id']}.csv",
+        mime="text/csv",
+    )

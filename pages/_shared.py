@@ -1,0 +1,39 @@
+"""What every page needs: the database engine (migrated once) and how errors are shown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+from sqlalchemy import Engine
+
+from billing.errors import OperatorError
+
+log = logging.getLogger("billing.dashboard")
+
+
+@st.cache_resource(show_spinner="Starting the database…")
+def engine() -> Engine:
+    from db.engine import get_engine
+    from db.migrations import migrate
+
+    engine = get_engine()
+    migrate(engine)
+    return engine
+
+
+@contextmanager
+def operator_errors() -> Iterator[None]:
+    """Show an operator's mistake as a sentence and a bug as a short note; log the bug."""
+    try:
+        yield
+    except OperatorError as exc:
+        st.error(f"**{exc.title}.** {exc.message}")
+    except Exception:
+        log.exception("dashboard action failed")
+        st.error(
+            "Something went wrong on our side and nothing was changed. "
+            "The details are in the server log; please tell the team."
+        )

@@ -1,0 +1,266 @@
+"""The import against a real PostgreSQL: counts, idempotency, atomicity, concurrency."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, text
+
+from billing.importer import import_file, import_history, rejected_rows_csv
+from db import imports as imports_db
+
+HEADER = "name,governmentId,email,debtAmount,debtDueDate,debtId"
+VALID_CPFS = ["52998224725", "11144477735", "12345678909", "93541134780", "28625587887"]
+
+
+def debtor_csv(rows: list[tuple[str, ...]], header: str = HEADER) -> bytes:
+    return ("\n".join([header, *(",".join(row) for row in rows)]) + "\n").encode()
+
+
+def sample_rows(count: int, *, start: int = 0) -> list[tuple[str, ...]]:
+    return [
+        (
+            f"Debtor {i}",
+            VALID_CPFS[i % len(VALID_CPFS)],
+            f"debtor{i}@example.com",
+            f"{100 + i}.50",
+            "2024-05-10",
+            f"debt-{i:06d}",
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def run_import(db: Engine, data: bytes, *, lenient: bool = False, name: str = "debtors.csv"):
+    return import_file(engine=db, data=data, file_name=name, lenient_documents=lenient)
+
+
+def scalar(db: Engine, sql: str, **params):
+    with db.connect() as conn:
+        return conn.execute(text(sql), params).scalar_one()
+
+
+def test_import_creates_debtors_and_charges(db: Engine) -> None:
+    result = run_import(db, debtor_csv(sample_rows(10)))
+
+    assert result.status == "done"
+    assert (result.rows, result.imported, result.duplicates, result.rejected) == (10, 10, 0, 0)
+    assert scalar(db, "SELECT count(*) FROM charges") == 10
+    assert scalar(db, "SELECT count(*) FROM debtors") == len(VALID_CPFS)
+    with db.connect() as conn:
+        charge = conn.execute(
+            text(
+                "SELECT c.amount, c.due_date, c.payer_email, c.created_at, c.updated_at, "
+                "d.government_id FROM charges c JOIN debtors d ON d.id = c.debtor_id "
+                "WHERE c.debt_id = 'debt-000003'"
+            )
+        ).one()
+    assert charge.amount == Decimal("103.50")
+    assert str(charge.due_date) == "2024-05-10"
+    assert charge.payer_email == "debtor3@example.com"
+    assert charge.government_id == VALID_CPFS[3]
+    assert charge.created_at is not None and charge.updated_at is not None
+    record = imports_db.get_import(db, result.import_id)
+    assert record["status"] == "done"
+    assert (record["rows"], record["imported"], record["rejected"]) == (10, 10, 0)
+
+
+def test_updated_at_is_kept_by_the_database(db: Engine) -> None:
+    run_import(db, debtor_csv(sample_rows(1)))
+    with db.begin() as conn:
+        before = conn.execute(text("SELECT updated_at FROM charges")).scalar_one()
+    with db.begin() as conn:
+        conn.execute(text("UPDATE charges SET status = 'canceled'"))
+    after = scalar(db, "SELECT updated_at FROM charges")
+    assert after > before
+
+
+def test_same_file_twice_creates_nothing_new(db: Engine) -> None:
+    data = debtor_csv(sample_rows(20))
+    first = run_import(db, data)
+    second = run_import(db, data)
+
+    assert first.imported == 20
+    assert (second.status, second.imported, second.duplicates) == ("done", 0, 20)
+    assert scalar(db, "SELECT count(*) FROM charges") == 20
+
+
+def test_overlapping_file_adds_only_new_debt_ids(db: Engine) -> None:
+    run_import(db, debtor_csv(sample_rows(10)))
+    result = run_import(db, debtor_csv(sample_rows(10, start=5)))
+
+    assert (result.imported, result.duplicates) == (5, 5)
+    assert scalar(db, "SELECT count(*) FROM charges") == 15
+
+
+def test_newest_file_updates_the_debtor_but_not_what_a_charge_billed(db: Engine) -> None:
+    cpf = VALID_CPFS[0]
+    run_import(db, debtor_csv([("Ana Souza", cpf, "ana@old.com", "10", "2024-01-01", "a1")]))
+    run_import(db, debtor_csv([("Ana S. Lima", cpf, "ana@new.com", "20", "2024-02-01", "a2")]))
+
+    with db.connect() as conn:
+        debtor = conn.execute(text("SELECT name, email FROM debtors")).one()
+        billed = dict(conn.execute(text("SELECT debt_id, payer_email FROM charges")).all())
+    assert tuple(debtor) == ("Ana S. Lima", "ana@new.com")
+    assert billed == {"a1": "ana@old.com", "a2": "ana@new.com"}
+
+
+def test_one_address_may_serve_several_debtors(db: Engine) -> None:
+    rows = [
+        ("Pai", VALID_CPFS[0], "familia@example.com", "10", "2024-01-01", "f1"),
+        ("Filha", VALID_CPFS[1], "familia@example.com", "10", "2024-01-01", "f2"),
+    ]
+    assert run_import(db, debtor_csv(rows)).imported == 2
+    assert scalar(db, "SELECT count(*) FROM debtors WHERE email = 'familia@example.com'") == 2
+
+
+def test_rejected_rows_are_kept_with_every_reason_and_downloadable(db: Engine) -> None:
+    rows = [
+        *sample_rows(2),
+        ("", "123", "not-an-email", "-5", "2024-02-30", "bad-1"),
+        ("Dup", VALID_CPFS[0], "dup@example.com", "1", "2024-01-01", "debt-000000"),
+    ]
+    result = run_import(db, debtor_csv(rows))
+
+    assert (result.imported, result.rejected) == (2, 2)
+    assert result.reason_counts["duplicate debtId in file"] == 1
+    download = rejected_rows_csv(db, result.import_id).decode("utf-8-sig")
+    parsed = list(csv.DictReader(io.StringIO(download)))
+    assert [row["line"] for row in parsed] == ["4", "5"]
+    assert parsed[0]["debtAmount"] == "-5"
+    assert set(parsed[0]["reasons"].split("; ")) == {
+        "missing name",
+        "invalid governmentId (not a valid CPF or CNPJ)",
+        "invalid email",
+        "invalid debtAmount",
+        "invalid debtDueDate",
+    }
+    assert parsed[1]["reasons"] == "duplicate debtId in file"
+
+
+def test_fixed_rejected_rows_import_when_uploaded_again(db: Engine) -> None:
+    rows = [("Fix Me", VALID_CPFS[2], "fix@example", "10", "2024-01-01", "fix-1")]
+    first = run_import(db, debtor_csv(rows))
+    assert (first.imported, first.rejected) == (0, 1)
+
+    fixed = rejected_rows_csv(db, first.import_id).replace(b"fix@example", b"fix@example.com")
+    second = run_import(db, fixed)
+    assert (second.imported, second.rejected) == (1, 0)
+    assert sorted(second.extra_columns) == ["line", "reasons"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message_part"),
+    [
+        (b"", "empty"),
+        (b"\x00\x01\x02binary\x00", "binary"),
+        (b"name,email\nAna,ana@example.com\n", "missing"),
+    ],
+)
+def test_refused_file_is_recorded_and_writes_nothing(
+    db: Engine, data: bytes, message_part: str
+) -> None:
+    result = run_import(db, data)
+
+    assert result.status == "refused"
+    assert message_part in result.error.lower()
+    assert scalar(db, "SELECT count(*) FROM charges") == 0
+    record = imports_db.get_import(db, result.import_id)
+    assert record["status"] == "refused"
+    assert record["error"] == result.error
+
+
+def test_a_failure_mid_load_leaves_nothing_behind(db: Engine) -> None:
+    rows = sample_rows(50)
+    with db.begin() as conn:
+        conn.exec_driver_sql(
+            """
+            CREATE FUNCTION fail_on_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.debt_id = 'debt-000040' THEN RAISE EXCEPTION 'disk on fire'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER poison BEFORE INSERT ON charges
+                FOR EACH ROW EXECUTE FUNCTION fail_on_poison();
+            """
+        )
+    try:
+        with pytest.raises(Exception, match="disk on fire"):
+            run_import(db, debtor_csv(rows))
+    finally:
+        with db.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER poison ON charges; DROP FUNCTION fail_on_poison()")
+
+    assert scalar(db, "SELECT count(*) FROM charges") == 0
+    assert scalar(db, "SELECT count(*) FROM debtors") == 0
+    failed = import_history(db)[0]
+    assert failed["status"] == "failed"
+    assert "nothing was saved" in failed["error"]
+
+    again = run_import(db, debtor_csv(rows))
+    assert (again.status, again.imported) == ("done", 50)
+
+
+def test_two_imports_at_once_neither_deadlock_nor_duplicate(db: Engine) -> None:
+    first = debtor_csv(sample_rows(3000))
+    second = debtor_csv(sample_rows(3000, start=1500))
+    results = {}
+    errors = []
+
+    def worker(name: str, data: bytes) -> None:
+        try:
+            results[name] = run_import(db, data, name=name)
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=("a.csv", first)),
+        threading.Thread(target=worker, args=("b.csv", second)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors
+    assert scalar(db, "SELECT count(*) FROM charges") == 4500
+    assert results["a.csv"].imported + results["b.csv"].imported == 4500
+    assert results["a.csv"].duplicates + results["b.csv"].duplicates == 1500
+
+
+def test_an_import_left_running_by_a_dead_process_shows_as_failed(db: Engine) -> None:
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO imports (file_name, sha256, size_bytes, started_at) "
+                "VALUES ('ghost.csv', 'x', 1, now() - interval '1 hour')"
+            )
+        )
+    history = import_history(db)
+    assert history[0]["status"] == "failed"
+    assert history[0]["error"] == imports_db.INTERRUPTED_MESSAGE
+
+
+def test_a_live_import_is_not_mistaken_for_a_dead_one(db: Engine) -> None:
+    with db.begin() as conn:
+        import_id = imports_db.create_import(
+            conn, file_name="live.csv", sha256="x", size_bytes=1, lenient_documents=False
+        )
+        conn.execute(
+            text("UPDATE imports SET started_at = now() - interval '1 hour' WHERE id = :id"),
+            {"id": import_id},
+        )
+    with db.begin() as holder:
+        imports_db.hold_import(holder, import_id)
+        assert imports_db.mark_interrupted_imports(db) == 0
+    assert imports_db.get_import(db, import_id)["status"] == "running"
+
+
+def test_lenient_documents_accept_short_ids(db: Engine) -> None:
+    rows = [("Elijah Santos", "9558", "elijah@example.net", "7811", "2024-01-19", "u-1")]
+    assert run_import(db, debtor_csv(rows)).rejected == 1
+    assert run_import(db, debtor_csv(rows), lenient=True).imported == 1
