@@ -14,14 +14,16 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import Connection, Engine
 
+from billing.boletos import issue_boletos
 from billing.errors import FileRefused
 from billing.reading import REQUIRED_COLUMNS, DebtorFile, read_debtor_file
+from billing.search import fold_for_search
 from billing.settings import Settings, get_settings
 from billing.validation import ValidatedRows, validate_rows
 from db import imports as imports_db
@@ -83,6 +85,7 @@ class ImportResult:
     imported: int = 0
     duplicates: int = 0
     rejected: int = 0
+    issued: int = 0  # boletos issued for the new charges, after the import committed
     seconds: float = 0.0
     reason_counts: dict[str, int] = field(default_factory=dict)
     extra_columns: list[str] = field(default_factory=list)
@@ -207,7 +210,7 @@ def _run_import(
         counts = loading.load_valid_rows(
             conn,
             import_id=import_id,
-            rows=prepared.rows.valid,
+            rows=_with_search_names(prepared.rows.valid),
             on_progress=lambda f, m: on_progress(0.1 + 0.85 * f, m),
         )
         on_progress(0.96, "Keeping the rejected rows")
@@ -241,9 +244,16 @@ def _run_import(
             delimiter=prepared.file.delimiter,
             extra_columns=result.extra_columns,
         )
+    on_progress(0.98, "Issuing boletos")
+    issued = issue_boletos(conn.engine, import_id=import_id, settings=settings)
+    result = replace(result, issued=issued)
     on_progress(1.0, "Done")
     log.info("import %s of %s: %s", import_id, file_name, result)
     return result
+
+
+def _with_search_names(rows: pa.Table) -> pa.Table:
+    return rows.append_column("search_name", fold_for_search(rows.column("name")))
 
 
 REJECTED_CSV_COLUMNS = ("line", *REQUIRED_COLUMNS, "reasons")

@@ -24,6 +24,7 @@ CREATE TEMP TABLE import_rows (
     debt_id text COLLATE "C" NOT NULL,
     government_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
+    search_name text NOT NULL,
     email text NOT NULL,
     amount numeric(14, 2) NOT NULL,
     due_date date NOT NULL
@@ -33,22 +34,22 @@ CREATE TEMP TABLE import_rows (
 # The newest row of the file speaks for each debtor (its last occurrence).
 _CREATE_STAGED_DEBTORS = """
 CREATE TEMP TABLE import_debtors ON COMMIT DROP AS
-SELECT DISTINCT ON (government_id) government_id, name, email
+SELECT DISTINCT ON (government_id) government_id, name, search_name, email
 FROM import_rows
 ORDER BY government_id, line DESC
 """
 
 _UPDATE_CHANGED_DEBTORS = """
 UPDATE debtors AS d
-SET name = n.name, email = n.email
+SET name = n.name, search_name = n.search_name, email = n.email
 FROM import_debtors AS n
 WHERE d.government_id = n.government_id
   AND (d.name, d.email) IS DISTINCT FROM (n.name, n.email)
 """
 
 _INSERT_NEW_DEBTORS = """
-INSERT INTO debtors (government_id, name, email)
-SELECT n.government_id, n.name, n.email
+INSERT INTO debtors (government_id, name, search_name, email)
+SELECT n.government_id, n.name, n.search_name, n.email
 FROM import_debtors AS n
 WHERE NOT EXISTS (SELECT 1 FROM debtors AS d WHERE d.government_id = n.government_id)
 ORDER BY n.government_id
@@ -64,7 +65,7 @@ WHERE NOT EXISTS (SELECT 1 FROM charges AS c WHERE c.debt_id = r.debt_id)
 ORDER BY r.debt_id
 """
 
-_STAGING_COLUMNS = "line, debt_id, government_id, name, email, amount, due_date"
+_STAGING_COLUMNS = "line, debt_id, government_id, name, email, amount, due_date, search_name"
 _REJECTION_COLUMNS = (
     "line, name, government_id, email, debt_amount, debt_due_date, debt_id, reasons"
 )
@@ -122,7 +123,10 @@ def load_valid_rows(
     rows: pa.Table,
     on_progress: Progress = _no_progress,
 ) -> LoadCounts:
-    """Upsert debtors and insert the charges not yet present; return what changed."""
+    """Upsert debtors and insert the charges not yet present; return what changed.
+
+    `rows` has the validated columns plus `search_name` (see billing.search).
+    """
     conn.exec_driver_sql(_CREATE_STAGING)
     copy_csv(
         conn,

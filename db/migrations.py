@@ -64,7 +64,9 @@ def migrate(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
             _ensure_ledger(conn)
             if migration.name in applied_migrations(conn):
                 continue
-            conn.exec_driver_sql(migration.sql)
+            # Straight to the driver: without parameters psycopg runs the file as written
+            # (several statements, and '%' in RAISE messages is not a placeholder).
+            conn.connection.driver_connection.execute(migration.sql)
             conn.execute(
                 text("INSERT INTO schema_migrations (name, checksum) VALUES (:name, :checksum)"),
                 {"name": migration.name, "checksum": migration.checksum},

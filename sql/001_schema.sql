@@ -10,16 +10,6 @@ BEGIN
 END
 $$;
 
--- Lower-case and strip Portuguese (and common Latin) accents, with built-ins only:
--- the embedded server ships no unaccent extension. Immutable, so it can be indexed.
-CREATE FUNCTION search_fold(value text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
-RETURN lower(translate(
-    value,
-    'ÁÀÂÃÄÅáàâãäåÉÈÊËéèêëÍÌÎÏíìîïÓÒÔÕÖóòôõöÚÙÛÜúùûüÇçÑñÝýÿ',
-    'AAAAAAaaaaaaEEEEeeeeIIIIiiiiOOOOOoooooUUUUuuuuCcNnYyy'
-));
-
 CREATE TABLE imports (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     file_name text NOT NULL,
@@ -73,16 +63,19 @@ CREATE TABLE debtors (
     government_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
     email text NOT NULL,
+    -- The name lower-cased without accents (billing.search.fold), written with the name.
+    search_name text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT debtors_government_id_key UNIQUE (government_id)
 );
 -- Several debtors may share an address; look-ups are case-insensitive.
 CREATE INDEX debtors_email_idx ON debtors (lower(email) COLLATE "C");
--- Accent-insensitive word search over name and e-mail, built-ins only
--- ("Conceicao" finds "Conceição"; a prefix finds the word: 'concei:*').
-CREATE INDEX debtors_search_idx ON debtors
-    USING gin (to_tsvector('simple'::regconfig, search_fold(name || ' ' || email)));
+-- Accent-insensitive word search on the name with built-in full-text search, which the
+-- embedded server has (no pg_trgm there): "conceicao" or the prefix 'concei:*' finds
+-- "Maria da Conceição". E-mail, governmentId and debtId are found by prefix on btrees.
+CREATE INDEX debtors_search_name_idx ON debtors
+    USING gin (to_tsvector('simple'::regconfig, search_name));
 CREATE TRIGGER debtors_updated_at BEFORE UPDATE ON debtors
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
 
@@ -102,8 +95,11 @@ CREATE TABLE charges (
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT charges_debt_id_key UNIQUE (debt_id)
 );
-CREATE INDEX charges_status_due_date_idx ON charges (status, due_date, id);
-CREATE INDEX charges_due_date_idx ON charges (due_date, id);
+-- Without a unique tail these indexes deduplicate (a few thousand due dates, five
+-- statuses): small, and cheap to maintain on a million-row import. Keyset pages order
+-- by (due_date, id) with an incremental sort on top of them.
+CREATE INDEX charges_status_due_date_idx ON charges (status, due_date);
+CREATE INDEX charges_due_date_idx ON charges (due_date);
 CREATE INDEX charges_debtor_idx ON charges (debtor_id);
 CREATE INDEX charges_import_idx ON charges (import_id);
 CREATE TRIGGER charges_updated_at BEFORE UPDATE ON charges

@@ -264,3 +264,26 @@ def test_lenient_documents_accept_short_ids(db: Engine) -> None:
     rows = [("Elijah Santos", "9558", "elijah@example.net", "7811", "2024-01-19", "u-1")]
     assert run_import(db, debtor_csv(rows)).rejected == 1
     assert run_import(db, debtor_csv(rows), lenient=True).imported == 1
+
+
+def test_names_are_found_without_accents(db: Engine) -> None:
+    rows = [
+        ("Maria da Conceição", VALID_CPFS[0], "m@example.com", "10", "2024-01-01", "c1"),
+        ("JOÃO ANTÔNIO", VALID_CPFS[1], "j@example.com", "10", "2024-01-01", "c2"),
+    ]
+    run_import(db, debtor_csv(rows))
+    with db.connect() as conn:
+        found = (
+            conn.execute(
+                text(
+                    "SELECT name FROM debtors WHERE to_tsvector('simple', search_name) "
+                    "@@ to_tsquery('simple', :query) ORDER BY name"
+                ),
+                {"query": "conceicao"},
+            )
+            .scalars()
+            .all()
+        )
+        stored = conn.execute(text("SELECT search_name FROM debtors ORDER BY id")).scalars()
+        assert found == ["Maria da Conceição"]
+        assert sorted(stored) == ["joao antonio", "maria da conceicao"]

@@ -1,0 +1,430 @@
+"""How the project's import of a debtor file compares with a plain COPY of the same file.
+
+(a) is the fastest way PostgreSQL takes the file in: one COPY into a table of six text
+columns with a unique debtId, committed. (b) is ``billing.importer.import_file``:
+reading, validation, staging, set-based upserts and the import's own records. The goal
+is (b) at most twice (a), and the import's process under 2 GB of memory.
+
+Fairness: both run against the same server, in a database created for this run and
+dropped afterwards (a DATABASE_URL pointing at real data is never written to); each
+starts after a CHECKPOINT so neither pays for the other's dirty pages; each is timed
+from the file's bytes already in memory (reading the file from disk is not timed, nor
+is generating it). The import runs in a fresh child process, whose peak resident
+memory (ru_maxrss) is the figure reported.
+
+Usage:
+    python -m bench.bench_import [--rows 1100000] [--debtors N] [--database-url URL]
+                                 [--repeat 1] [--json] [--breakdown]
+
+Without --database-url (or DATABASE_URL) an embedded PostgreSQL is started in a
+temporary folder and deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import logging
+import multiprocessing
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Connection, Engine, event, make_url
+
+from bench.generate import default_debtor_count, write_debtor_file
+from billing.importer import import_file
+from billing.settings import get_settings
+from db.engine import libpq_url, make_engine, start_embedded_server
+from db.migrations import migrate
+
+RATIO_GOAL = 2.0
+MEMORY_GOAL_BYTES = 2_000_000_000  # 2 GB, decimal: the stricter reading
+COPY_CHUNK_BYTES = 1024 * 1024
+
+CREATE_BASELINE = """
+CREATE TABLE baseline (
+    name text,
+    government_id text,
+    email text,
+    debt_amount text,
+    debt_due_date text,
+    debt_id text UNIQUE
+)
+"""
+COPY_BASELINE = (
+    "COPY baseline (name, government_id, email, debt_amount, debt_due_date, debt_id) "
+    "FROM STDIN (FORMAT csv, HEADER true)"
+)
+EMPTY_PROJECT_TABLES = (
+    "TRUNCATE imports, import_rejections, charges, debtors RESTART IDENTITY CASCADE"
+)
+PHASE_LOGGERS = ("billing", "db")
+
+
+@dataclass(frozen=True)
+class ImportRun:
+    """One timed import, as measured in its own process."""
+
+    seconds: float  # wall time around import_file
+    result: dict[str, Any]  # ImportResult.as_dict()
+    peak_memory_bytes: int  # the process's peak RSS, import included
+    memory_before_bytes: int  # peak RSS before the import began (libraries, file bytes)
+    phases: list[str] = field(default_factory=list)  # --breakdown: logs and slow statements
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: int
+    debtors: int
+    file_bytes: int
+    generate_seconds: float
+    server: str
+    copy_seconds: list[float]
+    imports: list[ImportRun]
+
+    @property
+    def copy_median(self) -> float:
+        return statistics.median(self.copy_seconds)
+
+    @property
+    def import_median(self) -> float:
+        return statistics.median(run.seconds for run in self.imports)
+
+    @property
+    def ratio(self) -> float:
+        return self.import_median / self.copy_median
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return max(run.peak_memory_bytes for run in self.imports)
+
+    def as_dict(self) -> dict[str, Any]:
+        last = self.imports[-1].result
+        return {
+            "rows": self.rows,
+            "debtors": self.debtors,
+            "file_bytes": self.file_bytes,
+            "generate_seconds": round(self.generate_seconds, 3),
+            "server": self.server,
+            "copy_seconds": round(self.copy_median, 3),
+            "import_seconds": round(self.import_median, 3),
+            "ratio": round(self.ratio, 3),
+            "ratio_goal": RATIO_GOAL,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "memory_goal_bytes": MEMORY_GOAL_BYTES,
+            "imported": last["imported"],
+            "duplicates": last["duplicates"],
+            "rejected": last["rejected"],
+            "runs": [
+                {
+                    "copy_seconds": round(copy, 3),
+                    "import_seconds": round(run.seconds, 3),
+                    "import_result_seconds": run.result["seconds"],
+                    "peak_memory_bytes": run.peak_memory_bytes,
+                    "memory_before_import_bytes": run.memory_before_bytes,
+                }
+                for copy, run in zip(self.copy_seconds, self.imports, strict=True)
+            ],
+            "breakdown": self.imports[-1].phases,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    rows: int = args.rows
+    debtors: int = default_debtor_count(rows) if args.debtors is None else args.debtors
+    with tempfile.TemporaryDirectory(prefix="bench_import_") as work:
+        path = Path(work) / f"debtors_{rows}.csv"
+        _progress(f"generating {rows} rows for {debtors} debtors")
+        started = time.perf_counter()
+        write_debtor_file(path, rows=rows, debtors=debtors)
+        generate_seconds = time.perf_counter() - started
+        file_bytes = path.stat().st_size
+        _progress(f"file {file_bytes / 1e6:.1f} MB, {rows} rows, in {generate_seconds:.1f} s")
+
+        server_url, where = _server(args.database_url)
+        with _scratch_database(server_url) as url:
+            engine = make_engine(url)
+            migrate(engine)
+            engine.dispose()
+            server = f"{_server_version(url)} ({where})"
+            copy_seconds: list[float] = []
+            imports: list[ImportRun] = []
+            for round_number in range(1, args.repeat + 1):
+                _progress(f"round {round_number}/{args.repeat}: (a) plain COPY")
+                copy_seconds.append(plain_copy(url, path, rows=rows))
+                _progress(f"round {round_number}/{args.repeat}: (b) project import")
+                imports.append(
+                    project_import(url, path, rows=rows, debtors=debtors, breakdown=args.breakdown)
+                )
+    report = Report(
+        rows=rows,
+        debtors=debtors,
+        file_bytes=file_bytes,
+        generate_seconds=generate_seconds,
+        server=server,
+        copy_seconds=copy_seconds,
+        imports=imports,
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(format_report(report, breakdown=args.breakdown))
+    return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_import",
+        description="Time the project's import of a debtor file against a plain COPY of it.",
+    )
+    parser.add_argument("--rows", type=int, default=1_100_000, help="charges (default 1100000)")
+    parser.add_argument("--debtors", type=int, help="distinct CPFs (default rows // 4)")
+    parser.add_argument(
+        "--database-url",
+        default=get_settings().database_url or None,
+        help="a PostgreSQL server to use (default DATABASE_URL, else an embedded server); "
+        "a scratch database is created on it and dropped at the end",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="alternate (a) and (b) this many times; medians"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="show what the import logs at INFO and its slow SQL statements",
+    )
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.repeat < 1:
+        parser.error("--rows and --repeat must be at least 1")
+    if args.debtors is not None and not 1 <= args.debtors <= args.rows:
+        parser.error("--debtors must be between 1 and --rows")
+    return args
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _server(database_url: str | None) -> tuple[str, str]:
+    """The URL of the server to use and how to name it in the report."""
+    if database_url:
+        parsed = make_url(database_url)
+        return database_url, f"{parsed.host or 'local socket'}:{parsed.port or 5432}"
+    folder = Path(tempfile.mkdtemp(prefix="bench_import_pg_"))
+    # atexit runs handlers last-registered first: the server registers its own
+    # stop-and-delete when it starts, after this one, so the folder goes once it stopped.
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    _progress(f"starting an embedded PostgreSQL in {folder}")
+    return start_embedded_server(folder, cleanup_mode="delete"), "embedded"
+
+
+@contextmanager
+def _scratch_database(server_url: str) -> Iterator[str]:
+    """A new database on the server of `server_url`, dropped when the benchmark ends."""
+    name = f"bench_import_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(libpq_url(server_url)).set(database=name).render_as_string(False)
+    finally:
+        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _server_version(url: str) -> str:
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    assert row is not None
+    return f"PostgreSQL {str(row[0]).split()[0]}"
+
+
+def _checkpoint(url: str) -> None:
+    """Write out every dirty page now, so the next step starts from a clean server."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def plain_copy(url: str, path: Path, *, rows: int) -> float:
+    """(a): seconds to COPY the file into a fresh `baseline` table and commit."""
+    data = memoryview(path.read_bytes())  # not timed, as for the import
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS baseline")
+        conn.execute(CREATE_BASELINE)
+        _checkpoint(url)
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cursor, cursor.copy(COPY_BASELINE) as copy:
+            for start in range(0, len(data), COPY_CHUNK_BYTES):
+                copy.write(data[start : start + COPY_CHUNK_BYTES])
+        seconds = time.perf_counter() - started
+        copied = conn.execute("SELECT count(*) FROM baseline").fetchone()
+        conn.execute("DROP TABLE baseline")
+    if copied is None or copied[0] != rows:
+        raise RuntimeError(f"the plain COPY loaded {copied} rows, not {rows}")
+    return seconds
+
+
+def project_import(url: str, path: Path, *, rows: int, debtors: int, breakdown: bool) -> ImportRun:
+    """(b): import the file on empty tables, in a fresh process; check it took every row."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(EMPTY_PROJECT_TABLES)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        run = pool.submit(_import_in_child, url, str(path), breakdown).result()
+
+    result = run.result
+    if (result["status"], result["rows"], result["imported"], result["rejected"]) != (
+        "done",
+        rows,
+        rows,
+        0,
+    ):
+        raise RuntimeError(f"the import did not take every row of the file: {result}")
+    with psycopg.connect(libpq_url(url)) as conn:
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM charges), (SELECT count(*) FROM debtors)"
+        ).fetchone()
+    if counts != (rows, debtors):
+        raise RuntimeError(
+            f"after the import the database holds (charges, debtors) = {counts}, "
+            f"not ({rows}, {debtors})"
+        )
+    return run
+
+
+def _import_in_child(url: str, path: str, breakdown: bool) -> ImportRun:
+    """Runs in its own process, so its peak memory is the import's and nothing else's."""
+    data = Path(path).read_bytes()  # not timed
+    engine = make_engine(url)
+    timeline = _Timeline()
+    if breakdown:
+        timeline.attach(engine)
+    try:
+        with engine.connect():  # the first connection and its type look-ups, not timed
+            pass
+        _checkpoint(url)
+        memory_before = _peak_memory_bytes()
+        timeline.start()
+        started = time.perf_counter()
+        result = import_file(
+            engine=engine, data=data, file_name=Path(path).name, lenient_documents=False
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    return ImportRun(
+        seconds=seconds,
+        result=result.as_dict(),
+        peak_memory_bytes=_peak_memory_bytes(),
+        memory_before_bytes=memory_before,
+        phases=timeline.lines(),
+    )
+
+
+def _peak_memory_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux counts kilobytes
+
+
+class _Timeline(logging.Handler):
+    """For --breakdown: what `billing` and `db` log at INFO, and each SQL statement run
+    through the engine that took 10 ms or more, by time since the import began.
+
+    COPY runs on the driver's cursor, out of the engine's sight: it and the Python work
+    (reading, validation) are the gaps between statements.
+    """
+
+    SLOW_STATEMENT_SECONDS = 0.01
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.started = time.perf_counter()
+        self.events: list[tuple[float, str]] = []
+
+    def attach(self, engine: Engine) -> None:
+        for name in PHASE_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.INFO)
+            logger.addHandler(self)
+        event.listen(engine, "before_cursor_execute", self._before_statement)
+        event.listen(engine, "after_cursor_execute", self._after_statement)
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+        self.events.clear()
+
+    def lines(self) -> list[str]:
+        return [f"{at:+8.2f} s  {text}" for at, text in sorted(self.events)]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        at = time.perf_counter() - self.started
+        self.events.append((at, f"{'':>9}  {record.name}: {record.getMessage()}"))
+
+    def _before_statement(self, conn: Connection, *_: object) -> None:
+        conn.info.setdefault("bench_statement_started", []).append(time.perf_counter())
+
+    def _after_statement(
+        self, conn: Connection, _cursor: object, statement: str, *_: object
+    ) -> None:
+        began = conn.info["bench_statement_started"].pop()
+        seconds = time.perf_counter() - began
+        if seconds >= self.SLOW_STATEMENT_SECONDS:
+            text = " ".join(statement.split())
+            self.events.append((began - self.started, f"{seconds:7.2f} s  SQL {text[:90]}"))
+
+
+def format_report(report: Report, *, breakdown: bool) -> str:
+    """The summary as printed, one figure per line."""
+    last = report.imports[-1].result
+    ratio_met = "met" if report.ratio <= RATIO_GOAL else "MISSED"
+    memory_met = "met" if report.peak_memory_bytes < MEMORY_GOAL_BYTES else "MISSED"
+    lines = [
+        f"rows {report.rows}, debtors {report.debtors}, file {report.file_bytes / 1e6:.1f} MB, "
+        f"server {report.server}",
+        f"{'(a) plain COPY with unique debtId':<34}{report.copy_median:6.2f} s"
+        + _spread(report.copy_seconds),
+        f"{'(b) project import':<34}{report.import_median:6.2f} s   "
+        f"imported {last['imported']}, rejected {last['rejected']}"
+        + _spread([run.seconds for run in report.imports]),
+        f"{'ratio b/a':<34}{report.ratio:6.2f}   (goal <= {RATIO_GOAL}: {ratio_met})",
+        f"{'peak memory of the import':<34}{report.peak_memory_bytes / 1e9:6.2f} GB "
+        f"(goal < {MEMORY_GOAL_BYTES / 1e9:g} GB: {memory_met}; "
+        f"{report.imports[-1].memory_before_bytes / 1e9:.2f} GB before it began)",
+        f"file generated in {report.generate_seconds:.1f} s; both steps timed from the file's "
+        "bytes in memory (reading it from disk not timed), each after a CHECKPOINT",
+    ]
+    if breakdown:
+        phases = report.imports[-1].phases
+        lines.append(
+            "breakdown of the import (start, duration): billing/db log lines at INFO and "
+            "SQL statements of 10 ms or more; COPY and Python work are the gaps"
+        )
+        lines.extend(f"  {phase}" for phase in phases or ["(nothing was logged or slow)"])
+    return "\n".join(lines)
+
+
+def _spread(seconds: list[float]) -> str:
+    if len(seconds) == 1:
+        return ""
+    return f"   (median of {len(seconds)}: " + ", ".join(f"{s:.2f}" for s in seconds) + ")"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
