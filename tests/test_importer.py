@@ -254,10 +254,16 @@ def test_a_live_import_is_not_mistaken_for_a_dead_one(db: Engine) -> None:
             text("UPDATE imports SET started_at = now() - interval '1 hour' WHERE id = :id"),
             {"id": import_id},
         )
-    with db.begin() as holder:
+    with db.connect() as holder:
         imports_db.hold_import(holder, import_id)
-        assert imports_db.mark_interrupted_imports(db) == 0
-    assert imports_db.get_import(db, import_id)["status"] == "running"
+        holder.commit()
+        try:
+            assert imports_db.mark_interrupted_imports(db) == 0
+            assert imports_db.get_import(db, import_id)["status"] == "running"
+        finally:
+            imports_db.release_import(holder, import_id)
+            holder.commit()
+    assert imports_db.mark_interrupted_imports(db) == 1
 
 
 def test_lenient_documents_accept_short_ids(db: Engine) -> None:
