@@ -28,6 +28,19 @@ def _build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--json", action="store_true", help="print one JSON object")
 
     commands.add_parser("migrate", help="apply pending database migrations")
+
+    commands.add_parser("worker", help="run the notice worker: daily cycle and e-mail sending")
+    dispatching = commands.add_parser(
+        "dispatch", help="issue boletos, queue the notices due today and send them, now"
+    )
+    dispatching.add_argument(
+        "--once", action="store_true", required=True, help="run one cycle in this process"
+    )
+    dispatching.add_argument("--json", action="store_true", help="print one JSON object")
+
+    serving = commands.add_parser("api", help="serve the payments API on API_PORT")
+    serving.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    serving.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 8000)")
     return parser
 
 
@@ -88,13 +101,63 @@ def _migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from billing.api import create_app
+    from billing.settings import get_settings
+
+    settings = get_settings()
+    port = args.port or settings.api_port
+    uvicorn.run(create_app(settings=settings), host=args.host, port=port)
+    return EXIT_OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from billing.worker import run_worker
+
+    asyncio.run(run_worker())
+    return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from billing.dispatch import run_cycle
+    from db.engine import get_engine
+    from db.migrations import migrate
+
+    engine = get_engine()
+    migrate(engine)
+    result = run_cycle(engine).as_dict()
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(
+            f"{result['issued']} boletos issued, {result['queued']} notices queued, "
+            f"{result['sent']} sent, {result['failed']} failed, "
+            f"{result['retrying']} to retry, {result['skipped']} skipped "
+            f"in {result['seconds']:.1f} s"
+        )
+    if result["error"]:
+        print(f"Cannot reach the mail server: {result['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"import": _import, "migrate": _migrate}
+    handlers = {
+        "import": _import,
+        "migrate": _migrate,
+        "worker": _worker,
+        "dispatch": _dispatch,
+        "api": _api,
+    }
     try:
         return handlers[args.command](args)
     except OperatorError as exc:

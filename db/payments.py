@@ -174,4 +174,3 @@ def payments_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]
         {"id": charge_id},
     ).mappings()
     return [dict(row) for row in rows]
-

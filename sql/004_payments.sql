@@ -35,7 +35,10 @@ CREATE TABLE charge_events (
     amount numeric(14, 2),
     reason text,
     actor text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    -- The moment of the insert, not of the transaction's start: events written under the
+    -- charge's row lock then sort in the order they happened.
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- An operator's action always says why.
     CONSTRAINT charge_events_reason_required CHECK (
         kind NOT IN ('marked_paid', 'canceled') OR length(btrim(reason)) > 0
@@ -44,3 +47,5 @@ CREATE TABLE charge_events (
 CREATE INDEX charge_events_charge_created_idx ON charge_events (charge_id, created_at);
 CREATE INDEX charge_events_payment_idx ON charge_events (payment_id)
     WHERE payment_id IS NOT NULL;
+CREATE TRIGGER charge_events_updated_at BEFORE UPDATE ON charge_events
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();

@@ -1,0 +1,258 @@
+"""The HTTP API: the bank's payment webhook, debtor-file uploads and a health check.
+
+Run it with `python -m billing api` (uvicorn on API_PORT, 8000 by default), or
+`uvicorn billing.api:app`. It refuses to start without WEBHOOK_SECRET and applies
+pending migrations first.
+
+    POST /webhooks/payments   {"debtId", "paidAt", "paidAmount", "paidBy"}, signed:
+                              X-Signature: sha256=<hex HMAC-SHA256 of the raw body
+                              with WEBHOOK_SECRET>. 200 {"status": "recorded" |
+                              "duplicate", "chargeStatus", ...}; 401 unsigned or badly
+                              signed; 400 not a JSON object; 422 a bad field; 404 an
+                              unknown debtId. Safe to retry: a payment is recorded once.
+    POST /debtors/upload      multipart `file` (+ `lenient_documents`), with
+                              Authorization: Bearer <API_TOKEN>: the dashboard's import.
+                              200 the import's result; 422 when the file is refused.
+    GET  /health              {"status": "ok"} when the database answers, else 503.
+
+Every error is {"detail": "<a sentence>"}; tracebacks go to the log, never a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from billing.errors import OperatorError
+from billing.importer import import_file
+from billing.payments import (
+    InvalidPayment,
+    NotFound,
+    UnreadableBody,
+    check_timezone,
+    read_payment_notification,
+    record_payment,
+)
+from billing.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+_MULTIPART_OVERHEAD = 1024 * 1024
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def create_app(*, settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The API, ready to serve: secret checked, database migrated.
+
+    Raises OperatorError when WEBHOOK_SECRET is missing or TIMEZONE is unknown.
+    """
+    settings = settings or get_settings()
+    if not settings.webhook_secret:
+        raise OperatorError(
+            "WEBHOOK_SECRET is not set. The API checks every payment notification against "
+            "it; set WEBHOOK_SECRET to the secret shared with the bank and start again.",
+            title="The API cannot start",
+        )
+    check_timezone(settings.timezone)
+    own_engine = engine is None
+    if engine is None:
+        from db.engine import get_engine
+
+        engine = get_engine()
+    from db.migrations import migrate
+
+    applied = migrate(engine)
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    if not settings.api_token:
+        log.warning("API_TOKEN is not set: POST /debtors/upload answers 503")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_engine:
+            engine.dispose()
+
+    app = FastAPI(
+        title="Billing API",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    _add_error_handlers(app)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            log.warning("health check: the database does not answer (%s)", _first_line(exc))
+            return JSONResponse(
+                {"status": "unavailable", "detail": "The database does not answer."},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok"})
+
+    @app.post("/webhooks/payments")
+    async def payment_webhook(request: Request) -> JSONResponse:
+        body = await _read_body(request, limit=MAX_WEBHOOK_BYTES)
+        _check_signature(body, request.headers.get("x-signature"), settings.webhook_secret)
+        notification = read_payment_notification(body, timezone=settings.timezone)
+        outcome = await run_in_threadpool(
+            lambda: record_payment(
+                engine,
+                debt_id=notification.debt_id,
+                paid_at=notification.paid_at,
+                paid_amount=notification.paid_amount,
+                paid_by=notification.paid_by,
+                source="webhook",
+                payload=notification.payload,
+                timezone=settings.timezone,
+            )
+        )
+        return JSONResponse(outcome.as_json())
+
+    @app.post("/debtors/upload")
+    async def upload_debtors(request: Request) -> JSONResponse:
+        _check_token(request, settings)
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > settings.max_file_bytes + _MULTIPART_OVERHEAD:
+            raise HTTPException(413, _too_large(settings))
+        async with request.form(max_files=1, max_fields=10) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "Send the debtor file as the multipart form field 'file'.")
+            lenient = _form_flag(form.get("lenient_documents"), "lenient_documents")
+            data = await upload.read(settings.max_file_bytes + 1)
+            file_name = _base_name(upload.filename) or "upload.csv"
+        if len(data) > settings.max_file_bytes:
+            raise HTTPException(413, _too_large(settings))
+        result = await run_in_threadpool(
+            lambda: import_file(
+                engine=engine,
+                data=data,
+                file_name=file_name,
+                lenient_documents=lenient,
+                settings=settings,
+            )
+        )
+        body = result.as_dict()
+        if result.status == "refused":
+            return JSONResponse({"detail": result.error, **body}, status_code=422)
+        return JSONResponse(body)
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """`uvicorn billing.api:app` builds the app on first use, not at import."""
+    if name == "app":
+        return create_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def signature(body: bytes, secret: str) -> str:
+    """The X-Signature value the bank sends for `body`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _check_signature(body: bytes, header: str | None, secret: str) -> None:
+    if not header or not header.strip():
+        raise HTTPException(401, "Missing X-Signature header (sha256=<HMAC-SHA256 of the body>).")
+    expected = signature(body, secret).encode()
+    received = header.strip().lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(expected, received):
+        raise HTTPException(401, "The X-Signature header does not match the body.")
+
+
+def _check_token(request: Request, settings: Settings) -> None:
+    if not settings.api_token:
+        raise HTTPException(503, "Uploads through the API are off: API_TOKEN is not set.")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode("utf-8", "replace"), settings.api_token.encode()
+    ):
+        raise HTTPException(
+            401,
+            "Send Authorization: Bearer <API_TOKEN> to upload files.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def _read_body(request: Request, *, limit: int) -> bytes:
+    """The raw body (the signature covers its exact bytes), refused beyond `limit`."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise HTTPException(413, f"The body is larger than {limit // 1024} KB.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"The body is larger than {limit // 1024} KB.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _form_flag(value: object, name: str) -> bool:
+    if value is None:
+        return False
+    text_value = str(value).strip().lower() if isinstance(value, str) else None
+    if text_value in _TRUE:
+        return True
+    if text_value in _FALSE:
+        return False
+    raise HTTPException(422, f"{name} must be true or false.")
+
+
+def _base_name(file_name: str | None) -> str:
+    """The file's own name, without any folder a browser or client sent along."""
+    return PureWindowsPath(PurePosixPath(file_name or "").name).name.strip()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _too_large(settings: Settings) -> str:
+    return f"The file is larger than {settings.max_file_mb} MB (MAX_FILE_MB)."
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def answer(status: int) -> Any:
+        async def handler(request: Request, exc: OperatorError) -> JSONResponse:
+            return JSONResponse({"detail": exc.message}, status_code=status)
+
+        return handler
+
+    app.add_exception_handler(UnreadableBody, answer(400))
+    app.add_exception_handler(InvalidPayment, answer(422))
+    app.add_exception_handler(NotFound, answer(404))
+    app.add_exception_handler(OperatorError, answer(409))
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette raises the exception again after this answer: the server logs it
+        # with its traceback, once.
+        log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse(
+            {"detail": "Internal error; the details are in the server's log."},
+            status_code=500,
+        )
+
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,535 @@
+"""Payments received for charges, and what an operator does to a charge by hand.
+
+A charge moves pending -> issued -> paid | partially_paid | canceled. "Overdue" is not a
+status: it is derived from the due date and the status when read (`is_overdue`).
+
+Decisions, so a reader need not rediscover them:
+
+- The money decides. After every payment the status is recomputed from the sum of all
+  payments of the charge: sum >= amount -> paid, 0 < sum < amount -> partially_paid.
+  An overpayment is recorded as received and reported (`overpaid_amount`, a warning in
+  the log, a note on the charge's history); refunding it is an operator's decision.
+- A payment for a canceled charge is recorded (the money did come in) but the charge
+  stays canceled; the outcome says so (`charge_canceled`) and the history notes it, so
+  someone can refund it or reopen the charge.
+- Idempotency: a bank notification is identified by its (debtId, paidAt, paidAmount,
+  paidBy), normalised (paidAt as an instant, the amount to cents, the payer's name
+  case- and space-insensitive) and hashed; the same notification twice is recorded once.
+  Two genuinely different payments identical in all four (same second, amount and
+  payer) would be taken as one; banks do not send those.
+- `mark_paid` records a payment with source 'operator' for the outstanding amount,
+  instead of only writing an event: the status stays a function of the payments, so a
+  later bank payment cannot silently undo it, and reports of money received list it as
+  what it is (source 'operator', paid_by the operator, the reason in its payload). If
+  the bank's notification arrives afterwards it is recorded too and the charge shows as
+  overpaid, which is exactly what someone reconciling should see.
+- `cancel_charge` refuses a paid charge; a partially paid one can be canceled, and the
+  result reports what was already received.
+- Every use case is one transaction that first locks the charge's row
+  (SELECT ... FOR UPDATE): concurrent payments for a charge are applied one after the
+  other and the status always matches the sum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, Engine
+
+from billing.errors import OperatorError
+from billing.settings import get_settings
+from db import payments as payments_db
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("webhook", "operator")
+OPEN_STATUSES = ("pending", "issued", "partially_paid")  # still owed: these can be overdue
+WEBHOOK_ACTOR = "bank webhook"
+NOTIFICATION_FIELDS = ("debtId", "paidAt", "paidAmount", "paidBy")
+
+_CENT = Decimal("0.01")
+_LARGEST_AMOUNT = Decimal("999999999999.99")  # numeric(14, 2)
+_EARLIEST_PAYMENT = datetime(2000, 1, 1, tzinfo=UTC)
+_CLOCK_TOLERANCE = timedelta(days=1)
+_HAS_TIME = re.compile(r"\d[Tt ]\d")
+
+
+class NotFound(OperatorError):
+    """No charge with that debtId or id."""
+
+    def __init__(self, message: str, *, title: str = "Not found") -> None:
+        super().__init__(message, title=title)
+
+
+class InvalidPayment(OperatorError):
+    """A payment whose fields cannot be recorded (missing, negative, a bad date...)."""
+
+    def __init__(self, message: str, *, title: str = "Invalid payment") -> None:
+        super().__init__(message, title=title)
+
+
+class UnreadableBody(InvalidPayment):
+    """A notification that is not a JSON object at all."""
+
+
+@dataclass(frozen=True)
+class PaymentNotification:
+    """A bank's payment notification, read and checked; `payload` is the body as received."""
+
+    debt_id: str
+    paid_at: datetime
+    paid_amount: Decimal
+    paid_by: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    """What recording a payment did to its charge."""
+
+    status: str  # recorded, or duplicate (already recorded: nothing changed)
+    payment_id: int
+    charge_id: int
+    debt_id: str
+    previous_status: str
+    charge_status: str
+    charge_amount: Decimal
+    paid_total: Decimal
+
+    @property
+    def charge_canceled(self) -> bool:
+        return self.charge_status == "canceled"
+
+    @property
+    def overpaid_amount(self) -> Decimal:
+        return max(self.paid_total - self.charge_amount, Decimal("0.00"))
+
+    @property
+    def outstanding(self) -> Decimal:
+        if self.charge_canceled:
+            return Decimal("0.00")
+        return max(self.charge_amount - self.paid_total, Decimal("0.00"))
+
+    @property
+    def note(self) -> str | None:
+        return _payment_note(
+            charge_canceled=self.charge_canceled, overpaid_amount=self.overpaid_amount
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's answer; amounts as strings with two decimals, never floats."""
+        return {
+            "status": self.status,
+            "chargeStatus": self.charge_status,
+            "previousStatus": self.previous_status,
+            "chargeId": self.charge_id,
+            "debtId": self.debt_id,
+            "paymentId": self.payment_id,
+            "amount": _money(self.charge_amount),
+            "paidTotal": _money(self.paid_total),
+            "outstanding": _money(self.outstanding),
+            "overpaidAmount": _money(self.overpaid_amount),
+            "chargeCanceled": self.charge_canceled,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class ChargeChange:
+    """What an operator's action did to a charge."""
+
+    charge_id: int
+    debt_id: str
+    from_status: str
+    to_status: str
+    paid_total: Decimal  # everything received for the charge, after the action
+    payment_id: int | None = None  # the operator payment written by mark_paid
+
+
+def is_overdue(*, status: str, due_date: date, today: date) -> bool:
+    """Still owed (fully or in part) after its due date."""
+    return status in OPEN_STATUSES and due_date < today
+
+
+def check_timezone(name: str) -> None:
+    """Fail fast on a TIMEZONE the payments code could not use."""
+    _zone(name)
+
+
+def parse_paid_amount(value: object) -> Decimal:
+    """A positive amount in reais with at most two decimals (a JSON number or a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise InvalidPayment("paidAmount must be a number, such as 100000.00.")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise InvalidPayment(f"paidAmount must be a number, not {value!r}.") from exc
+    if not amount.is_finite():
+        raise InvalidPayment(f"paidAmount must be a number, not {value!r}.")
+    if amount <= 0:
+        raise InvalidPayment(f"paidAmount must be greater than zero, not {amount}.")
+    if amount != amount.quantize(_CENT):
+        raise InvalidPayment(f"paidAmount has more than two decimals: {amount}.")
+    if amount > _LARGEST_AMOUNT:
+        raise InvalidPayment(f"paidAmount is too large: {amount}.")
+    return amount.quantize(_CENT)
+
+
+def parse_paid_at(value: object, *, timezone: str, now: datetime | None = None) -> datetime:
+    """When the payment was made, as an aware datetime.
+
+    Accepts "YYYY-MM-DD HH:MM:SS" and ISO 8601; without an offset the time is local to
+    `timezone` (the TIMEZONE setting, America/Sao_Paulo by default).
+    """
+    if isinstance(value, datetime):
+        paid_at = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _HAS_TIME.search(text):
+            raise InvalidPayment(
+                f"paidAt must be a date and time such as 2022-06-09 10:00:00, not {value!r}."
+            )
+        try:
+            paid_at = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise InvalidPayment(
+                f"paidAt is not a valid date and time: {value!r} "
+                "(expected YYYY-MM-DD HH:MM:SS or ISO 8601)."
+            ) from exc
+    else:
+        raise InvalidPayment("paidAt must be a string such as 2022-06-09 10:00:00.")
+    if paid_at.tzinfo is None:
+        paid_at = paid_at.replace(tzinfo=_zone(timezone))
+    now = now or datetime.now(UTC)
+    if not _EARLIEST_PAYMENT <= paid_at <= now + _CLOCK_TOLERANCE:
+        raise InvalidPayment(f"paidAt is not a plausible payment time: {value!r}.")
+    return paid_at
+
+
+def read_payment_notification(body: bytes, *, timezone: str) -> PaymentNotification:
+    """Read a webhook body: a JSON object with debtId, paidAt, paidAmount and paidBy.
+
+    Raises UnreadableBody when it is not a JSON object, InvalidPayment for a field.
+    Other fields are allowed and kept in the stored payload.
+    """
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise UnreadableBody("The body is not UTF-8 text.") from exc
+    except json.JSONDecodeError as exc:
+        raise UnreadableBody(
+            f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        ) from exc
+    except ValueError as exc:
+        raise UnreadableBody(f"The body is not valid JSON: {exc}.") from exc
+    if not isinstance(data, dict):
+        raise UnreadableBody(
+            "The body must be a JSON object with " + ", ".join(NOTIFICATION_FIELDS) + "."
+        )
+    missing = [name for name in NOTIFICATION_FIELDS if data.get(name) in (None, "")]
+    if missing:
+        raise InvalidPayment("Missing field: " + ", ".join(missing) + ".")
+    if _contains_nul(data):
+        raise InvalidPayment("The body contains a NUL character (\\u0000).")
+    return PaymentNotification(
+        debt_id=_debt_id(data["debtId"]),
+        paid_at=parse_paid_at(data["paidAt"], timezone=timezone),
+        paid_amount=parse_paid_amount(data["paidAmount"]),
+        paid_by=_required_text(data["paidBy"], "paidBy"),
+        payload=text,
+    )
+
+
+def idempotency_key(*, debt_id: str, paid_at: datetime, paid_amount: Decimal, paid_by: str) -> str:
+    """The same bank payment always hashes to the same key, however it was written."""
+    normalised = [
+        debt_id.strip(),
+        paid_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        str(Decimal(paid_amount).quantize(_CENT)),
+        " ".join(paid_by.split()).casefold(),
+    ]
+    return hashlib.sha256(json.dumps(normalised).encode()).hexdigest()
+
+
+def record_payment(
+    engine: Engine,
+    *,
+    debt_id: str,
+    paid_at: datetime | str,
+    paid_amount: Decimal | int | str,
+    paid_by: str,
+    source: str,
+    payload: str | Mapping[str, Any],
+    actor: str | None = None,
+    timezone: str | None = None,
+) -> PaymentOutcome:
+    """Record a payment for the charge of `debt_id` and recompute the charge's status.
+
+    Idempotent: a payment already recorded (same normalised debtId, paidAt, paidAmount,
+    paidBy) returns status 'duplicate' and changes nothing. Raises NotFound for an
+    unknown debtId and InvalidPayment for unusable values.
+    """
+    if source not in SOURCES:
+        raise InvalidPayment(f"source must be one of {', '.join(SOURCES)}, not {source!r}.")
+    debt_id = _debt_id(debt_id)
+    paid_at = parse_paid_at(paid_at, timezone=timezone or get_settings().timezone)
+    paid_amount = parse_paid_amount(paid_amount)
+    paid_by = _required_text(paid_by, "paidBy")
+    actor = actor or (WEBHOOK_ACTOR if source == "webhook" else paid_by)
+    key = idempotency_key(
+        debt_id=debt_id, paid_at=paid_at, paid_amount=paid_amount, paid_by=paid_by
+    )
+    payload_text = payload if isinstance(payload, str) else _json(payload)
+
+    with engine.begin() as conn:
+        charge = payments_db.lock_charge_by_debt_id(conn, debt_id)
+        if charge is None:
+            raise NotFound(f"No charge has debtId {debt_id!r}.")
+        payment_id = payments_db.insert_payment(
+            conn,
+            charge_id=charge["id"],
+            paid_at=paid_at,
+            paid_amount=paid_amount,
+            paid_by=paid_by,
+            source=source,
+            idempotency_key=key,
+            payload=payload_text,
+        )
+        total = payments_db.paid_total(conn, charge["id"])
+        previous = charge["status"]
+        if payment_id is None:
+            # The conflict was on this key, for this charge, committed before our lock.
+            existing = payments_db.payment_id_by_key(conn, key)
+            return _outcome("duplicate", existing, charge, previous, previous, total)
+
+        status = _status_after_payment(previous, total=total, amount=charge["amount"])
+        if status != previous:
+            payments_db.set_charge_status(conn, charge["id"], status)
+        outcome = _outcome("recorded", payment_id, charge, previous, status, total)
+        payments_db.insert_event(
+            conn,
+            charge_id=charge["id"],
+            kind="payment",
+            from_status=previous,
+            to_status=status,
+            payment_id=payment_id,
+            amount=paid_amount,
+            reason=outcome.note,
+            actor=actor,
+        )
+    if outcome.note:
+        log.warning("payment %s for debtId %s: %s", payment_id, debt_id, outcome.note)
+    return outcome
+
+
+def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: str) -> ChargeChange:
+    """Mark a charge paid without a bank notification (paid at the counter, settled...).
+
+    Records an 'operator' payment for the outstanding amount and a 'marked_paid' event
+    with the reason. Refused for a charge already paid or canceled.
+    """
+    reason = _required_text(reason, "A reason", operator=True)
+    actor = _required_text(actor, "Who is acting", operator=True)
+    with engine.begin() as conn:
+        charge = _locked_charge(conn, charge_id)
+        if charge["status"] == "canceled":
+            raise OperatorError(
+                f"Charge {charge['debt_id']} is canceled; a canceled charge can't be marked paid."
+            )
+        total = payments_db.paid_total(conn, charge_id)
+        outstanding = charge["amount"] - total
+        if charge["status"] == "paid" or outstanding <= 0:
+            raise OperatorError(f"Charge {charge['debt_id']} is already paid.")
+        paid_at = datetime.now(UTC)
+        payment_id = payments_db.insert_payment(
+            conn,
+            charge_id=charge_id,
+            paid_at=paid_at,
+            paid_amount=outstanding,
+            paid_by=actor,
+            source="operator",
+            idempotency_key=f"operator:{uuid.uuid4().hex}",
+            payload=_json(
+                {
+                    "action": "mark_paid",
+                    "reason": reason,
+                    "actor": actor,
+                    "outstanding": _money(outstanding),
+                    "at": paid_at.isoformat(),
+                }
+            ),
+        )
+        payments_db.set_charge_status(conn, charge_id, "paid")
+        payments_db.insert_event(
+            conn,
+            charge_id=charge_id,
+            kind="marked_paid",
+            from_status=charge["status"],
+            to_status="paid",
+            payment_id=payment_id,
+            amount=outstanding,
+            reason=reason,
+            actor=actor,
+        )
+    log.info("charge %s marked paid by %s: %s", charge_id, actor, reason)
+    return ChargeChange(
+        charge_id=charge_id,
+        debt_id=charge["debt_id"],
+        from_status=charge["status"],
+        to_status="paid",
+        paid_total=total + outstanding,
+        payment_id=payment_id,
+    )
+
+
+def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: str) -> ChargeChange:
+    """Cancel a charge, recording why and by whom; a paid charge can't be canceled.
+
+    A partially paid charge can be: what was received stays recorded and is reported in
+    `paid_total`, for a refund if one is due.
+    """
+    reason = _required_text(reason, "A reason", operator=True)
+    actor = _required_text(actor, "Who is acting", operator=True)
+    with engine.begin() as conn:
+        charge = _locked_charge(conn, charge_id)
+        if charge["status"] == "paid":
+            raise OperatorError(
+                f"Charge {charge['debt_id']} is paid; a paid charge can't be canceled."
+            )
+        if charge["status"] == "canceled":
+            raise OperatorError(f"Charge {charge['debt_id']} is already canceled.")
+        total = payments_db.paid_total(conn, charge_id)
+        payments_db.set_charge_status(conn, charge_id, "canceled")
+        payments_db.insert_event(
+            conn,
+            charge_id=charge_id,
+            kind="canceled",
+            from_status=charge["status"],
+            to_status="canceled",
+            amount=total if total else None,
+            reason=reason,
+            actor=actor,
+        )
+    log.info("charge %s canceled by %s: %s", charge_id, actor, reason)
+    return ChargeChange(
+        charge_id=charge_id,
+        debt_id=charge["debt_id"],
+        from_status=charge["status"],
+        to_status="canceled",
+        paid_total=total,
+    )
+
+
+def charge_history(engine: Engine, charge_id: int) -> list[dict[str, Any]]:
+    """A charge's events, oldest first: payments, status changes, operator actions."""
+    with engine.connect() as conn:
+        if not payments_db.charge_exists(conn, charge_id):
+            raise NotFound(f"No charge has id {charge_id}.")
+        return payments_db.charge_events(conn, charge_id)
+
+
+def charge_payments(engine: Engine, charge_id: int) -> list[dict[str, Any]]:
+    """Every payment recorded for a charge, in the order they were made."""
+    with engine.connect() as conn:
+        if not payments_db.charge_exists(conn, charge_id):
+            raise NotFound(f"No charge has id {charge_id}.")
+        return payments_db.payments_of_charge(conn, charge_id)
+
+
+def _status_after_payment(previous: str, *, total: Decimal, amount: Decimal) -> str:
+    if previous == "canceled":
+        return "canceled"
+    if total >= amount:
+        return "paid"
+    return "partially_paid" if total > 0 else previous
+
+
+def _outcome(
+    status: str,
+    payment_id: int,
+    charge: Mapping[str, Any],
+    previous: str,
+    charge_status: str,
+    total: Decimal,
+) -> PaymentOutcome:
+    return PaymentOutcome(
+        status=status,
+        payment_id=payment_id,
+        charge_id=charge["id"],
+        debt_id=charge["debt_id"],
+        previous_status=previous,
+        charge_status=charge_status,
+        charge_amount=charge["amount"],
+        paid_total=total,
+    )
+
+
+def _payment_note(*, charge_canceled: bool, overpaid_amount: Decimal) -> str | None:
+    """What someone reconciling must look at, or None when the payment is unremarkable."""
+    notes = []
+    if charge_canceled:
+        notes.append("Received for a canceled charge, which stays canceled.")
+    if overpaid_amount > 0:
+        notes.append(f"Overpaid by {_money(overpaid_amount)}.")
+    return " ".join(notes) or None
+
+
+def _locked_charge(conn: Connection, charge_id: int) -> dict[str, Any]:
+    charge = payments_db.lock_charge(conn, charge_id)
+    if charge is None:
+        raise NotFound(f"No charge has id {charge_id}.")
+    return charge
+
+
+def _debt_id(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidPayment('debtId must be a string such as "8291".')
+    return _required_text(str(value), "debtId")
+
+
+def _required_text(value: object, name: str, *, operator: bool = False) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if operator:
+        raise OperatorError(f"{name} is required.")
+    raise InvalidPayment(f"{name} must be a non-empty string.")
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise OperatorError(f"TIMEZONE {name!r} is not a known time zone.") from exc
+
+
+def _money(value: Decimal) -> str:
+    return str(Decimal(value).quantize(_CENT))
+
+
+def _json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False

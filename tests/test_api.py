@@ -1,0 +1,401 @@
+"""The HTTP API over real HTTP: uvicorn on a free port, the test database, httpx."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine, text
+
+from billing.api import create_app, signature
+from billing.importer import import_file
+from billing.reading import REQUIRED_COLUMNS
+from billing.settings import Settings
+
+SECRET = "test-webhook-secret"
+TOKEN = "test-api-token"
+
+
+@pytest.fixture(scope="module")
+def base_url(engine: Engine) -> Iterator[str]:
+    """The API served by uvicorn in a thread, on a port the system picked."""
+    app = create_app(
+        settings=Settings(webhook_secret=SECRET, api_token=TOKEN, timezone="America/Sao_Paulo"),
+        engine=engine,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture()
+def client(base_url: str, db: Engine) -> Iterator[httpx.Client]:
+    """An HTTP client, on emptied tables."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+def import_charges(db: Engine, *rows: tuple[str, str]) -> None:
+    """Create charges through the real import from (debtId, amount)."""
+    lines = [",".join(REQUIRED_COLUMNS)] + [
+        f"Ana Souza,{index:011d},ana@example.com,{amount},2030-01-31,{debt_id}"
+        for index, (debt_id, amount) in enumerate(rows, start=1)
+    ]
+    result = import_file(
+        engine=db, data="\n".join(lines).encode(), file_name="x.csv", lenient_documents=True
+    )
+    assert result.status == "done" and result.imported == len(rows), result
+
+
+def payment_body(
+    debt_id: str = "8291", amount: str = "100000.00", paid_at: str = "2022-06-09 10:00:00"
+) -> bytes:
+    return (
+        f'{{"debtId": "{debt_id}", "paidAt": "{paid_at}", '
+        f'"paidAmount": {amount}, "paidBy": "John Doe"}}'
+    ).encode()
+
+
+def post_payment(
+    client: httpx.Client, body: bytes, *, sign_with: str | None = SECRET
+) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if sign_with is not None:
+        headers["X-Signature"] = signature(body, sign_with)
+    return client.post("/webhooks/payments", content=body, headers=headers)
+
+
+def scalar(db: Engine, sql: str, **params):
+    with db.connect() as conn:
+        return conn.execute(text(sql), params).scalar_one()
+
+
+def count_payments(db: Engine) -> int:
+    return scalar(db, "SELECT count(*) FROM payments")
+
+
+def charge_status(db: Engine, debt_id: str = "8291") -> str:
+    return scalar(db, "SELECT status FROM charges WHERE debt_id = :d", d=debt_id)
+
+
+def test_a_signed_payment_pays_the_charge(client: httpx.Client, db: Engine) -> None:
+    import_charges(db, ("8291", "100000.00"))
+
+    response = post_payment(client, payment_body())
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "recorded"
+    assert answer["chargeStatus"] == "paid"
+    assert answer["paidTotal"] == "100000.00"
+    assert answer["overpaidAmount"] == "0.00"
+    assert charge_status(db) == "paid"
+    payload = scalar(db, "SELECT payload FROM payments")
+    assert payload == json.loads(payment_body())  # the body as the bank sent it
+
+
+def test_the_same_payment_twice_is_recorded_once(client: httpx.Client, db: Engine) -> None:
+    import_charges(db, ("8291", "100000.00"))
+
+    first = post_payment(client, payment_body())
+    again = post_payment(client, payment_body())
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json()["status"] == "recorded"
+    assert again.json() | {"status": "recorded"} == first.json() | {"previousStatus": "paid"}
+    assert again.json()["status"] == "duplicate"
+    assert count_payments(db) == 1
+
+
+def test_a_partial_payment_then_the_rest(client: httpx.Client, db: Engine) -> None:
+    import_charges(db, ("8291", "100000.00"))
+
+    partial = post_payment(client, payment_body(amount="40000.00"))
+    assert partial.json()["chargeStatus"] == "partially_paid"
+    assert partial.json()["outstanding"] == "60000.00"
+    assert charge_status(db) == "partially_paid"
+
+    rest = post_payment(client, payment_body(amount="60000", paid_at="2022-06-10T09:00:00-03:00"))
+    assert rest.json()["chargeStatus"] == "paid"
+    assert charge_status(db) == "paid"
+    assert count_payments(db) == 2
+
+
+def test_an_overpayment_is_recorded_and_reported(client: httpx.Client, db: Engine) -> None:
+    import_charges(db, ("8291", "100.00"))
+
+    response = post_payment(client, payment_body(amount="150.25"))
+
+    assert response.status_code == 200
+    assert response.json()["chargeStatus"] == "paid"
+    assert response.json()["overpaidAmount"] == "50.25"
+    assert response.json()["note"] == "Overpaid by 50.25."
+    assert scalar(db, "SELECT paid_amount FROM payments") == Decimal("150.25")
+
+
+@pytest.mark.parametrize(
+    ("sign_with", "header", "message"),
+    [
+        ("another-secret", None, "does not match"),
+        (None, None, "Missing X-Signature"),
+        (None, "", "Missing X-Signature"),
+        (None, "sha256=", "does not match"),
+        (None, "sha256=" + "0" * 64, "does not match"),
+        (None, "md5=abc", "does not match"),
+        (None, b"sha256=\xe9", "does not match"),  # not ASCII
+    ],
+)
+def test_unsigned_or_badly_signed_payments_are_refused(
+    client: httpx.Client,
+    db: Engine,
+    sign_with: str | None,
+    header: str | bytes | None,
+    message: str,
+) -> None:
+    import_charges(db, ("8291", "100000.00"))
+    before = charge_status(db)
+    body = payment_body()
+    headers: dict[str, str | bytes] = {"Content-Type": "application/json"}
+    if sign_with:
+        headers["X-Signature"] = signature(body, sign_with)
+    if header is not None:
+        headers["X-Signature"] = header
+
+    response = client.post("/webhooks/payments", content=body, headers=headers)
+
+    assert response.status_code == 401
+    assert message in response.json()["detail"]
+    assert count_payments(db) == 0
+    assert charge_status(db) == before
+
+
+def test_the_signature_covers_the_exact_body(client: httpx.Client, db: Engine) -> None:
+    import_charges(db, ("8291", "100000.00"))
+    signed = payment_body(amount="1.00")
+    tampered = payment_body(amount="100000.00")
+    response = client.post(
+        "/webhooks/payments", content=tampered, headers={"X-Signature": signature(signed, SECRET)}
+    )
+    assert response.status_code == 401
+    assert count_payments(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b'{"debtId": "8291", "paidAt": ', 400, "not valid JSON"),
+        (b"[]", 400, "JSON object"),
+        (b'{"debtId": "8291", "paidAt": "2022-06-09 10:00:00", "paidBy": "J"}',
+         422, "Missing field: paidAmount"),
+        (b'{"debtId": "8291", "paidAt": "2022-06-09 10:00:00", "paidAmount": -1, "paidBy": "J"}',
+         422, "greater than zero"),
+        (b'{"debtId": "8291", "paidAt": "2022-06-09 10:00:00", "paidAmount": 0, "paidBy": "J"}',
+         422, "greater than zero"),
+        (b'{"debtId": "8291", "paidAt": "2022-06-31 10:00:00", "paidAmount": 1, "paidBy": "J"}',
+         422, "not a valid date"),
+        (b'{"debtId": "8291", "paidAt": "09/06/2022", "paidAmount": 1, "paidBy": "J"}',
+         422, "paidAt"),
+    ],
+)  # fmt: skip
+def test_unusable_payments_are_refused_with_a_reason(
+    client: httpx.Client, db: Engine, body: bytes, status: int, message: str
+) -> None:
+    import_charges(db, ("8291", "100000.00"))
+
+    response = post_payment(client, body)
+
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+    assert "Traceback" not in response.text
+    assert count_payments(db) == 0
+
+
+def test_an_oversized_body_is_refused(client: httpx.Client, db: Engine) -> None:
+    body = b'{"pad": "' + b"x" * 70_000 + b'"}'
+    assert post_payment(client, body).status_code == 413
+
+
+def test_an_unknown_debt_id_is_not_found(client: httpx.Client, db: Engine) -> None:
+    import_charges(db, ("8291", "100000.00"))
+
+    response = post_payment(client, payment_body(debt_id="9999"))
+
+    assert response.status_code == 404
+    assert "9999" in response.json()["detail"]
+    assert count_payments(db) == 0
+
+
+def test_concurrent_webhooks_for_one_charge_end_consistent(
+    client: httpx.Client, db: Engine
+) -> None:
+    import_charges(db, ("8291", "100.00"))
+    before = charge_status(db)
+    # Ten distinct payments of 10.00, each delivered twice, all at once.
+    bodies = [payment_body(amount="10.00", paid_at=f"2022-06-09 10:00:{s:02d}") for s in range(10)]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda body: post_payment(client, body), bodies * 2))
+
+    assert [r.status_code for r in responses] == [200] * 20
+    statuses = sorted(r.json()["status"] for r in responses)
+    assert statuses == ["duplicate"] * 10 + ["recorded"] * 10
+    assert count_payments(db) == 10
+    assert charge_status(db) == "paid"
+    with db.connect() as conn:
+        steps = conn.execute(
+            text("SELECT from_status, to_status FROM charge_events ORDER BY created_at, id")
+        ).all()
+    assert [tuple(step) for step in steps] == (
+        [(before, "partially_paid")]
+        + [("partially_paid", "partially_paid")] * 8
+        + [("partially_paid", "paid")]
+    )
+
+
+def test_health(client: httpx.Client) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def debtor_csv(*debt_ids: str) -> bytes:
+    lines = [",".join(REQUIRED_COLUMNS)] + [
+        f"Ana Souza,not-a-cpf,ana@example.com,100.00,2030-01-31,{debt_id}" for debt_id in debt_ids
+    ]
+    return "\n".join(lines).encode()
+
+
+def upload(client: httpx.Client, data: bytes, *, token: str | None = TOKEN, **form: str):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post(
+        "/debtors/upload",
+        files={"file": ("folder/debtors.csv", data, "text/csv")},
+        data=form,
+        headers=headers,
+    )
+
+
+def test_an_uploaded_file_creates_charges(client: httpx.Client, db: Engine) -> None:
+    response = upload(client, debtor_csv("A-1", "A-2"), lenient_documents="true")
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] == "done"
+    assert (result["rows"], result["imported"], result["rejected"]) == (2, 2, 0)
+    assert result["file_name"] == "debtors.csv"
+    assert scalar(db, "SELECT count(*) FROM charges") == 2
+    # A payment for a charge created by the upload.
+    assert post_payment(client, payment_body(debt_id="A-1", amount="100.00")).status_code == 200
+
+
+def test_an_upload_is_strict_about_documents_unless_asked(client: httpx.Client, db: Engine) -> None:
+    result = upload(client, debtor_csv("A-1")).json()
+    assert (result["status"], result["imported"], result["rejected"]) == ("done", 0, 1)
+
+
+def test_a_binary_upload_is_refused_with_the_reason(client: httpx.Client, db: Engine) -> None:
+    response = upload(client, b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+
+    assert response.status_code == 422
+    assert response.json()["status"] == "refused"
+    assert "binary" in response.json()["detail"]
+    assert scalar(db, "SELECT count(*) FROM charges") == 0
+    assert scalar(db, "SELECT status FROM imports") == "refused"
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token", SECRET])
+def test_an_upload_needs_the_api_token(client: httpx.Client, db: Engine, token: str | None) -> None:
+    response = upload(client, debtor_csv("A-1"), token=token)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert scalar(db, "SELECT count(*) FROM imports") == 0
+
+
+def test_an_upload_without_a_file_or_with_a_bad_flag(client: httpx.Client, db: Engine) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    no_file = client.post("/debtors/upload", data={"x": "1"}, headers=headers)
+    assert no_file.status_code == 422
+    assert "'file'" in no_file.json()["detail"]
+    bad_flag = upload(client, debtor_csv("A-1"), lenient_documents="maybe")
+    assert bad_flag.status_code == 422
+    assert "lenient_documents" in bad_flag.json()["detail"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_api_refuses_to_start_without_a_webhook_secret(app_env: dict[str, str]) -> None:
+    env = app_env | {"WEBHOOK_SECRET": "", "API_PORT": str(free_port())}
+    done = subprocess.run(
+        [sys.executable, "-m", "billing", "api", "--host", "127.0.0.1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "WEBHOOK_SECRET is not set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_cli_serves_the_api_on_api_port(app_env: dict[str, str], db: Engine) -> None:
+    import_charges(db, ("8291", "100000.00"))
+    port = free_port()
+    env = app_env | {"WEBHOOK_SECRET": "cli-secret", "API_TOKEN": "", "API_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "billing", "api", "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    health = client.get("/health")
+                    break
+                except httpx.TransportError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        process.kill()
+                        pytest.fail(f"the API did not start:\n{process.communicate()[0]}")
+                    time.sleep(0.2)
+            assert health.json() == {"status": "ok"}
+            body = payment_body()
+            paid = client.post(
+                "/webhooks/payments",
+                content=body,
+                headers={"X-Signature": signature(body, "cli-secret")},
+            )
+            assert paid.json()["chargeStatus"] == "paid"
+            # No API_TOKEN in this environment: uploads are off, and say so.
+            refused = upload(client, debtor_csv("A-1"))
+            assert refused.status_code == 503
+            assert "API_TOKEN" in refused.json()["detail"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
