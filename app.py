@@ -6,9 +6,17 @@ st.set_page_config(page_title="Cobrança", page_icon="🧾", layout="wide")
 
 navigation = st.navigation(
     {
+        "Collections": [
+            st.Page("pages/0_Overview.py", title="Overview", icon="📊", default=True),
+            st.Page("pages/3_Charges.py", title="Charges", icon="🧾"),
+            st.Page("pages/5_Debtors.py", title="Debtors", icon="👤"),
+        ],
         "Files": [
-            st.Page("pages/1_Upload.py", title="Upload", icon="⬆️", default=True),
+            st.Page("pages/1_Upload.py", title="Upload", icon="⬆️"),
             st.Page("pages/2_Imports.py", title="Imports", icon="🗂️"),
+        ],
+        "E-mail": [
+            st.Page("pages/4_Notifications.py", title="Notifications", icon="✉️"),
         ],
     }
 )

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, make_url, text
 
-from db.engine import libpq_url, make_engine, start_embedded_server
+from billing.settings import get_settings
+from db.engine import get_engine, libpq_url, make_engine, start_embedded_server
 from db.migrations import migrate
 
 _TABLES = ("payments", "notices", "charges", "debtors", "import_rejections", "imports")
@@ -80,3 +81,17 @@ def app_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     env["BILLING_DATA_DIR"] = str(tmp_path / "data")
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     return env
+
+
+@pytest.fixture()
+def dashboard_db(
+    db: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    """Point the pages' engine at the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    yield db
+    get_engine().dispose()
+    get_settings.cache_clear()
+    get_engine.cache_clear()

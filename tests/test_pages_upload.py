@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from billing.settings import get_settings
-from db.engine import get_engine
 from tests.test_importer import debtor_csv, sample_rows, scalar
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
-
-
-@pytest.fixture()
-def dashboard_db(db: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
-    """Point the pages' engine at the test database."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    yield db
-    get_engine().dispose()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
 
 
 def upload_page() -> AppTest:

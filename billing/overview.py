@@ -1,0 +1,354 @@
+"""The operators' overview: what is owed, late, received and collected.
+
+Two SQL aggregates feed everything (db/overview.py): charge totals per status, due month
+and aging bucket (a few hundred rows, whatever the number of charges), and the activity
+of payments, notices and imports. The functions below only add those rows up, so the
+page can recompute a KPI for another period without asking the database again.
+
+Definitions, the same ones the page states:
+
+- Outstanding: what is still owed on pending, issued and partially paid charges, their
+  amounts minus what was already received on them.
+- Overdue: issued or partially paid charges due before today (a pending charge has no
+  boleto yet, so it cannot be late); their outstanding amount and their count.
+- Received this month: payments whose paid_at falls in the current calendar month where
+  the fund works (TIMEZONE), on any charge.
+- Collection rate of a period: over the charges due in that period, canceled ones left
+  out, the amount received on them (each capped at its amount) divided by the amount due.
+- Aging: the outstanding amount of issued and partially paid charges by days past due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from sqlalchemy import Engine
+
+from billing.formatting import brl, date_br
+from db import overview as overview_db
+
+STATUSES = ("pending", "issued", "partially_paid", "paid", "canceled")
+STATUS_LABELS = {
+    "pending": "Pending (no boleto yet)",
+    "issued": "Issued",
+    "partially_paid": "Partially paid",
+    "paid": "Paid",
+    "canceled": "Canceled",
+}
+OPEN_STATUSES = ("pending", "issued", "partially_paid")
+AGING_BUCKETS = ("Current", "1-30 days", "31-60 days", "61-90 days", "Over 90 days")
+COLORS = {
+    "Pending (no boleto yet)": "#9e9e9e",
+    "Issued": "#1f77b4",
+    "Partially paid": "#ff7f0e",
+    "Paid": "#2ca02c",
+    "Canceled": "#d0d0d0",
+    "Current": "#1f77b4",
+    "1-30 days": "#f2c14e",
+    "31-60 days": "#f08a3c",
+    "61-90 days": "#d9482b",
+    "Over 90 days": "#8c1c13",
+}
+NOTICE_DAYS = 90  # the notices chart shows this many days, today included
+
+_MONTHS_BR = ("jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez")
+_ZERO = Decimal("0.00")
+_DAY_MS = 86_400_000  # plotly measures date axes in milliseconds
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def charge_totals(engine: Engine, *, today: date) -> list[dict[str, Any]]:
+    """Charges per (status, due_month, aging_bucket): count, amount and amount received.
+
+    aging_bucket indexes AGING_BUCKETS for issued and partially paid charges, None for
+    the others. Amounts are Decimals; the list is empty when there is no charge.
+    """
+    with engine.connect() as conn:
+        rows = overview_db.charge_totals(conn, today=today)
+    return [
+        {
+            "status": row["status"],
+            "due_month": row["due_month"],
+            "aging_bucket": row["aging_bucket"],
+            "charges": int(row["charges"]),
+            "amount": Decimal(row["amount"]),
+            "paid": Decimal(row["paid"]),
+        }
+        for row in rows
+    ]
+
+
+def activity(
+    engine: Engine, *, today: date, timezone: str, notice_days: int = NOTICE_DAYS
+) -> dict[str, Any]:
+    """Money received this month, notices sent per day and imports per day.
+
+    Returns {"received": {"payments", "amount"}, "notices": DataFrame(day, sent, hover),
+    "imports": DataFrame(day, files, rows, hover)}; days are local dates in `timezone`.
+    """
+    zone = ZoneInfo(timezone)
+    month_start = today.replace(day=1)
+    next_month = (month_start + timedelta(days=31)).replace(day=1)
+    first_notice_day = today - timedelta(days=notice_days - 1)
+    with engine.connect() as conn:
+        rows = overview_db.activity(
+            conn,
+            month_start=datetime.combine(month_start, time(), zone),
+            next_month_start=datetime.combine(next_month, time(), zone),
+            notices_since=datetime.combine(first_notice_day, time(), zone),
+            timezone=timezone,
+        )
+    received = next(row for row in rows if row["series"] == "received")
+    notices = pd.DataFrame(
+        [(row["day"], int(row["count"])) for row in rows if row["series"] == "notices"],
+        columns=["day", "sent"],
+    )
+    notices["hover"] = [f"{date_br(d)}: {count_br(n)} sent" for d, n in notices.itertuples(False)]
+    imports = pd.DataFrame(
+        [
+            (row["day"], int(row["count"]), int(row["total"]))
+            for row in rows
+            if row["series"] == "imports"
+        ],
+        columns=["day", "files", "rows"],
+    )
+    imports["hover"] = [
+        f"{date_br(d)}: {count_br(r)} charges imported from {count_br(f)} "
+        + ("file" if f == 1 else "files")
+        for d, f, r in imports[["day", "files", "rows"]].itertuples(False)
+    ]
+    return {
+        "received": {"payments": int(received["count"]), "amount": Decimal(received["total"])},
+        "notices": notices,
+        "imports": imports,
+    }
+
+
+# --- KPIs ------------------------------------------------------------------------------
+
+
+def kpis(totals: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Outstanding and overdue amounts, overdue count, and the count of charges."""
+    totals = list(totals)
+    outstanding = sum(
+        (row["amount"] - row["paid"] for row in totals if row["status"] in OPEN_STATUSES),
+        _ZERO,
+    )
+    overdue = [row for row in totals if (row["aging_bucket"] or 0) > 0]
+    return {
+        "charges": sum(row["charges"] for row in totals),
+        "outstanding": outstanding,
+        "overdue_amount": sum((row["amount"] - row["paid"] for row in overdue), _ZERO),
+        "overdue_count": sum(row["charges"] for row in overdue),
+    }
+
+
+def collection_rate(
+    totals: Iterable[dict[str, Any]], *, first_month: date, last_month: date
+) -> dict[str, Any]:
+    """Received ÷ due over the charges due from `first_month` to `last_month` (inclusive).
+
+    Canceled charges are left out of both. `rate` is a Decimal fraction, None when
+    nothing falls due in the period.
+    """
+    first, last = _month(first_month), _month(last_month)
+    rows = [
+        row for row in totals if first <= row["due_month"] <= last and row["status"] != "canceled"
+    ]
+    due = sum((row["amount"] for row in rows), _ZERO)
+    received = sum((row["paid"] for row in rows), _ZERO)
+    return {
+        "charges": sum(row["charges"] for row in rows),
+        "due": due,
+        "received": received,
+        "rate": received / due if due else None,
+    }
+
+
+def due_months(totals: Iterable[dict[str, Any]]) -> list[date]:
+    """The months in which some charge falls due, oldest first."""
+    return sorted({row["due_month"] for row in totals})
+
+
+def default_month(months: list[date], today: date) -> date | None:
+    """The month the page opens on: this month if anything is due in it, otherwise the
+    latest month before it with charges, otherwise the first month after it."""
+    if not months:
+        return None
+    current = _month(today)
+    earlier = [month for month in months if month <= current]
+    return earlier[-1] if earlier else months[0]
+
+
+# --- chart data -------------------------------------------------------------------------
+
+
+def charges_by_status(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per status, in lifecycle order: status, label, charges, amount, hover."""
+    counts = dict.fromkeys(STATUSES, 0)
+    amounts = dict.fromkeys(STATUSES, _ZERO)
+    for row in totals:
+        counts[row["status"]] += row["charges"]
+        amounts[row["status"]] += row["amount"]
+    frame = pd.DataFrame(
+        {
+            "status": list(STATUSES),
+            "label": [STATUS_LABELS[s] for s in STATUSES],
+            "charges": [counts[s] for s in STATUSES],
+            "amount": [float(amounts[s]) for s in STATUSES],
+        }
+    )
+    frame["hover"] = [
+        f"{STATUS_LABELS[s]}: {count_br(counts[s])} charges, {brl(amounts[s])}" for s in STATUSES
+    ]
+    return frame
+
+
+def amounts_by_due_month(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Amount due per month and status: due_month, month ("jan/2024"), label, amount, hover."""
+    grouped: dict[tuple[date, str], list] = {}
+    for row in totals:
+        entry = grouped.setdefault((row["due_month"], row["status"]), [0, _ZERO])
+        entry[0] += row["charges"]
+        entry[1] += row["amount"]
+    order = {status: i for i, status in enumerate(STATUSES)}
+    keys = sorted(grouped, key=lambda key: (key[0], order[key[1]]))
+    frame = pd.DataFrame(
+        {
+            "due_month": [month for month, _ in keys],
+            "month": [month_br(month) for month, _ in keys],
+            "status": [status for _, status in keys],
+            "label": [STATUS_LABELS[status] for _, status in keys],
+            "charges": [grouped[key][0] for key in keys],
+            "amount": [float(grouped[key][1]) for key in keys],
+        }
+    )
+    frame["hover"] = [
+        f"{month_br(month)} · {STATUS_LABELS[status]}: {brl(grouped[(month, status)][1])} "
+        f"({count_br(grouped[(month, status)][0])} charges)"
+        for month, status in keys
+    ]
+    return frame
+
+
+def aging(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Outstanding on issued and partially paid charges per bucket of days past due.
+
+    Always the five buckets, in order: bucket, charges, outstanding, hover.
+    """
+    counts = [0] * len(AGING_BUCKETS)
+    outstanding = [_ZERO] * len(AGING_BUCKETS)
+    for row in totals:
+        bucket = row["aging_bucket"]
+        if bucket is not None:
+            counts[bucket] += row["charges"]
+            outstanding[bucket] += row["amount"] - row["paid"]
+    frame = pd.DataFrame(
+        {
+            "bucket": list(AGING_BUCKETS),
+            "charges": counts,
+            "outstanding": [float(amount) for amount in outstanding],
+        }
+    )
+    frame["hover"] = [
+        f"{name}: {brl(amount)} ({count_br(count)} charges)"
+        for name, amount, count in zip(AGING_BUCKETS, outstanding, counts, strict=True)
+    ]
+    return frame
+
+
+# --- charts -----------------------------------------------------------------------------
+
+
+def bar_chart(
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    color: str | None = None,
+    money: bool = False,
+    horizontal: bool = False,
+) -> go.Figure:
+    """Bars of one of the frames above, in pt-BR: "R$ 1.234" on the value axis, the
+    frame's `hover` sentence on hover. A `day` axis is a date axis labelled dd/mm/yyyy,
+    at least a week wide so a single day is not drawn across the whole chart."""
+    figure = px.bar(
+        frame,
+        x=x,
+        y=y,
+        color=color,
+        orientation="h" if horizontal else "v",
+        custom_data=["hover"],
+        color_discrete_map=COLORS,
+        category_orders={"label": list(STATUS_LABELS.values()), "bucket": list(AGING_BUCKETS)},
+    )
+    figure.update_traces(hovertemplate="%{customdata[0]}<extra></extra>")
+    value_axis = "xaxis" if horizontal else "yaxis"
+    figure.update_layout(
+        {
+            "separators": ",.",
+            "height": 320,
+            "margin": {"l": 0, "r": 0, "t": 10, "b": 0},
+            "legend_title_text": "",
+            "showlegend": color is not None and color not in (x, y),
+            "xaxis_title": None,
+            "yaxis_title": None,
+            f"{value_axis}_tickprefix": "R$ " if money else "",
+            f"{value_axis}_tickformat": ",.0f" if money else ",d",
+        }
+    )
+    if x == "day" and not frame.empty:
+        last = pd.Timestamp(max(frame["day"]))
+        first = min(pd.Timestamp(min(frame["day"])), last - pd.Timedelta(days=6))
+        half_day = pd.Timedelta(hours=12)
+        figure.update_traces(width=0.8 * _DAY_MS)  # a bar is most of its day wide
+        figure.update_xaxes(
+            type="date",
+            tickformat="%d/%m/%Y",
+            range=[first - half_day, last + half_day],
+            dtick=_DAY_MS if (last - first).days <= 14 else None,
+        )
+    return figure
+
+
+# --- pt-BR display ----------------------------------------------------------------------
+
+
+def brl_short(amount: Decimal) -> str:
+    """Money short enough for a KPI tile: in full below a million, then "R$ 473,86 mi"
+    and "R$ 6,95 bi" (milhões, bilhões), as Brazilian newspapers write them."""
+    for size, unit in ((Decimal(10) ** 9, "bi"), (Decimal(10) ** 6, "mi")):
+        if abs(amount) >= size:
+            return f"{brl(amount / size)} {unit}"
+    return brl(amount)
+
+
+def month_br(month: date) -> str:
+    """A month as Brazilians abbreviate it: date(2024, 1, 1) -> "jan/2024"."""
+    return f"{_MONTHS_BR[month.month - 1]}/{month.year}"
+
+
+def count_br(count: int) -> str:
+    """A whole number with a dot between thousands: 1234567 -> "1.234.567"."""
+    return f"{count:,}".replace(",", ".")
+
+
+def percent_br(fraction: Decimal | None) -> str:
+    """A fraction as a pt-BR percentage with one decimal: 0.8756 -> "87,6%"; None -> "—"."""
+    if fraction is None:
+        return "—"
+    tenths = (Decimal(fraction) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{tenths}".replace(".", ",") + "%"
+
+
+def _month(day: date) -> date:
+    return day.replace(day=1)

@@ -1,0 +1,214 @@
+"""The notice worker (`python -m billing worker`), on PgQueuer: PostgreSQL as the queue.
+
+Start as many worker processes as you like, on one machine or several; they share:
+
+* the schedule ``daily_notice_cycle``, at DAILY_CYCLE_AT in TIMEZONE (a cron expression
+  evaluated in that zone). One worker wins it and enqueues one ``notice_cycle`` job;
+* ``notice_cycle``: issue the pending boletos, queue the notices due today, then enqueue
+  PARALLEL_SENDERS ``send_notices`` jobs, which workers pick up in parallel;
+* ``send_notices``: one sender (billing.dispatch.send_due_notices) that sends until no
+  notice is due. Senders share the work by claiming notices with SKIP LOCKED;
+* the schedule ``due_notices``, every minute: when notices are due (retries whose wait
+  is over, notices a dead sender left), it enqueues senders again.
+
+Jobs carry dedupe keys, so a cycle is never queued twice and at most PARALLEL_SENDERS
+senders run at once across all workers. PgQueuer's tables come with migration 003.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+
+import psycopg
+from croniter import croniter
+from pgqueuer import PgQueuer
+from pgqueuer.core.executors import ScheduleExecutor
+from pgqueuer.domain.models import Job, Schedule
+from pgqueuer.ports import RepositoryPort
+from sqlalchemy import Engine
+
+from billing.dispatch import issue_and_plan, send_due_notices
+from billing.errors import OperatorError
+from billing.mailer import MailServerUnavailable
+from billing.notices import today_in, zone
+from billing.settings import Settings, get_settings
+from db import notices as notices_db
+
+log = logging.getLogger(__name__)
+
+DAILY_CYCLE_SCHEDULE = "daily_notice_cycle"
+DUE_NOTICES_SCHEDULE = "due_notices"
+DUE_NOTICES_EVERY = "* * * * *"
+CYCLE_JOB = "notice_cycle"
+SEND_JOB = "send_notices"
+PARALLEL_SENDERS = 4  # senders at once, across all workers
+JOBS_PER_WORKER = 2  # jobs one worker process runs at once (PgQueuer needs 2x its batch of 1)
+
+_TIME_OF_DAY = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def cron_for(daily_cycle_at: str) -> str:
+    """The cron expression of a time of day: "08:00" -> "0 8 * * *"."""
+    found = _TIME_OF_DAY.fullmatch(daily_cycle_at.strip())
+    if not found:
+        raise OperatorError(
+            f"DAILY_CYCLE_AT must be a time of day as HH:MM, such as 08:00, not {daily_cycle_at!r}."
+        )
+    return f"{int(found.group(2))} {int(found.group(1))} * * *"
+
+
+@dataclass
+class ZonedScheduleExecutor(ScheduleExecutor):
+    """PgQueuer's schedule executor with the cron expression read in a time zone
+    (PgQueuer reads it in UTC): "0 8 * * *" is 08:00 in São Paulo, summer time or not."""
+
+    zone: tzinfo = UTC
+
+    def get_next(self) -> datetime:
+        start = datetime.now(self.zone)
+        following = croniter(self.parameters.expression, start_time=start).get_next(datetime)
+        return following.astimezone(UTC)
+
+
+def next_cycle_at(settings: Settings, *, after: datetime | None = None) -> datetime:
+    """When the next daily cycle runs (aware, in TIMEZONE)."""
+    start = (after or datetime.now(UTC)).astimezone(zone(settings))
+    return croniter(cron_for(settings.daily_cycle_at), start_time=start).get_next(datetime)
+
+
+async def enqueue_senders(queries: RepositoryPort, count: int = PARALLEL_SENDERS) -> int:
+    """Enqueue up to `count` senders; the ones already queued or running are not doubled."""
+    ids = await queries.enqueue(
+        [SEND_JOB] * count,
+        [None] * count,
+        [0] * count,
+        dedupe_key=[f"{SEND_JOB}-{n}" for n in range(count)],
+        on_conflict="skip",
+    )
+    return sum(1 for job_id in ids if job_id is not None)
+
+
+async def enqueue_cycle(queries: RepositoryPort, *, today: date | None = None) -> bool:
+    """Enqueue one notice cycle (for `today`, or the day it runs); False if one is pending."""
+    payload = today.isoformat().encode() if today else None
+    ids = await queries.enqueue(CYCLE_JOB, payload, dedupe_key=CYCLE_JOB, on_conflict="skip")
+    return ids[0] is not None
+
+
+def build_worker(
+    connection: psycopg.AsyncConnection,
+    *,
+    engine: Engine,
+    settings: Settings,
+    stop: threading.Event,
+) -> PgQueuer:
+    """A PgQueuer with the notice jobs and schedules registered (not yet running)."""
+    pgq = PgQueuer.from_psycopg_connection(connection)
+    queries = pgq.qm.queries
+    cycle_zone = zone(settings)
+
+    @pgq.entrypoint(CYCLE_JOB)
+    async def notice_cycle(job: Job) -> None:
+        today = date.fromisoformat(job.payload.decode()) if job.payload else today_in(settings)
+        await asyncio.to_thread(issue_and_plan, engine, today=today, settings=settings)
+        await enqueue_senders(queries)
+
+    @pgq.entrypoint(SEND_JOB)
+    async def send_notices(job: Job) -> None:
+        try:
+            counts = await asyncio.to_thread(send_due_notices, engine, settings=settings, stop=stop)
+        except MailServerUnavailable as exc:
+            # Not the job's fault: the notices stay queued and `due_notices` comes back.
+            log.error("%s", exc.message)
+            return
+        log.info("sender job %s: %s", job.id, counts)
+
+    @pgq.schedule(
+        DAILY_CYCLE_SCHEDULE,
+        cron_for(settings.daily_cycle_at),
+        executor_factory=lambda parameters: ZonedScheduleExecutor(parameters, zone=cycle_zone),
+    )
+    async def daily_notice_cycle(schedule: Schedule) -> None:
+        await enqueue_cycle(queries)
+
+    @pgq.schedule(DUE_NOTICES_SCHEDULE, DUE_NOTICES_EVERY)
+    async def due_notices(schedule: Schedule) -> None:
+        if await asyncio.to_thread(notices_db.has_due_notices, engine):
+            await enqueue_senders(queries)
+
+    return pgq
+
+
+async def forget_moved_cycle(queries: RepositoryPort, settings: Settings) -> int:
+    """Drop the stored daily schedule if DAILY_CYCLE_AT or TIMEZONE changed since it was
+    stored, so it is stored again with the new time. A run already due is kept."""
+    expression = cron_for(settings.daily_cycle_at)
+    expected = next_cycle_at(settings)
+    now = datetime.now(UTC)
+    moved = {
+        schedule.id
+        for schedule in await queries.peek_schedule()
+        if schedule.entrypoint == DAILY_CYCLE_SCHEDULE
+        and (
+            schedule.expression != expression
+            or (
+                schedule.status == "queued"
+                and schedule.next_run > now
+                and abs(schedule.next_run - expected) > timedelta(minutes=1)
+            )
+        )
+    }
+    if moved:
+        await queries.delete_schedule(moved, set())
+    return len(moved)
+
+
+async def run_worker(*, engine: Engine | None = None, settings: Settings | None = None) -> None:
+    """Run jobs and schedules until SIGTERM or SIGINT, then finish the current group."""
+    from db.engine import get_engine, libpq_url
+    from db.migrations import migrate
+
+    settings = settings or get_settings()
+    engine = engine or get_engine()
+    migrate(engine)
+    cron_for(settings.daily_cycle_at)  # refuse a bad time before connecting
+    url = libpq_url(engine.url.render_as_string(hide_password=False))
+    stop = threading.Event()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        pgq = build_worker(connection, engine=engine, settings=settings, stop=stop)
+        await forget_moved_cycle(pgq.qm.queries, settings)
+
+        def shut_down() -> None:
+            stop.set()
+            pgq.shutdown.set()
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, shut_down)
+        log.info(
+            "worker ready: daily cycle at %s %s (next %s)",
+            settings.daily_cycle_at,
+            settings.timezone,
+            next_cycle_at(settings).isoformat(timespec="minutes"),
+        )
+        await pgq.run(batch_size=1, max_concurrent_tasks=JOBS_PER_WORKER)
+
+
+def enqueue_cycle_now(engine: Engine, *, today: date | None = None) -> bool:
+    """Ask the workers for a cycle now (for `today` if given); False if one is pending."""
+    from db.engine import libpq_url
+
+    async def enqueue() -> bool:
+        url = libpq_url(engine.url.render_as_string(hide_password=False))
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+            return await enqueue_cycle(
+                PgQueuer.from_psycopg_connection(connection).qm.queries, today=today
+            )
+
+    return asyncio.run(enqueue())

@@ -1,0 +1,88 @@
+"""Notifications: e-mail notices queued, sent and failed; retry the failures, send now."""
+
+import pandas as pd
+import streamlit as st
+
+from billing.dispatch import run_cycle
+from billing.notices import KIND_LABELS, failed_notices, notice_counts, retry_failed_notices
+from pages._shared import engine, operator_errors
+
+st.title("Notifications")
+st.caption(
+    "E-mails to debtors: when the boleto is issued, before the due date, on it and after "
+    "it. The worker sends them every day; each notice goes out at most once."
+)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _counts() -> dict[str, int]:
+    return notice_counts(engine())
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _failures() -> list[dict]:
+    return failed_notices(engine(), limit=500)
+
+
+def _refresh() -> None:
+    _counts.clear()
+    _failures.clear()
+
+
+retry_column, send_column = st.columns(2)
+if retry_column.button("Retry failed", help="Queue every failed notice again."):
+    with operator_errors():
+        st.success(f"{retry_failed_notices(engine()):n} failed notices queued again.")
+    _refresh()
+if send_column.button("Send now", type="primary", help="Issue, queue and send the due notices."):
+    with operator_errors(), st.spinner("Issuing boletos and sending the notices due today…"):
+        result = run_cycle(engine())
+        st.success(
+            f"{result.issued:n} boletos issued, {result.queued:n} notices queued, "
+            f"{result.sent:n} sent, {result.failed:n} failed, "
+            f"{result.retrying:n} to retry later."
+        )
+        if result.error:
+            st.error(f"**The mail server could not be reached.** {result.error}")
+    _refresh()
+
+with operator_errors():
+    counts = _counts()
+    columns = st.columns(4)
+    columns[0].metric("Queued", f"{counts['queued'] + counts['sending']:n}")
+    columns[1].metric("Sent", f"{counts['sent']:n}")
+    columns[2].metric("Failed", f"{counts['failed']:n}")
+    columns[3].metric("Skipped (paid or late)", f"{counts['skipped']:n}")
+
+    failures = _failures()
+
+if not failures:
+    st.info("No failed notice.")
+else:
+    st.subheader("Failed notices")
+    st.caption("Fix the debtor's e-mail or the mail settings, then press Retry failed.")
+    table = pd.DataFrame(failures)
+    table["kind"] = table["kind"].map(KIND_LABELS)
+    st.dataframe(
+        table[
+            [
+                "updated_at",
+                "debt_id",
+                "payer_name",
+                "payer_email",
+                "kind",
+                "attempts",
+                "last_error",
+            ]
+        ],
+        hide_index=True,
+        column_config={
+            "updated_at": st.column_config.DatetimeColumn("When", format="DD/MM/YYYY HH:mm"),
+            "debt_id": "Debt",
+            "payer_name": "Debtor",
+            "payer_email": "E-mail",
+            "kind": "Notice",
+            "attempts": "Attempts",
+            "last_error": "Reason",
+        },
+    )

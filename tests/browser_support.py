@@ -1,0 +1,196 @@
+"""What the browser tests need: the app on a free port, Debian's Chromium, the page URLs.
+
+Modelled on Streamlit's own e2e_playwright/conftest.py: the server is a subprocess on a
+free port, ready once /_stcore/health answers, and its output is shown when it fails to
+start. Waits are on the app's own signals (its script state, a text, an element),
+never on the clock.
+"""
+
+from __future__ import annotations
+
+import ast
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from streamlit.source_util import page_icon_and_name
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+START_TIMEOUT_SECONDS = 45
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def registered_pages(app_file: Path = PROJECT_ROOT / "app.py") -> dict[str, str]:
+    """The pages app.py gives st.navigation, as {script path: URL path}.
+
+    The URL path is the one st.Page uses: "" for the default page, else `url_path=` if
+    given, else inferred from the file name ("pages/0_Overview.py" -> "Overview").
+    """
+    pages: dict[str, str] = {}
+    for node in ast.walk(ast.parse(app_file.read_text(encoding="utf-8"))):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "Page"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            continue
+        script = node.args[0].value
+        options = {
+            keyword.arg: keyword.value.value
+            for keyword in node.keywords
+            if isinstance(keyword.value, ast.Constant)
+        }
+        url_path = options.get("url_path") or page_icon_and_name(Path(script))[1]
+        pages[script] = "" if options.get("default") else str(url_path).strip("/")
+    return pages
+
+
+class StreamlitApp:
+    """`streamlit run app.py` on a free port; `url` is where a browser finds it."""
+
+    def __init__(self, *, env: dict[str, str], log_file: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        env = {**env, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_file.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(self.port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_file.read_text(encoding="utf-8", errors="replace")
+
+    def wait_until_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Return once /_stcore/health says ok; raise with the server's output if not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"streamlit exited with code {self.process.returncode} before it was "
+                    f"ready. Its output:\n{self.output()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)  # polling a socket, not waiting for the page
+        raise RuntimeError(
+            f"streamlit did not answer /_stcore/health within {timeout:.0f} s. "
+            f"Its output:\n{self.output()}"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+@contextmanager
+def running_app(env: dict[str, str], *, log_file: Path) -> Iterator[StreamlitApp]:
+    app = StreamlitApp(env=env, log_file=log_file)
+    try:
+        try:
+            app.wait_until_healthy()
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)  # the server's output, in pytest's report
+            raise
+        yield app
+    finally:
+        app.stop()
+
+
+def wait_for_script(page, timeout_ms: float = 30_000) -> None:
+    """Wait until the app is connected and no script run is in progress."""
+    page.wait_for_selector(
+        "[data-testid='stApp'][data-test-connection-state='CONNECTED']"
+        "[data-test-script-state='notRunning']",
+        timeout=timeout_ms,
+    )
+
+
+def metric(page, label: str):
+    """The value element of the st.metric labelled `label`."""
+    return (
+        page.get_by_test_id("stMetric")
+        .filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+        .get_by_test_id("stMetricValue")
+    )
+
+
+class Screenshots:
+    """Numbered full-page screenshots of one test, kept under test-artifacts/browser/."""
+
+    def __init__(self, name: str) -> None:
+        self.folder = ARTIFACTS / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for old in self.folder.glob("*.png"):
+            old.unlink()
+        self.count = 0
+
+    def take(self, page, step: str) -> Path:
+        """The whole page: Streamlit scrolls inside stMain, so the window is stretched."""
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{step}.png"
+        size = page.viewport_size
+        height = page.evaluate(
+            "() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight"
+        )
+        page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+        try:
+            page.screenshot(path=str(path))
+        finally:
+            page.set_viewport_size(size)
+        return path

@@ -1,0 +1,170 @@
+"""An operator's first session, in a real Chromium against the running app.
+
+Upload a debtor file (dropped on the uploader), check the preview, import it; read the
+Overview; find a charge on the Charges page by a name, open it and download its boleto.
+Each step is a subtest, so a page not registered in app.py yet is reported as skipped
+without hiding the others. Screenshots of every step go to test-artifacts/browser/.
+
+Needs the `playwright` package (no browser download: Debian's chromium is used,
+`apt-get install chromium`); without either the module is skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine
+
+from billing.formatting import brl
+from billing.notices import today_in
+from tests.browser_support import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Screenshots,
+    metric,
+    registered_pages,
+    running_app,
+    wait_for_script,
+)
+from tests.test_importer import VALID_CPFS
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the browser tests need the playwright package (pip install -r requirements-dev.txt)",
+)
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"the browser tests drive Debian's Chromium at {CHROMIUM}: apt-get install chromium",
+        allow_module_level=True,
+    )
+expect = sync_api.expect
+
+pytestmark = pytest.mark.browser
+
+UPLOAD, OVERVIEW, CHARGES = "pages/1_Upload.py", "pages/0_Overview.py", "pages/3_Charges.py"
+WAIT_MS = 30_000  # one rerun on a busy two-core machine; a passing run takes far less
+
+
+def debtor_file(today: date) -> tuple[bytes, dict[str, object]]:
+    """Five charges (three already late) and one row the validation rejects."""
+    late, later = today - timedelta(days=40), today + timedelta(days=20)
+    rows = [
+        ("Maria da Conceição", VALID_CPFS[0], "maria@example.com", "1500.00", late, "e2e-1"),
+        ("João Batista", VALID_CPFS[1], "joao@example.com", "250.50", late, "e2e-2"),
+        ("Antônio Carlos", VALID_CPFS[2], "antonio@example.com", "99.90", late, "e2e-3"),
+        ("Luíza Fernandes", VALID_CPFS[3], "luiza@example.com", "1200.00", later, "e2e-4"),
+        ("Pedro Álvares", VALID_CPFS[4], "pedro@example.com", "300.00", later, "e2e-5"),
+        ("Sem Documento", "123", "not-an-email", "-5", "2024-13-01", "e2e-bad"),
+    ]
+    lines = ["name,governmentId,email,debtAmount,debtDueDate,debtId"]
+    lines += [",".join(str(value) for value in row) for row in rows]
+    outstanding = sum(Decimal(row[3]) for row in rows[:5])
+    expected = {
+        "rows": "6",
+        "valid": "5",
+        "outstanding": brl(outstanding),
+        "overdue": brl(Decimal("1500.00") + Decimal("250.50") + Decimal("99.90")),
+        "overdue_count": "3",
+    }
+    return ("\n".join(lines) + "\n").encode("utf-8"), expected
+
+
+@pytest.fixture()
+def browser_page():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 1000}, accept_downloads=True, locale="pt-BR"
+        )
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def test_operator_journey(
+    db: Engine, app_env: dict[str, str], browser_page, subtests: pytest.Subtests
+) -> None:
+    page, shots = browser_page, Screenshots("operator_journey")
+    pages = registered_pages()
+    assert UPLOAD in pages, "the Upload page is the way in; app.py must register it"
+    data, expected = debtor_file(today_in())
+
+    with running_app(app_env, log_file=ARTIFACTS / "streamlit.log") as app:
+
+        def open_page(script: str) -> None:
+            page.goto(f"{app.url}/{pages[script]}")
+            wait_for_script(page)
+
+        with subtests.test("upload a file, preview it, import it"):
+            open_page(UPLOAD)
+            expect(page.get_by_text("Drag a CSV file here")).to_be_visible()
+            shots.take(page, "upload-empty")
+
+            page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+                files=[{"name": "debtors.csv", "mimeType": "text/csv", "buffer": data}]
+            )
+            expect(page.get_by_text("First rows as read")).to_be_visible()
+            expect(metric(page, "Rows")).to_have_text(expected["rows"])
+            expect(metric(page, "Valid")).to_have_text(expected["valid"])
+            expect(page.get_by_text("Rows that will be rejected")).to_be_visible()
+            wait_for_script(page)
+            shots.take(page, "upload-preview")
+
+            page.get_by_role("button", name="Import").click()
+            expect(page.get_by_text("Imported 5 charges")).to_be_visible()
+            expect(metric(page, "Imported")).to_have_text("5")
+            wait_for_script(page)
+            shots.take(page, "upload-imported")
+
+        with subtests.test("the overview shows the KPIs"):
+            if OVERVIEW not in pages:
+                pytest.skip(f"{OVERVIEW} is not registered in app.py yet")
+            open_page(OVERVIEW)
+            expect(metric(page, "Outstanding")).to_have_text(expected["outstanding"])
+            expect(metric(page, "Overdue")).to_have_text(expected["overdue"])
+            expect(metric(page, "Overdue charges")).to_have_text(expected["overdue_count"])
+            expect(metric(page, "Received this month")).to_have_text("R$ 0,00")
+            expect(metric(page, "Issued")).to_have_text("5")
+            charts = page.get_by_test_id("stPlotlyChart")
+            expect(charts.first).to_be_visible()
+            expect(charts.first.locator(".main-svg").first).to_be_visible()  # drawn
+            shots.take(page, "overview")
+
+        with subtests.test("find a charge by name, open it, download its boleto"):
+            if CHARGES not in pages:
+                pytest.skip(f"{CHARGES} is not registered in app.py yet")
+            open_page(CHARGES)
+            expect(metric(page, "Charges")).to_have_text("5")
+            search = page.get_by_role("textbox", name="Search", exact=True)
+            search.fill("conceicao")  # no accent: the search folds them
+            search.press("Enter")
+            expect(metric(page, "Charges")).to_have_text("1")
+            wait_for_script(page)
+            shots.take(page, "charges-filtered")
+
+            # The grid is a canvas (as in Streamlit's own e2e tests, click by position):
+            # the selection box of the only row, 35 px header and rows, opens the charge.
+            grid = page.get_by_test_id("stDataFrame")
+            expect(grid).to_be_visible()
+            grid.click(position={"x": 16, "y": 35 + 17})
+            expect(page.get_by_text("Charge e2e-1")).to_be_visible()
+            expect(metric(page, "Amount")).to_have_text("R$ 1.500,00")
+            wait_for_script(page)
+            shots.take(page, "charge-opened")
+
+            with page.expect_download() as download_info:
+                page.get_by_role("button", name="Download the boleto (PDF)").click()
+            download = download_info.value
+            pdf = ARTIFACTS / "boleto-e2e-1.pdf"
+            download.save_as(pdf)
+            assert download.suggested_filename == "boleto-e2e-1.pdf"
+            assert pdf.read_bytes().startswith(b"%PDF")
