@@ -14,13 +14,14 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
 
-from billing.boletos import issue_boletos
+from billing.boletos import boletos_for_rows, issuable
 from billing.errors import FileRefused
 from billing.reading import REQUIRED_COLUMNS, DebtorFile, read_debtor_file
 from billing.search import fold_for_search
@@ -85,7 +86,7 @@ class ImportResult:
     imported: int = 0
     duplicates: int = 0
     rejected: int = 0
-    issued: int = 0  # boletos issued for the new charges, after the import committed
+    issued: int = 0  # new charges born with their boleto (the rest wait, pending)
     seconds: float = 0.0
     reason_counts: dict[str, int] = field(default_factory=dict)
     extra_columns: list[str] = field(default_factory=list)
@@ -207,10 +208,11 @@ def _run_import(
             )
         on_progress(0.1, "Waiting for other imports to finish")
         loading.lock_imports(conn)
-        counts = loading.load_valid_rows(
+        counts = _load_rows(
             conn,
             import_id=import_id,
-            rows=_with_search_names(prepared.rows.valid),
+            rows=prepared.rows.valid,
+            settings=settings or get_settings(),
             on_progress=lambda f, m: on_progress(0.1 + 0.85 * f, m),
         )
         on_progress(0.96, "Keeping the rejected rows")
@@ -224,6 +226,7 @@ def _run_import(
             imported=counts.imported,
             duplicates=counts.duplicates,
             rejected=prepared.rejected_count,
+            issued=counts.issued,
             seconds=round(seconds, 3),
             reason_counts=prepared.rows.reason_counts,
             extra_columns=list(prepared.file.extra_columns),
@@ -244,16 +247,43 @@ def _run_import(
             delimiter=prepared.file.delimiter,
             extra_columns=result.extra_columns,
         )
-    on_progress(0.98, "Issuing boletos")
-    issued = issue_boletos(conn.engine, import_id=import_id, settings=settings)
-    result = replace(result, issued=issued)
     on_progress(1.0, "Done")
     log.info("import %s of %s: %s", import_id, file_name, result)
     return result
 
 
-def _with_search_names(rows: pa.Table) -> pa.Table:
-    return rows.append_column("search_name", fold_for_search(rows.column("name")))
+@dataclass(frozen=True)
+class _LoadCounts:
+    imported: int
+    duplicates: int
+    issued: int
+
+
+def _load_rows(
+    conn: Connection, *, import_id: int, rows: pa.Table, settings: Settings, on_progress: Progress
+) -> _LoadCounts:
+    """Debtors upserted, then the new charges inserted already issued, in one transaction."""
+    loading.stage_rows(
+        conn,
+        rows=rows.append_column("search_name", fold_for_search(rows.column("name"))),
+        on_progress=lambda f, m: on_progress(0.5 * f, m),
+    )
+    on_progress(0.55, "Updating debtors")
+    loading.upsert_debtors(conn)
+    on_progress(0.6, "Issuing boletos")
+    present = loading.drop_present_charges(conn)
+    new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
+    to_issue = new_rows.filter(issuable(new_rows))
+    to_issue = to_issue.take(pc.sort_indices(to_issue, [("debt_id", "ascending")]))
+    boletos = boletos_for_rows(
+        to_issue,
+        nosso_numeros=loading.allocate_nosso_numeros(conn, to_issue.num_rows),
+        settings=settings,
+    )
+    loading.stage_boletos(conn, boletos=boletos)
+    on_progress(0.7, "Creating charges")
+    imported = loading.insert_charges(conn, import_id=import_id)
+    return _LoadCounts(imported=imported, duplicates=len(present), issued=boletos.num_rows)
 
 
 REJECTED_CSV_COLUMNS = ("line", *REQUIRED_COLUMNS, "reasons")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from sqlalchemy import Connection, text
@@ -55,13 +55,50 @@ WHERE NOT EXISTS (SELECT 1 FROM debtors AS d WHERE d.government_id = n.governmen
 ORDER BY n.government_id
 """
 
-# Sorted by debt_id so the unique index grows at its right edge instead of at random.
+# Rows whose debtId is already a charge are dropped from the staging table (and
+# counted as duplicates) before anything is numbered, so a re-import uses no number.
+_DROP_PRESENT_CHARGES = """
+WITH present AS (
+    DELETE FROM import_rows AS r
+    USING charges AS c
+    WHERE c.debt_id = r.debt_id
+    RETURNING r.line
+)
+SELECT coalesce(array_agg(line), '{}') FROM present
+"""
+
+_ALLOCATE_NOSSO_NUMEROS = """
+SELECT coalesce(array_agg(nextval('nosso_numero_seq')), '{}') FROM generate_series(1, :count)
+"""
+
+_CREATE_STAGED_BOLETOS = """
+CREATE TEMP TABLE import_boletos (
+    line integer PRIMARY KEY,
+    nosso_numero bigint NOT NULL,
+    barcode text NOT NULL,
+    digitable_line text NOT NULL,
+    pix_code text
+) ON COMMIT DROP
+"""
+_BOLETO_COLUMNS = "line, nosso_numero, barcode, digitable_line, pix_code"
+
+# Every charge is born with its boleto (a row the barcode cannot represent stays
+# pending for the daily cycle to report). Sorted by debt_id, with nosso números handed
+# out in the same order, so both unique indexes grow at their right edge. Only imports
+# insert charges, one at a time under IMPORT_LOCK_KEY, so the rows dropped above are
+# all there is to skip; the unique key would refuse anything else.
 _INSERT_NEW_CHARGES = """
-INSERT INTO charges (debt_id, debtor_id, import_id, amount, due_date, payer_name, payer_email)
-SELECT r.debt_id, d.id, :import_id, r.amount, r.due_date, r.name, r.email
+INSERT INTO charges (
+    debt_id, debtor_id, import_id, amount, due_date, payer_name, payer_email,
+    status, nosso_numero, barcode, digitable_line, pix_code, issued_at
+)
+SELECT r.debt_id, d.id, :import_id, r.amount, r.due_date, r.name, r.email,
+       CASE WHEN b.line IS NULL THEN 'pending' ELSE 'issued' END,
+       b.nosso_numero, b.barcode, b.digitable_line, b.pix_code,
+       CASE WHEN b.line IS NULL THEN NULL ELSE now() END
 FROM import_rows AS r
 JOIN debtors AS d ON d.government_id = r.government_id
-WHERE NOT EXISTS (SELECT 1 FROM charges AS c WHERE c.debt_id = r.debt_id)
+LEFT JOIN import_boletos AS b ON b.line = r.line
 ORDER BY r.debt_id
 """
 
@@ -69,14 +106,6 @@ _STAGING_COLUMNS = "line, debt_id, government_id, name, email, amount, due_date,
 _REJECTION_COLUMNS = (
     "line, name, government_id, email, debt_amount, debt_due_date, debt_id, reasons"
 )
-
-
-@dataclass(frozen=True)
-class LoadCounts:
-    new_debtors: int
-    updated_debtors: int
-    imported: int
-    duplicates: int
 
 
 Progress = Callable[[float, str], None]
@@ -116,38 +145,47 @@ def copy_csv(
             on_progress(index / len(chunks), "Copying rows to the database")
 
 
-def load_valid_rows(
-    conn: Connection,
-    *,
-    import_id: int,
-    rows: pa.Table,
-    on_progress: Progress = _no_progress,
-) -> LoadCounts:
-    """Upsert debtors and insert the charges not yet present; return what changed.
-
-    `rows` has the validated columns plus `search_name` (see billing.search).
-    """
+def stage_rows(conn: Connection, *, rows: pa.Table, on_progress: Progress = _no_progress) -> None:
+    """COPY the valid rows (validated columns plus `search_name`) into `import_rows`."""
     conn.exec_driver_sql(_CREATE_STAGING)
     copy_csv(
-        conn,
-        table=rows,
-        target="import_rows",
-        columns=_STAGING_COLUMNS,
-        on_progress=lambda f, m: on_progress(0.5 * f, m),
+        conn, table=rows, target="import_rows", columns=_STAGING_COLUMNS, on_progress=on_progress
     )
     conn.exec_driver_sql("ANALYZE import_rows")
-    on_progress(0.55, "Updating debtors")
+
+
+def upsert_debtors(conn: Connection) -> tuple[int, int]:
+    """Insert new debtors, refresh name and e-mail of known ones; return (new, updated)."""
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     updated = conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS).rowcount
-    inserted_debtors = conn.exec_driver_sql(_INSERT_NEW_DEBTORS).rowcount
-    on_progress(0.7, "Creating charges")
-    imported = conn.execute(text(_INSERT_NEW_CHARGES), {"import_id": import_id}).rowcount
-    return LoadCounts(
-        new_debtors=inserted_debtors,
-        updated_debtors=updated,
-        imported=imported,
-        duplicates=rows.num_rows - imported,
-    )
+    inserted = conn.exec_driver_sql(_INSERT_NEW_DEBTORS).rowcount
+    return inserted, updated
+
+
+def drop_present_charges(conn: Connection) -> np.ndarray:
+    """Remove staged rows whose debtId is already a charge; return their lines."""
+    lines = conn.execute(text(_DROP_PRESENT_CHARGES)).scalar_one()
+    return np.array(lines, dtype=np.int32)
+
+
+def allocate_nosso_numeros(conn: Connection, count: int) -> np.ndarray:
+    """`count` fresh numbers from nosso_numero_seq, ascending; never handed out again."""
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    numbers = conn.execute(text(_ALLOCATE_NOSSO_NUMEROS), {"count": count}).scalar_one()
+    return np.sort(np.array(numbers, dtype=np.int64))
+
+
+def stage_boletos(conn: Connection, *, boletos: pa.Table) -> None:
+    """COPY the computed boletos (columns line, nosso_numero, barcode, ...) for the insert."""
+    conn.exec_driver_sql(_CREATE_STAGED_BOLETOS)
+    if boletos.num_rows:
+        copy_csv(conn, table=boletos, target="import_boletos", columns=_BOLETO_COLUMNS)
+
+
+def insert_charges(conn: Connection, *, import_id: int) -> int:
+    """Create the staged charges, each with its staged boleto; return how many."""
+    return conn.execute(text(_INSERT_NEW_CHARGES), {"import_id": import_id}).rowcount
 
 
 def store_rejections(conn: Connection, *, import_id: int, rejected: pa.Table) -> None:
