@@ -1,0 +1,113 @@
+"""The filtered charges as a CSV for collection work, streamed from the database.
+
+Decisions, so a reader need not rediscover them:
+
+* Streamed: rows come from a server-side cursor a few thousand at a time and leave as
+  CSV bytes; no list of all rows is ever built (`charges_csv_chunks`). Streamlit's
+  download button keeps the finished file in memory while the operator is connected,
+  so the page hands it a temporary file written chunk by chunk (`charges_csv_file`),
+  and asks for it only when the button is clicked.
+* Safe to open in a spreadsheet: a text cell starting with = + - @, a tab or a carriage
+  return would be read as a formula (CSV injection); it gets a leading apostrophe.
+  Amounts are numbers, written as plain decimals ("1234.50"), so they are never
+  touched; dates are ISO (YYYY-MM-DD), which every spreadsheet reads as a date.
+* The governmentId is written whole (digits, as stored): the export is the operators'
+  working file for collection, where the document identifies the debtor; screens mask
+  it, files leave with the operator's own access to the whole record.
+* UTF-8 with a byte-order mark and CRLF line ends, like the rejected-rows CSV, so Excel
+  shows "Conceição" and not mojibake.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine
+
+from billing.charges import ChargeFilter
+from db import charges as charges_db
+
+# The CSV's header, the same order as db.charges.EXPORT_COLUMNS; the first six are the
+# upload's own column names, so an exported file reads back as a debtor file.
+EXPORT_HEADER = (
+    "debtId", "name", "governmentId", "email", "debtAmount", "debtDueDate", "status",
+    "overdue", "paidAmount", "nossoNumero", "digitableLine", "importId",
+)  # fmt: skip
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+BATCH_ROWS = 5000
+
+
+def neutralise(value: str) -> str:
+    """A text cell a spreadsheet will show as text, never run as a formula."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def csv_cell(value: Any) -> str:
+    """One value as written in the CSV."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return neutralise(str(value))
+
+
+def csv_chunks(rows: Iterable[Iterable[Iterable[Any]]]) -> Iterator[bytes]:
+    """CSV bytes (header first) for batches of rows, one chunk per batch."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(EXPORT_HEADER)
+    yield buffer.getvalue().encode("utf-8-sig")
+    for batch in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([csv_cell(value) for value in row] for row in batch)
+        yield buffer.getvalue().encode("utf-8")
+
+
+def charges_csv_chunks(
+    engine: Engine, *, charge_filter: ChargeFilter, today: date, batch_rows: int = BATCH_ROWS
+) -> Iterator[bytes]:
+    """The filtered charges as CSV bytes, in the filter's order, a batch at a time.
+
+    Suitable for any streaming response; the database cursor stays open while the
+    chunks are consumed.
+    """
+    with engine.connect() as conn:
+        batches = charges_db.stream_export_rows(
+            conn, charge_filter=charge_filter, today=today, batch_rows=batch_rows
+        )
+        yield from csv_chunks(
+            ([row[column] for column in charges_db.EXPORT_COLUMNS] for row in batch)
+            for batch in batches
+        )
+
+
+def charges_csv_file(
+    engine: Engine, *, charge_filter: ChargeFilter, today: date, batch_rows: int = BATCH_ROWS
+) -> io.RawIOBase:
+    """The export written to an anonymous temporary file on disk, rewound."""
+    # Unbuffered: a raw file, which st.download_button accepts (it reads it whole).
+    file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (returned to the caller)
+    for chunk in charges_csv_chunks(
+        engine, charge_filter=charge_filter, today=today, batch_rows=batch_rows
+    ):
+        file.write(chunk)
+    file.seek(0)
+    return file
+
+
+def export_file_name(charge_filter: ChargeFilter, *, today: date) -> str:
+    suffix = "all" if charge_filter.is_empty else "filtered"
+    return f"charges-{suffix}-{today.isoformat()}.csv"

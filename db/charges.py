@@ -1,0 +1,469 @@
+"""Queries behind the Charges and Debtors pages: filtered keyset pages, totals, export.
+
+Every value is a bound parameter; the only text assembled here is made of column names
+and fragments written in this file, chosen by the filter. Each condition is written the
+way its index is defined, so the planner can use it:
+
+* status (and the derived "overdue")  -> charges_status_due_date_idx (status, due_date)
+* due-date range and the due-date sort -> charges_due_date_idx (an incremental sort on id)
+* import, debtor                       -> charges_import_idx, charges_debtor_idx
+* name words    -> debtors_search_name_idx: to_tsvector('simple', search_name) @@ tsquery
+* e-mail prefix -> debtors_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
+* CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
+* debtId prefix -> charges_debt_id_key (a "C" column): debt_id LIKE 'prefix%'
+
+Amounts have no index: an amount range is checked on the rows another index (or the
+scan) yields, and sorting by amount reads every charge the filter keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, RowMapping, text
+
+if TYPE_CHECKING:  # billing.charges imports this module; only the types come back
+    from billing.charges import ChargeFilter, Cursor, DebtorCursor, TextSearch
+
+OPEN_STATUSES = ("pending", "issued", "partially_paid")  # still owed
+UNPAID_STATUSES = ("issued", "partially_paid")  # still owed with a boleto: can be overdue
+_SORT_COLUMNS = {"due_date": "c.due_date", "amount": "c.amount"}
+
+_OVERDUE = "(c.status = ANY(CAST(:unpaid AS text[])) AND c.due_date < :today)"
+
+_ROW_COLUMNS = f"""
+    c.id, c.debt_id, c.amount, c.due_date, c.status, c.import_id, c.debtor_id,
+    d.name, d.government_id, d.email, {_OVERDUE} AS overdue
+"""
+
+# What an export holds, in this order (billing.export names the CSV columns).
+EXPORT_COLUMNS = (
+    "debt_id", "name", "government_id", "email", "amount", "due_date", "status",
+    "overdue", "paid_total", "nosso_numero", "digitable_line", "import_id",
+)  # fmt: skip
+_EXPORT_SELECT = f"""
+    c.debt_id, d.name, d.government_id, d.email, c.amount, c.due_date, c.status,
+    {_OVERDUE} AS overdue,
+    coalesce((SELECT sum(p.paid_amount) FROM payments AS p WHERE p.charge_id = c.id), 0.00)
+        AS paid_total,
+    c.nosso_numero, c.digitable_line, c.import_id
+"""
+
+
+# --------------------------------------------------------------------------
+# Building the WHERE clause
+# --------------------------------------------------------------------------
+
+
+def _debtor_search(search: TextSearch, alias: str) -> str:
+    """The debtor-side parts of a search on debtors `alias`, OR-ed."""
+    parts = []
+    if search.name_query:
+        parts.append(
+            f"to_tsvector('simple', {alias}.search_name) @@ to_tsquery('simple', :name_query)"
+        )
+    if search.email_prefix:
+        parts.append(f'lower({alias}.email) COLLATE "C" LIKE :email_prefix')
+    if search.document_prefix:
+        parts.append(f"{alias}.government_id LIKE :document_prefix")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _search_params(search: TextSearch) -> dict[str, Any]:
+    return {
+        "name_query": search.name_query,
+        "email_prefix": search.email_prefix,
+        "document_prefix": search.document_prefix,
+        "debt_prefix": search.debt_prefix,
+    }
+
+
+def _charge_search(search: TextSearch, *, broad: bool) -> str:
+    """The search as a condition on charges `c` alone.
+
+    Narrow (the usual search for a person): the debtors found by their index are
+    collected first (an InitPlan) and their charges fetched through charges_debtor_idx,
+    so the search costs what that person's charges cost. Left to itself the planner
+    may instead walk every charge in page order testing each one's debtor, which for a
+    name shared by a few hundred debtors reads most of the table (0.9 s measured).
+
+    Broad (thousands of debtors, such as one common surname): fetching all their
+    charges to keep 50 costs more than walking the charges in page order, where a
+    match comes every few dozen rows; there the planner is left to choose
+    (`debtor_id IN (subquery)`), and it walks.
+
+    A debtId prefix with debtor parts is a BitmapOr of the two charge indexes.
+    """
+    parts = []
+    if search.debt_prefix:
+        parts.append("c.debt_id LIKE :debt_prefix")
+    if search.on_debtors:
+        debtors = f"SELECT d.id FROM debtors AS d WHERE {_debtor_search(search, 'd')}"
+        parts.append(
+            f"c.debtor_id IN ({debtors})" if broad else f"c.debtor_id = ANY(ARRAY({debtors}))"
+        )
+    return "(" + " OR ".join(parts) + ")"
+
+
+def matching_debtors(conn: Connection, search: TextSearch, *, cap: int) -> int:
+    """How many debtors the debtor parts of a search find, counting no further than `cap`."""
+    if not search.on_debtors:
+        return 0
+    params = _search_params(search) | {"cap": cap}
+    return conn.execute(
+        text(
+            f"SELECT count(*) FROM (SELECT 1 FROM debtors AS d "
+            f"WHERE {_debtor_search(search, 'd')} LIMIT :cap) AS found"
+        ),
+        params,
+    ).scalar_one()
+
+
+def _charge_where(
+    charge_filter: ChargeFilter, *, today: date, after: Cursor | None = None, broad: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """Conditions on charges `c` alone, and their parameters."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {"today": today, "unpaid": list(UNPAID_STATUSES)}
+
+    stored = [s for s in charge_filter.statuses if s != "overdue"]
+    status_parts = []
+    if stored:
+        status_parts.append("c.status = ANY(CAST(:statuses AS text[]))")
+        params["statuses"] = stored
+    if "overdue" in charge_filter.statuses:
+        status_parts.append(_OVERDUE)
+    if status_parts:
+        conditions.append("(" + " OR ".join(status_parts) + ")")
+
+    if charge_filter.due_from is not None:
+        conditions.append("c.due_date >= :due_from")
+        params["due_from"] = charge_filter.due_from
+    if charge_filter.due_to is not None:
+        conditions.append("c.due_date <= :due_to")
+        params["due_to"] = charge_filter.due_to
+    if charge_filter.amount_min is not None:
+        conditions.append("c.amount >= :amount_min")
+        params["amount_min"] = charge_filter.amount_min
+    if charge_filter.amount_max is not None:
+        conditions.append("c.amount <= :amount_max")
+        params["amount_max"] = charge_filter.amount_max
+    if charge_filter.import_id is not None:
+        conditions.append("c.import_id = :import_id")
+        params["import_id"] = charge_filter.import_id
+    if charge_filter.debtor_id is not None:
+        conditions.append("c.debtor_id = :debtor_id")
+        params["debtor_id"] = charge_filter.debtor_id
+
+    search = charge_filter.search
+    if search is not None:
+        conditions.append(_charge_search(search, broad=broad))
+        params.update(_search_params(search))
+
+    if after is not None:
+        column = _SORT_COLUMNS[charge_filter.sort]
+        # The plain comparison lets the sort column's index start at the cursor; the
+        # row comparison then skips the rows of that value already shown.
+        op, loose = ("<", "<=") if charge_filter.descending else (">", ">=")
+        conditions.append(
+            f"{column} {loose} :after_value AND ({column}, c.id) {op} (:after_value, :after_id)"
+        )
+        params["after_value"] = after.value
+        params["after_id"] = after.id
+    return conditions, params
+
+
+def _order_by(charge_filter: ChargeFilter) -> str:
+    direction = "DESC" if charge_filter.descending else "ASC"
+    return f"{_SORT_COLUMNS[charge_filter.sort]} {direction}, c.id {direction}"
+
+
+def _where_sql(conditions: list[str]) -> str:
+    return "WHERE " + "\n  AND ".join(conditions) if conditions else ""
+
+
+def charge_rows_sql(
+    charge_filter: ChargeFilter,
+    *,
+    today: date,
+    after: Cursor | None,
+    limit: int,
+    broad_search: bool = False,
+) -> tuple[str, dict[str, Any]]:
+    """The statement of one page, and its parameters (the benchmark EXPLAINs it).
+
+    The page is chosen on charges alone and only its rows are joined to their debtors:
+    joined first, a sort by amount would join every charge before keeping 51.
+    """
+    conditions, params = _charge_where(charge_filter, today=today, after=after, broad=broad_search)
+    params["limit"] = limit
+    statement = f"""
+SELECT {_ROW_COLUMNS}
+FROM (
+    SELECT c.id, c.debt_id, c.amount, c.due_date, c.status, c.import_id, c.debtor_id
+    FROM charges AS c
+    {_where_sql(conditions)}
+    ORDER BY {_order_by(charge_filter)}
+    LIMIT :limit
+) AS c
+JOIN debtors AS d ON d.id = c.debtor_id
+ORDER BY {_order_by(charge_filter)}
+"""
+    return statement, params
+
+
+def count_and_sum_sql(charge_filter: ChargeFilter, *, today: date) -> tuple[str, dict[str, Any]]:
+    conditions, params = _charge_where(charge_filter, today=today)
+    statement = f"""
+SELECT count(*), coalesce(sum(c.amount), 0)
+FROM charges AS c
+{_where_sql(conditions)}
+"""
+    return statement, params
+
+
+def export_sql(charge_filter: ChargeFilter, *, today: date) -> tuple[str, dict[str, Any]]:
+    conditions, params = _charge_where(charge_filter, today=today)
+    statement = f"""
+SELECT {_EXPORT_SELECT}
+FROM charges AS c
+JOIN debtors AS d ON d.id = c.debtor_id
+{_where_sql(conditions)}
+ORDER BY {_order_by(charge_filter)}
+"""
+    return statement, params
+
+
+# --------------------------------------------------------------------------
+# Charges
+# --------------------------------------------------------------------------
+
+
+def charge_rows(
+    conn: Connection,
+    *,
+    charge_filter: ChargeFilter,
+    today: date,
+    after: Cursor | None,
+    limit: int,
+    broad_search: bool = False,
+) -> list[dict[str, Any]]:
+    statement, params = charge_rows_sql(
+        charge_filter, today=today, after=after, limit=limit, broad_search=broad_search
+    )
+    return [dict(row) for row in conn.execute(text(statement), params).mappings()]
+
+
+def count_and_sum(
+    conn: Connection, *, charge_filter: ChargeFilter, today: date
+) -> tuple[int, Decimal]:
+    statement, params = count_and_sum_sql(charge_filter, today=today)
+    count, amount = conn.execute(text(statement), params).one()
+    return count, amount
+
+
+def stream_export_rows(
+    conn: Connection, *, charge_filter: ChargeFilter, today: date, batch_rows: int = 5000
+) -> Iterator[list[RowMapping]]:
+    """The filtered charges for an export, `batch_rows` at a time from a server-side
+    cursor: never the whole result in memory. Run it inside a transaction."""
+    statement, params = export_sql(charge_filter, today=today)
+    result = conn.execution_options(yield_per=batch_rows).execute(text(statement), params)
+    yield from result.mappings().partitions(batch_rows)
+
+
+def data_version(conn: Connection) -> tuple[int | None, ...]:
+    """The newest import, payment and charge event: changes whenever totals may have.
+
+    Three look-ups at the right edge of primary keys, for caching totals safely.
+    """
+    return tuple(
+        conn.execute(
+            text(
+                "SELECT (SELECT max(id) FROM imports), (SELECT max(id) FROM payments), "
+                "(SELECT max(id) FROM charge_events)"
+            )
+        ).one()
+    )
+
+
+def any_charge(conn: Connection) -> bool:
+    return conn.execute(text("SELECT EXISTS (SELECT 1 FROM charges)")).scalar_one()
+
+
+def charge_exists(conn: Connection, charge_id: int) -> bool:
+    return (
+        conn.execute(text("SELECT 1 FROM charges WHERE id = :id"), {"id": charge_id}).first()
+        is not None
+    )
+
+
+def charge_id_by_debt_id(conn: Connection, debt_id: str) -> int | None:
+    return conn.execute(
+        text("SELECT id FROM charges WHERE debt_id = :debt_id"), {"debt_id": debt_id}
+    ).scalar_one_or_none()
+
+
+def charge_with_debtor(conn: Connection, charge_id: int, *, today: date) -> dict[str, Any] | None:
+    """A charge with its boleto fields, its debtor, its import and the sum paid so far."""
+    row = (
+        conn.execute(
+            text(
+                f"""
+                SELECT c.id, c.debt_id, c.amount, c.due_date, c.status, c.payer_name,
+                       c.payer_email, c.nosso_numero, c.barcode, c.digitable_line,
+                       c.pix_code, c.issued_at, c.created_at, c.import_id, c.debtor_id,
+                       d.name, d.government_id, d.email,
+                       i.file_name AS import_file, i.started_at AS imported_at,
+                       coalesce((SELECT sum(p.paid_amount) FROM payments AS p
+                                 WHERE p.charge_id = c.id), 0) AS paid_total,
+                       {_OVERDUE} AS overdue
+                FROM charges AS c
+                JOIN debtors AS d ON d.id = c.debtor_id
+                JOIN imports AS i ON i.id = c.import_id
+                WHERE c.id = :id
+                """
+            ),
+            {"id": charge_id, "today": today, "unpaid": list(UNPAID_STATUSES)},
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def notices_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
+    """The e-mail notices of a charge, in the order they were planned."""
+    rows = conn.execute(
+        text(
+            """
+            SELECT id, kind, status, attempts, last_error, next_attempt_at, sent_at,
+                   created_at
+            FROM notices
+            WHERE charge_id = :id
+            ORDER BY created_at, id
+            """
+        ),
+        {"id": charge_id},
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def imports_with_charges(conn: Connection, *, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            """
+            SELECT id, file_name, started_at, imported
+            FROM imports
+            WHERE status = 'done' AND imported > 0
+            ORDER BY id DESC
+            LIMIT :limit
+            """
+        ),
+        {"limit": limit},
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+# --------------------------------------------------------------------------
+# Debtors
+# --------------------------------------------------------------------------
+
+
+def debtor_rows_sql(
+    *, search: TextSearch | None, after: DebtorCursor | None, limit: int
+) -> tuple[str, dict[str, Any]]:
+    conditions: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    if search is not None:
+        params.update(_search_params(search))
+        if not search.on_debtors:
+            conditions.append(
+                "d.id IN (SELECT c.debtor_id FROM charges AS c WHERE c.debt_id LIKE :debt_prefix)"
+            )
+        elif not search.debt_prefix:
+            conditions.append(_debtor_search(search, "d"))
+        else:
+            conditions.append(
+                f"""d.id IN (
+                    SELECT d2.id FROM debtors AS d2 WHERE {_debtor_search(search, "d2")}
+                    UNION ALL
+                    SELECT c.debtor_id FROM charges AS c WHERE c.debt_id LIKE :debt_prefix
+                )"""
+            )
+    if after is not None:
+        conditions.append("(d.name, d.id) > (:after_name, :after_id)")
+        params["after_name"] = after.name
+        params["after_id"] = after.id
+    statement = f"""
+SELECT d.id, d.name, d.government_id, d.email,
+       (SELECT count(*) FROM charges AS c WHERE c.debtor_id = d.id) AS charges
+FROM debtors AS d
+{_where_sql(conditions)}
+ORDER BY d.name, d.id
+LIMIT :limit
+"""
+    return statement, params
+
+
+def debtor_rows(
+    conn: Connection, *, search: TextSearch | None, after: DebtorCursor | None, limit: int
+) -> list[dict[str, Any]]:
+    statement, params = debtor_rows_sql(search=search, after=after, limit=limit)
+    return [dict(row) for row in conn.execute(text(statement), params).mappings()]
+
+
+def debtor(conn: Connection, debtor_id: int) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            text(
+                "SELECT id, name, government_id, email, created_at, updated_at "
+                "FROM debtors WHERE id = :id"
+            ),
+            {"id": debtor_id},
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+DEBTOR_TOTALS_SQL = f"""
+SELECT count(*) AS charges,
+       count(*) FILTER (WHERE c.status = ANY(CAST(:open AS text[]))) AS open_charges,
+       coalesce(sum(greatest(c.amount - p.paid, 0))
+                FILTER (WHERE c.status = ANY(CAST(:open AS text[]))), 0) AS outstanding,
+       coalesce(sum(p.paid), 0) AS paid,
+       count(*) FILTER (WHERE {_OVERDUE}) AS overdue_charges,
+       coalesce(sum(greatest(c.amount - p.paid, 0)) FILTER (WHERE {_OVERDUE}), 0) AS overdue
+FROM charges AS c
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(paid_amount), 0) AS paid FROM payments WHERE charge_id = c.id
+) AS p
+WHERE c.debtor_id = :debtor_id
+"""
+
+
+def debtor_totals(conn: Connection, debtor_id: int, *, today: date) -> dict[str, Any]:
+    """Counts and sums over a debtor's charges: outstanding, received (paid), overdue.
+
+    Outstanding and overdue are what is still owed (amount minus what was paid) on open
+    and on overdue charges; paid is every payment received, whatever the charge became.
+    """
+    row = (
+        conn.execute(
+            text(DEBTOR_TOTALS_SQL),
+            {
+                "debtor_id": debtor_id,
+                "today": today,
+                "open": list(OPEN_STATUSES),
+                "unpaid": list(UNPAID_STATUSES),
+            },
+        )
+        .mappings()
+        .one()
+    )
+    return dict(row)

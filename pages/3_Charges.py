@@ -1,0 +1,292 @@
+"""Charges: filter and page through every charge, export them, open one and act on it.
+
+The filters live in the URL (a filtered view is a link to share); pages are keyset
+pages chosen by the database, 50 rows at a time.
+"""
+
+from datetime import date
+from decimal import Decimal
+
+import pandas as pd
+import streamlit as st
+
+from billing.boletos import boleto_pdf_for_charge
+from billing.charges import (
+    PAGE_SIZE,
+    SEARCH_IN,
+    SORT_LABELS,
+    STATUS_CHOICES,
+    STATUS_LABELS,
+    ChargeDetail,
+    ChargeFilter,
+    charge_detail,
+    charge_page,
+    charge_table,
+    charge_totals,
+    data_version,
+    find_charge_id,
+    has_charges,
+    import_choices,
+    status_label,
+    whole_document,
+)
+from billing.export import charges_csv_file, export_file_name
+from billing.formatting import brl, date_br
+from billing.notices import KIND_LABELS, today_in
+from billing.payments import cancel_charge, charge_history, charge_payments, mark_paid
+from pages._shared import engine, operator_errors
+
+st.title("Charges")
+
+if not has_charges(engine()):
+    st.info("No charges yet: import a debtor file on the Upload page, then come back here.")
+    st.stop()
+
+today = today_in()
+if "c_q" not in st.session_state:  # the page's first run: its widgets start from the link
+    from_link, notes = ChargeFilter.from_query_params(st.query_params.to_dict())
+    st.session_state.update(
+        c_q=from_link.text,
+        c_in=from_link.search_in,
+        c_status=list(from_link.statuses),
+        c_due_from=from_link.due_from,
+        c_due_to=from_link.due_to,
+        c_min=None if from_link.amount_min is None else float(from_link.amount_min),
+        c_max=None if from_link.amount_max is None else float(from_link.amount_max),
+        c_import=from_link.import_id,
+        c_sort=(from_link.sort, from_link.descending),
+        c_debtor=from_link.debtor_id,
+        c_link_notes=notes,
+        c_link_filter=from_link,
+    )
+    charge_param = st.query_params.get("charge", "").strip()
+    st.session_state.c_open = int(charge_param) if charge_param.isdigit() else None
+    if charge_param and st.session_state.c_open is None:
+        notes.append(f"Ignored charge={charge_param[:40]!r} from the link: expected a number.")
+
+link_notes = st.container()  # filled below, once the filter is known
+imports = {row["id"]: row for row in import_choices(engine())}
+search_column, in_column = st.columns([3, 1])
+search_column.text_input(
+    "Search",
+    key="c_q",
+    placeholder="Name, e-mail, CPF/CNPJ or debtId",
+    help="Accents and case do not matter. Name words match their beginnings "
+    "(“conc silva”); an e-mail, a CPF/CNPJ or a debtId matches by its beginning.",
+)
+in_column.selectbox("Search in", list(SEARCH_IN), format_func=SEARCH_IN.get, key="c_in")
+columns = st.columns([2, 1, 1, 1, 1])
+columns[0].multiselect("Status", STATUS_CHOICES, format_func=STATUS_LABELS.get, key="c_status")
+columns[1].date_input("Due from", value=None, format="DD/MM/YYYY", key="c_due_from")
+columns[2].date_input("Due until", value=None, format="DD/MM/YYYY", key="c_due_to")
+columns[3].number_input("Amount from (R$)", min_value=0.0, value=None, step=100.0, key="c_min")
+columns[4].number_input("Amount up to (R$)", min_value=0.0, value=None, step=100.0, key="c_max")
+import_column, sort_column = st.columns([3, 2])
+if st.session_state.c_import not in (None, *imports):
+    imports[st.session_state.c_import] = {"file_name": "(not listed)"}
+import_column.selectbox(
+    "Import file",
+    [None, *imports],
+    format_func=lambda i: "All files" if i is None else f"#{i} {imports[i]['file_name']}",
+    key="c_import",
+)
+sort_column.selectbox("Order", list(SORT_LABELS), format_func=SORT_LABELS.get, key="c_sort")
+
+
+def _amount(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+state = st.session_state
+charge_filter, notes = ChargeFilter(
+    statuses=tuple(state.c_status),
+    due_from=state.c_due_from,
+    due_to=state.c_due_to,
+    amount_min=_amount(state.c_min),
+    amount_max=_amount(state.c_max),
+    import_id=state.c_import,
+    debtor_id=state.c_debtor,
+    text=state.c_q,
+    search_in=state.c_in,
+    sort=state.c_sort[0],
+    descending=state.c_sort[1],
+).checked()
+if charge_filter == state.c_link_filter:  # what the link said, until the operator changes it
+    for note in state.c_link_notes:
+        link_notes.warning(note)
+for note in notes:
+    st.warning(note)
+if charge_filter.debtor_id is not None:
+    st.info(f"Only the charges of debtor #{charge_filter.debtor_id}.")
+    if st.button("Show every debtor's charges"):
+        state.c_debtor = None
+        st.rerun()
+
+link = charge_filter.to_query_params()
+if state.c_open is not None:
+    link["charge"] = str(state.c_open)
+if st.query_params.to_dict() != link:
+    st.query_params.from_dict(link)
+
+# Keyset pages: the cursors of the pages already seen, to go back; reset by a new filter.
+if state.get("c_pages_of") != charge_filter:
+    state.c_pages_of, state.c_cursors = charge_filter, [None]
+    state.pop("c_table", None)  # a row selected in another list means nothing here
+
+
+@st.cache_data(ttl=60, max_entries=200, show_spinner=False)
+def _totals(charge_filter: ChargeFilter, today: date, version: tuple) -> tuple[int, Decimal]:
+    """Counted once per filter until an import, a payment or an action changes the data:
+    a sum over a million charges takes a few hundred milliseconds."""
+    totals = charge_totals(engine(), charge_filter=charge_filter, today=today)
+    return totals.count, totals.amount
+
+
+count, amount = _totals(charge_filter, today, data_version(engine()))
+count_column, amount_column, _ = st.columns(3)
+count_column.metric("Charges", f"{count:n}")
+amount_column.metric("Total amount", brl(amount))
+page_number = len(state.c_cursors)
+page = charge_page(engine(), charge_filter=charge_filter, today=today, after=state.c_cursors[-1])
+if not page.rows:
+    st.info("No charge matches these filters. Clear the search or widen the dates.")
+else:
+    event = st.dataframe(
+        pd.DataFrame(charge_table(page.rows)),
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="c_table",
+    )
+    selected = [page.rows[i]["id"] for i in event.selection.rows]
+    if selected and selected[0] != state.get("c_selected"):
+        state.c_selected = state.c_open = selected[0]
+        st.rerun()
+    state.c_selected = selected[0] if selected else None
+    first = (page_number - 1) * PAGE_SIZE + 1
+    previous, caption, following = st.columns([1, 4, 1])
+    if previous.button("← Previous", disabled=page_number == 1):
+        state.c_cursors.pop()
+        state.pop("c_table", None)
+        st.rerun()
+    caption.caption(
+        f"Page {page_number}: rows {first:n} to {first + len(page.rows) - 1:n} of {count:n}. "
+        "Select a row to open the charge."
+    )
+    if following.button("Next →", disabled=page.next_cursor is None):
+        state.c_cursors.append(page.next_cursor)
+        state.pop("c_table", None)
+        st.rerun()
+
+    current_engine = engine()
+    st.download_button(
+        f"Download these {count:n} charges (CSV)",
+        data=lambda: charges_csv_file(current_engine, charge_filter=charge_filter, today=today),
+        file_name=export_file_name(charge_filter, today=today),
+        mime="text/csv",
+        on_click="ignore",
+        help="Every filtered charge, whole CPF/CNPJ, amounts as plain decimals, ISO dates.",
+    )
+
+with st.form("open_charge", border=False):
+    reference_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
+    reference = reference_column.text_input("Open a charge by its debtId or number")
+    if button_column.form_submit_button("Open"):
+        with operator_errors():
+            state.c_open = find_charge_id(engine(), reference)
+            st.rerun()
+
+
+def _show_charge(detail: ChargeDetail) -> None:
+    charge = detail.charge
+    st.subheader(f"Charge #{charge['id']}")
+    top = st.columns(4)
+    top[0].metric("Amount", brl(charge["amount"]))
+    top[1].metric("Due", date_br(charge["due_date"]))
+    top[2].metric("Status", status_label(charge["status"], overdue=charge["overdue"]))
+    top[3].metric("Still owed", brl(detail.outstanding))
+    # Plain text: names and e-mails come from uploaded files, never read as Markdown.
+    st.text(
+        f"debtId: {charge['debt_id']}\n"
+        f"Debtor: {charge['name']} · CPF/CNPJ {whole_document(charge['government_id'])} · "
+        f"{charge['email']}\nBilled to: {charge['payer_name']} · {charge['payer_email']}\n"
+        f"Imported from: #{charge['import_id']} {charge['import_file']}"
+    )
+    st.markdown("**Boleto**")
+    if charge["digitable_line"] is None:
+        st.caption("No boleto yet: it is issued right after the import, or by Send now.")
+    else:
+        st.caption(f"Nosso número {charge['nosso_numero']} · linha digitável:")
+        st.code(charge["digitable_line"], language=None)
+        if charge["pix_code"]:
+            st.caption("Pix copia e cola:")
+            st.code(charge["pix_code"], language=None, wrap_lines=True)
+        if detail.has_boleto:
+            current_engine, charge_id = engine(), detail.id
+            st.download_button(
+                "Download the boleto (PDF)",
+                data=lambda: boleto_pdf_for_charge(current_engine, charge_id),
+                file_name=f"boleto-{charge['debt_id']}.pdf",
+                mime="application/pdf",
+                on_click="ignore",
+            )
+    st.markdown("**Notices**")
+    if detail.notices:
+        notices = pd.DataFrame(detail.notices)
+        notices["kind"] = notices["kind"].map(KIND_LABELS)
+        st.dataframe(
+            notices[["kind", "status", "attempts", "sent_at", "last_error"]], hide_index=True
+        )
+    else:
+        st.caption("No e-mail notice planned for this charge yet.")
+    st.caption(
+        "Resending one notice is not available yet; failed notices are retried from the "
+        "Notifications page."
+    )
+    payments = charge_payments(engine(), detail.id)
+    st.markdown(f"**Payments** (received {brl(charge['paid_total'])})")
+    if payments:
+        table = pd.DataFrame(payments)
+        table["paid_amount"] = table["paid_amount"].map(brl)
+        st.dataframe(table[["paid_at", "paid_amount", "paid_by", "source"]], hide_index=True)
+    else:
+        st.caption("No payment received.")
+    st.markdown("**History**")
+    history = charge_history(engine(), detail.id)
+    if history:
+        table = pd.DataFrame(history)
+        table["amount"] = table["amount"].map(lambda a: "" if pd.isna(a) else brl(a))
+        st.dataframe(
+            table[["created_at", "kind", "from_status", "to_status", "amount", "reason", "actor"]],
+            hide_index=True,
+        )
+    else:
+        st.caption("Nothing happened to this charge since it was imported.")
+
+
+def _act(action, done: str, *, charge_id: int, reason: str) -> None:
+    with operator_errors():
+        action(engine(), charge_id=charge_id, reason=reason, actor=state.get("operator", ""))
+        state.c_flash = done
+        st.rerun()
+
+
+if state.c_open is not None:
+    with operator_errors():
+        detail = charge_detail(engine(), state.c_open, today=today)
+        st.divider()
+        if done := state.pop("c_flash", None):
+            st.success(f"Done: the charge was {done}. It shows its new state below.")
+        _show_charge(detail)
+        if detail.can_mark_paid or detail.can_cancel:
+            st.markdown("**Actions**")
+            st.text_input("Your name (recorded with the action)", key="operator")
+            paid_column, cancel_column = st.columns(2)
+            with paid_column.form("mark_paid", clear_on_submit=True):
+                reason = st.text_area("Why is it paid? (required)", key="paid_reason")
+                if st.form_submit_button("Mark paid", disabled=not detail.can_mark_paid):
+                    _act(mark_paid, "marked paid", charge_id=detail.id, reason=reason)
+            with cancel_column.form("cancel", clear_on_submit=True):
+                reason = st.text_area("Why cancel it? (required)", key="cancel_reason")
+                if st.form_submit_button("Cancel the charge", disabled=not detail.can_cancel):
+                    _act(cancel_charge, "canceled", charge_id=detail.id, reason=reason)

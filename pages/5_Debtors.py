@@ -1,0 +1,123 @@
+"""Debtors: find a debtor by name, e-mail, CPF/CNPJ or debtId; see their charges and totals."""
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from billing.charges import (
+    PAGE_SIZE,
+    SEARCH_IN,
+    ChargeFilter,
+    charge_page,
+    charge_table,
+    debtor_page,
+    debtor_summary,
+    has_charges,
+    masked_document,
+    route_search,
+    whole_document,
+)
+from billing.formatting import brl
+from billing.notices import today_in
+from pages._shared import engine, operator_errors
+
+st.title("Debtors")
+
+if not has_charges(engine()):
+    st.info("No debtors yet: import a debtor file on the Upload page, then come back here.")
+    st.stop()
+
+state = st.session_state
+if "d_q" not in state:  # the page's first run: start from the link
+    state.d_q = st.query_params.get("q", "")
+    state.d_in = st.query_params.get("in", "auto")
+    if state.d_in not in SEARCH_IN:
+        state.d_in = "auto"
+    debtor_param = st.query_params.get("debtor", "")
+    state.d_open = int(debtor_param) if debtor_param.isdigit() else None
+
+search_column, in_column = st.columns([3, 1])
+search_column.text_input(
+    "Search", key="d_q", placeholder="Name, e-mail, CPF/CNPJ or debtId of one of their charges"
+)
+in_column.selectbox("Search in", list(SEARCH_IN), format_func=SEARCH_IN.get, key="d_in")
+link = {"q": state.d_q} if state.d_q.strip() else {}
+if link and state.d_in != "auto":
+    link["in"] = state.d_in
+if state.d_open is not None:
+    link["debtor"] = str(state.d_open)
+if st.query_params.to_dict() != link:
+    st.query_params.from_dict(link)
+
+search = (state.d_q, state.d_in)
+if state.get("d_pages_of") != search:
+    state.d_pages_of, state.d_cursors = search, [None]
+    state.pop("d_table", None)  # a row selected in another list means nothing here
+if state.d_q.strip() and route_search(state.d_q, search_in=state.d_in) is None:
+    st.warning(f"“{state.d_q}” has no letters or digits to search for; showing every debtor.")
+page = debtor_page(engine(), text=state.d_q, search_in=state.d_in, after=state.d_cursors[-1])
+if not page.rows:
+    st.info("No debtor matches. Check the spelling, or search by CPF/CNPJ or e-mail.")
+else:
+    table = pd.DataFrame(
+        {
+            "Debtor": [row["name"] for row in page.rows],
+            "CPF/CNPJ": [masked_document(row["government_id"]) for row in page.rows],
+            "E-mail": [row["email"] for row in page.rows],
+            "Charges": [row["charges"] for row in page.rows],
+        }
+    )
+    event = st.dataframe(
+        table,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="d_table",
+    )
+    if event.selection.rows:
+        chosen = page.rows[event.selection.rows[0]]["id"]
+        if chosen != state.d_open:
+            state.d_open = chosen
+            st.rerun()
+    previous, caption, following = st.columns([1, 4, 1])
+    if previous.button("← Previous", disabled=len(state.d_cursors) == 1):
+        state.d_cursors.pop()
+        state.pop("d_table", None)
+        st.rerun()
+    caption.caption(f"Page {len(state.d_cursors)}, by name. Select a row to see the debtor.")
+    if following.button("Next →", disabled=page.next_cursor is None):
+        state.d_cursors.append(page.next_cursor)
+        state.pop("d_table", None)
+        st.rerun()
+
+if state.d_open is not None:
+    today = today_in()
+    with operator_errors():
+        debtor = debtor_summary(engine(), state.d_open, today=today)
+        st.divider()
+        st.subheader(f"Debtor #{debtor['id']}")  # names come from files: shown as plain text
+        st.text(
+            f"{debtor['name']} · CPF/CNPJ {whole_document(debtor['government_id'])} · "
+            f"{debtor['email']}"
+        )
+        totals = st.columns(4)
+        totals[0].metric("Charges", f"{debtor['charges']:n}")
+        totals[1].metric("Outstanding", brl(debtor["outstanding"]))
+        totals[2].metric("Paid", brl(debtor["paid"]))
+        totals[3].metric(
+            "Overdue", brl(debtor["overdue"]), f"{debtor['overdue_charges']:n} charges", "off"
+        )
+        charges = charge_page(
+            engine(), charge_filter=ChargeFilter(debtor_id=debtor["id"]), today=today
+        )
+        st.dataframe(pd.DataFrame(charge_table(charges.rows)), hide_index=True)
+        if charges.next_cursor is not None:
+            st.caption(f"The first {PAGE_SIZE} charges, by due date.")
+        try:
+            st.page_link(
+                "pages/3_Charges.py",
+                label="Open these charges on the Charges page",
+                query_params={"debtor": str(debtor["id"])},
+            )
+        except StreamlitPageNotFoundError:  # this page was started on its own
+            st.caption(f"On the Charges page, ?debtor={debtor['id']} lists them all.")
