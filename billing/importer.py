@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
@@ -262,28 +263,87 @@ class _LoadCounts:
 def _load_rows(
     conn: Connection, *, import_id: int, rows: pa.Table, settings: Settings, on_progress: Progress
 ) -> _LoadCounts:
-    """Debtors upserted, then the new charges inserted already issued, in one transaction."""
-    loading.stage_rows(
-        conn,
-        rows=rows.append_column("search_name", fold_for_search(rows.column("name"))),
-        on_progress=lambda f, m: on_progress(0.5 * f, m),
-    )
-    on_progress(0.55, "Updating debtors")
-    loading.upsert_debtors(conn)
-    on_progress(0.6, "Issuing boletos")
-    present = loading.drop_present_charges(conn)
+    """Debtors upserted, then the new charges COPYed in already issued, in one transaction."""
+    on_progress(0.05, "Looking for charges already imported")
+    present = loading.lines_already_charged(conn, keys=rows.select(["line", "debt_id"]))
+    on_progress(0.2, "Updating debtors")
+    debtor_ids = loading.upsert_debtors(conn, debtors=_newest_debtor_rows(rows))
     new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
-    to_issue = new_rows.filter(issuable(new_rows))
-    to_issue = to_issue.take(pc.sort_indices(to_issue, [("debt_id", "ascending")]))
+    new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
+    on_progress(0.4, "Issuing boletos")
+    charges = _charges_with_boletos(conn, import_id=import_id, rows=new_rows, settings=settings)
+    on_progress(0.6, "Creating charges")
+    imported = loading.insert_charges(
+        conn, charges=_with_debtor_ids(charges, debtor_ids=debtor_ids)
+    )
+    issued = charges.num_rows - charges.column("nosso_numero").null_count
+    return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
+
+
+def _newest_debtor_rows(rows: pa.Table) -> pa.Table:
+    """One row per governmentId: the file's last, which speaks for the debtor now."""
+    folded = rows.append_column("search_name", fold_for_search(rows.column("name")))
+    newest = folded.group_by("government_id", use_threads=False).aggregate(
+        [("name", "last"), ("search_name", "last"), ("email", "last")]
+    )
+    return pa.table(
+        {
+            "government_id": newest.column("government_id"),
+            "name": newest.column("name_last"),
+            "search_name": newest.column("search_name_last"),
+            "email": newest.column("email_last"),
+        }
+    )
+
+
+def _charges_with_boletos(
+    conn: Connection, *, import_id: int, rows: pa.Table, settings: Settings
+) -> pa.Table:
+    """The charges to insert, each issued with its boleto unless no barcode can carry it."""
+    can_issue = issuable(rows)
+    to_issue = rows.filter(can_issue)
     boletos = boletos_for_rows(
         to_issue,
         nosso_numeros=loading.allocate_nosso_numeros(conn, to_issue.num_rows),
         settings=settings,
     )
-    loading.stage_boletos(conn, boletos=boletos)
-    on_progress(0.7, "Creating charges")
-    imported = loading.insert_charges(conn, import_id=import_id)
-    return _LoadCounts(imported=imported, duplicates=len(present), issued=boletos.num_rows)
+    # Row i of `rows` takes boleto number position[i], or the null past the end.
+    issued_so_far = np.cumsum(can_issue.to_numpy(zero_copy_only=False)) - 1
+    position = np.where(can_issue.to_numpy(zero_copy_only=False), issued_so_far, boletos.num_rows)
+
+    def aligned(column: str) -> pa.Array:
+        values = boletos.column(column).combine_chunks()
+        padded = pa.concat_arrays([values, pa.nulls(1, values.type)])
+        return padded.take(pa.array(position))
+
+    issued_at = pa.scalar(loading.transaction_time(conn), pa.timestamp("us", tz="UTC"))
+    status = pc.if_else(can_issue, "issued", "pending")
+    return pa.table(
+        {
+            "debt_id": rows.column("debt_id"),
+            "government_id": rows.column("government_id"),
+            "import_id": pa.array(np.full(rows.num_rows, import_id, dtype=np.int64)),
+            "amount": rows.column("amount"),
+            "due_date": rows.column("due_date"),
+            "payer_name": rows.column("name"),
+            "payer_email": rows.column("email"),
+            "status": status,
+            "nosso_numero": aligned("nosso_numero"),
+            "barcode": aligned("barcode"),
+            "digitable_line": aligned("digitable_line"),
+            "pix_code": aligned("pix_code"),
+            "issued_at": pc.if_else(can_issue, issued_at, pa.scalar(None, issued_at.type)),
+        }
+    )
+
+
+def _with_debtor_ids(charges: pa.Table, *, debtor_ids: pa.Table) -> pa.Table:
+    positions = pc.index_in(
+        charges.column("government_id"), value_set=debtor_ids.column("government_id")
+    )
+    debtor_id = pc.take(debtor_ids.column("id"), positions)
+    with_ids = charges.set_column(1, "debtor_id", debtor_id)
+    return with_ids.select(list(loading.CHARGE_COLUMNS))
 
 
 REJECTED_CSV_COLUMNS = ("line", *REQUIRED_COLUMNS, "reasons")

@@ -78,16 +78,21 @@ def test_migrate_is_idempotent(db: Engine, app_env) -> None:
     assert "up to date" in done.stdout
 
 
+_LOAD_STATEMENTS = ("COPY charges", "COPY import_", "INSERT INTO debtors", "ALTER TABLE charges")
+
+
 def _wait_for_load(db: Engine, timeout: float = 60) -> bool:
+    """True once another session runs one of the import's write statements."""
+    patterns = [f"{statement}%" for statement in _LOAD_STATEMENTS]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with db.connect() as conn:
             busy = conn.execute(
                 text(
                     "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                    "AND (query ILIKE 'COPY import_rows%' OR query ILIKE 'INSERT INTO charges%' "
-                    "OR query ILIKE 'INSERT INTO debtors%' OR query ILIKE 'UPDATE debtors%')"
-                )
+                    "AND query ILIKE ANY(:patterns) AND state = 'active'"
+                ),
+                {"patterns": patterns},
             ).scalar_one()
         if busy:
             return True

@@ -293,3 +293,62 @@ def test_names_are_found_without_accents(db: Engine) -> None:
         stored = conn.execute(text("SELECT search_name FROM debtors ORDER BY id")).scalars()
         assert found == ["Maria da Conceição"]
         assert sorted(stored) == ["joao antonio", "maria da conceicao"]
+
+
+def _schema_of(db: Engine, table: str) -> set[tuple[str, str]]:
+    with db.connect() as conn:
+        indexes = conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}
+        ).all()
+        constraints = conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = CAST(:t AS regclass)"
+            ),
+            {"t": table},
+        ).all()
+    return {tuple(row) for row in [*indexes, *constraints]}
+
+
+def test_a_large_load_rebuilds_exactly_the_indexes_and_keys_it_dropped(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
+    before = _schema_of(db, "charges")
+
+    result = run_import(db, debtor_csv(sample_rows(200)))
+
+    assert (result.imported, result.issued) == (200, 200)
+    assert _schema_of(db, "charges") == before
+    assert run_import(db, debtor_csv(sample_rows(200))).duplicates == 200  # keys are back
+    with pytest.raises(Exception, match="foreign key"), db.begin() as conn:
+        conn.execute(text("UPDATE charges SET debtor_id = -1 WHERE debt_id = 'debt-000001'"))
+
+
+def test_a_failed_large_load_leaves_the_indexes_as_they_were(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
+    before = _schema_of(db, "charges")
+    with db.begin() as conn:
+        conn.exec_driver_sql(
+            """
+            CREATE FUNCTION fail_late() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'power cut'; END $$;
+            CREATE TRIGGER fail_late AFTER INSERT ON charges
+                FOR EACH STATEMENT EXECUTE FUNCTION fail_late();
+            """
+        )
+    try:
+        with pytest.raises(Exception, match="power cut"):
+            run_import(db, debtor_csv(sample_rows(50)))
+    finally:
+        with db.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER fail_late ON charges; DROP FUNCTION fail_late()")
+
+    assert _schema_of(db, "charges") == before
+    assert scalar(db, "SELECT count(*) FROM charges") == 0
