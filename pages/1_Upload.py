@@ -22,10 +22,12 @@ lenient = st.checkbox(
 )
 
 
-@st.cache_data(show_spinner="Reading and validating the file…", max_entries=2)
-def _prepare(digest: str, data: bytes, lenient_documents: bool) -> PreparedFile | str:
+# A resource, not data: a million-row preview is kept once, not pickled on every rerun;
+# the file's bytes are not hashed again (leading underscore), its sha256 is the key.
+@st.cache_resource(show_spinner="Reading and validating the file…", max_entries=2, ttl="15m")
+def _prepare(digest: str, _data: bytes, lenient_documents: bool) -> PreparedFile | str:
     try:
-        return prepare_file(data, lenient_documents=lenient_documents)
+        return prepare_file(_data, lenient_documents=lenient_documents)
     except FileRefused as refusal:
         return refusal.message
 
