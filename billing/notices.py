@@ -123,3 +123,15 @@ def failed_notices(engine: Engine, *, limit: int = 500) -> list[dict[str, Any]]:
 def retry_failed_notices(engine: Engine) -> int:
     """Queue the failed notices again, with a fresh count of attempts; return how many."""
     return notices_db.requeue_failed(engine)
+
+
+def resend_notice(engine: Engine, *, charge_id: int, kind: str) -> None:
+    """Send one notice of a charge again at the next sending round (an operator's call)."""
+    if kind not in NOTICE_KINDS:
+        raise OperatorError(f"There is no notice kind {kind!r}.")
+    if not notices_db.requeue_notice(engine, charge_id=charge_id, kind=kind):
+        raise OperatorError(
+            "That notice is not finished yet (it is queued or being sent), "
+            "or it was never planned for this charge.",
+            title="Nothing to resend",
+        )

@@ -321,3 +321,28 @@ def requeue_failed(engine: Engine) -> int:
                 "WHERE status = 'failed'"
             )
         ).rowcount
+
+
+def requeue_notice(engine: Engine, *, charge_id: int, kind: str) -> bool:
+    """Queue one finished notice again (an operator's resend); False if none to resend.
+
+    The resent message gets its own Message-ID (the pair's, tagged with the time), so
+    a mail client that already holds the first one does not drop it as a duplicate.
+    """
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    """
+                    UPDATE notices
+                    SET status = 'queued', attempts = 0, next_attempt_at = now(),
+                        last_error = NULL, sent_at = NULL,
+                        message_id = regexp_replace(message_id, '(\\.resend[0-9]+)?@',
+                            '.resend' || floor(extract(epoch FROM now()))::bigint || '@')
+                    WHERE charge_id = :charge_id AND kind = :kind
+                      AND status IN ('sent', 'failed', 'skipped')
+                    """
+                ),
+                {"charge_id": charge_id, "kind": kind},
+            ).rowcount
+        )

@@ -32,9 +32,11 @@ from billing.charges import (
 )
 from billing.export import charges_csv_file, export_file_name
 from billing.formatting import brl, date_br
-from billing.notices import KIND_LABELS, today_in
+from billing.notices import KIND_LABELS, resend_notice, today_in
 from billing.payments import cancel_charge, charge_history, charge_payments, mark_paid
 from pages._shared import engine, operator_errors
+
+FINISHED_NOTICE = {"sent", "failed", "skipped"}
 
 st.title("Charges")
 
@@ -237,12 +239,16 @@ def _show_charge(detail: ChargeDetail) -> None:
         st.dataframe(
             notices[["kind", "status", "attempts", "sent_at", "last_error"]], hide_index=True
         )
+        finished = [n["kind"] for n in detail.notices if n["status"] in FINISHED_NOTICE]
+        if finished:
+            with st.form(f"resend-{detail.id}"):
+                kind = st.selectbox("Resend a notice", finished, format_func=KIND_LABELS.get)
+                if st.form_submit_button("Resend"):
+                    with operator_errors():
+                        resend_notice(engine(), charge_id=detail.id, kind=kind)
+                        st.success("Queued: it goes out with the next sending round.")
     else:
         st.caption("No e-mail notice planned for this charge yet.")
-    st.caption(
-        "Resending one notice is not available yet; failed notices are retried from the "
-        "Notifications page."
-    )
     payments = charge_payments(engine(), detail.id)
     st.markdown(f"**Payments** (received {brl(charge['paid_total'])})")
     if payments:

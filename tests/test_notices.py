@@ -442,3 +442,32 @@ def test_the_notifications_page(
         get_engine().dispose()
         get_settings.cache_clear()
         get_engine.cache_clear()
+
+
+def test_an_operator_can_resend_a_sent_notice_once_more(db: Engine) -> None:
+    from billing.errors import OperatorError
+    from billing.notices import resend_notice
+    from tests.test_importer import debtor_csv, sample_rows
+
+    import_file(
+        engine=db, data=debtor_csv(sample_rows(1)), file_name="r.csv", lenient_documents=False
+    )
+    with db.begin() as conn:
+        charge_id = conn.execute(text("SELECT id FROM charges")).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO notices (charge_id, kind, status, attempts, sent_at, message_id) "
+                "VALUES (:id, 'issued', 'sent', 1, now(), '<notice-1-issued@example.com>')"
+            ),
+            {"id": charge_id},
+        )
+    resend_notice(db, charge_id=charge_id, kind="issued")
+    with db.connect() as conn:
+        status, message_id = conn.execute(
+            text("SELECT status, message_id FROM notices WHERE charge_id = :id"), {"id": charge_id}
+        ).one()
+    assert status == "queued"
+    assert message_id.startswith("<notice-1-issued.resend")
+    assert message_id.endswith("@example.com>")
+    with pytest.raises(OperatorError, match="not finished"):
+        resend_notice(db, charge_id=charge_id, kind="issued")  # already queued
