@@ -221,9 +221,7 @@ def due_date_from_factor(factor: int, *, reference: date) -> date:
     today). The window runs from 3000 days before to 5999 days after it.
     """
     if not FACTOR_MIN <= factor <= FACTOR_MAX:
-        raise ValueError(
-            f"due-date factor {factor} is outside {FACTOR_MIN}..{FACTOR_MAX}"
-        )
+        raise ValueError(f"due-date factor {factor} is outside {FACTOR_MIN}..{FACTOR_MAX}")
     window_start = max(reference - timedelta(days=3000), FIRST_FACTOR_DATE)
     start_factor = due_date_factor(window_start)
     return window_start + timedelta(days=(factor - start_factor) % FACTOR_CYCLE_DAYS)
@@ -264,10 +262,7 @@ def bb_convenio7_free_field(*, convenio: str, nosso_numero: int, wallet: str) ->
     _require_digits("BB convênio", convenio, 7)
     _require_digits("BB wallet (carteira)", wallet, 2)
     return (
-        "000000"
-        + convenio
-        + _sequence_digits(nosso_numero, BB_CONVENIO7_SEQUENCE_DIGITS)
-        + wallet
+        "000000" + convenio + _sequence_digits(nosso_numero, BB_CONVENIO7_SEQUENCE_DIGITS) + wallet
     )
 
 
@@ -367,10 +362,10 @@ def barcode_from_parts(
     _require_digits("bank code", bank_code, 3)
     _require_digits("free field", free_field, 25)
     if not 1 <= amount_cents <= MAX_AMOUNT_CENTS:
-        raise ValueError(
-            f"amount {amount_cents} cents is outside 1..{MAX_AMOUNT_CENTS}"
-        )
-    body = f"{bank_code}{CURRENCY_REAL}{due_date_factor(due_date):04d}{amount_cents:010d}{free_field}"
+        raise ValueError(f"amount {amount_cents} cents is outside 1..{MAX_AMOUNT_CENTS}")
+    body = (
+        f"{bank_code}{CURRENCY_REAL}{due_date_factor(due_date):04d}{amount_cents:010d}{free_field}"
+    )
     return body[:4] + str(barcode_check_digit(body)) + body[4:]
 
 
@@ -473,17 +468,8 @@ def barcode_from_digitable_line(line: str) -> str:
         ("field 3", digits[21:31], digits[31]),
     ):
         if dv != str(mod10(body)):
-            raise ValueError(
-                f"digitable line {name} check digit is {dv}, expected {mod10(body)}"
-            )
-    code = (
-        digits[0:4]
-        + digits[32]
-        + digits[33:47]
-        + digits[4:9]
-        + digits[10:20]
-        + digits[21:31]
-    )
+            raise ValueError(f"digitable line {name} check digit is {dv}, expected {mod10(body)}")
+    code = digits[0:4] + digits[32] + digits[33:47] + digits[4:9] + digits[10:20] + digits[21:31]
     parse_barcode(code)
     return code
 
@@ -506,32 +492,45 @@ _CHUNK_ROWS = 131_072  # bounds temporaries to a few tens of MB per chunk
 # Linha digitável positions: for each of the 47 digits, its column in the
 # (n, 44) barcode matrix, or -1/-2/-3 for the check digits of fields 1..3.
 _LINE_SOURCE = np.array(
-    [0, 1, 2, 3, 19, 20, 21, 22, 23, -1]
-    + list(range(24, 34))
-    + [-2]
-    + list(range(34, 44))
-    + [-3]
-    + [4]
-    + list(range(5, 19)),
+    [
+        0,
+        1,
+        2,
+        3,
+        19,
+        20,
+        21,
+        22,
+        23,
+        -1,
+        *list(range(24, 34)),
+        -2,
+        *list(range(34, 44)),
+        -3,
+        4,
+        *list(range(5, 19)),
+    ],
     dtype=np.int64,
 )
 # Column of each formatted character in the 47 digits, -1 for a separator.
 _FORMATTED_SOURCE = np.array(
-    list(range(5))
-    + [-1]
-    + list(range(5, 10))
-    + [-1]
-    + list(range(10, 15))
-    + [-1]
-    + list(range(15, 21))
-    + [-1]
-    + list(range(21, 26))
-    + [-1]
-    + list(range(26, 32))
-    + [-1]
-    + [32]
-    + [-1]
-    + list(range(33, 47)),
+    [
+        *list(range(5)),
+        -1,
+        *list(range(5, 10)),
+        -1,
+        *list(range(10, 15)),
+        -1,
+        *list(range(15, 21)),
+        -1,
+        *list(range(21, 26)),
+        -1,
+        *list(range(26, 32)),
+        -1,
+        32,
+        -1,
+        *list(range(33, 47)),
+    ],
     dtype=np.int64,
 )
 _FORMATTED_TEMPLATE = np.frombuffer(
@@ -576,9 +575,7 @@ def _str_digits(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("ascii"), dtype=np.uint8) - ord("0")
 
 
-def _free_field_matrix(
-    beneficiary: Beneficiary, nosso_numeros: np.ndarray
-) -> np.ndarray:
+def _free_field_matrix(beneficiary: Beneficiary, nosso_numeros: np.ndarray) -> np.ndarray:
     n = nosso_numeros.shape[0]
     out = np.empty((n, 25), dtype=np.uint8)
     if beneficiary.layout == LAYOUT_CAIXA_SIGCB:
@@ -676,11 +673,7 @@ def issue_codes(
     amounts_cents = np.asarray(amounts_cents, dtype=np.int64)
     due_dates = np.asarray(due_dates).astype("datetime64[D]")
     n = nosso_numeros.shape[0]
-    if (
-        nosso_numeros.ndim != 1
-        or amounts_cents.shape != (n,)
-        or due_dates.shape != (n,)
-    ):
+    if nosso_numeros.ndim != 1 or amounts_cents.shape != (n,) or due_dates.shape != (n,):
         raise ValueError(
             "nosso_numeros, amounts_cents and due_dates must be 1-D arrays of the same length"
         )

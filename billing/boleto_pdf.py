@@ -88,9 +88,7 @@ def boleto_pdf(
         pix_code=pix_code,
     )
     buffer = io.BytesIO()
-    canvas = Canvas(
-        buffer, pagesize=A4, invariant=1, pageCompression=1 if compress else 0
-    )
+    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1 if compress else 0)
     canvas.setTitle(f"Boleto {nosso_numero} - vencimento {date_br(due_date)}")
     canvas.setAuthor(beneficiary.name)
     canvas.setSubject(f"Documento {debt_id}")
@@ -138,9 +136,7 @@ def _check_consistency(
             f"barcode is for bank {parts.bank_code}, beneficiary banks with {beneficiary.bank_code}"
         )
     if parts.amount_cents != amount_to_cents(amount):
-        raise ValueError(
-            f"barcode amount is {parts.amount_cents} cents, slip says {amount}"
-        )
+        raise ValueError(f"barcode amount is {parts.amount_cents} cents, slip says {amount}")
     if parts.factor != due_date_factor(due_date):
         raise ValueError(
             f"barcode due-date factor {parts.factor} does not match {due_date.isoformat()}"
@@ -148,9 +144,7 @@ def _check_consistency(
     if pix_code is not None:
         pix = parse_pix_payload(pix_code)
         if pix.amount is not None and pix.amount != amount:
-            raise ValueError(
-                f"Pix amount {pix.amount} differs from the slip amount {amount}"
-            )
+            raise ValueError(f"Pix amount {pix.amount} differs from the slip amount {amount}")
 
 
 def _default_instructions(debt_id: str, pix_code: str | None) -> list[str]:
@@ -255,9 +249,7 @@ class _Slip:
     def header(self, top: float, title: str) -> float:
         """Bank name | bank code with digit | linha digitável (or a title)."""
         c = self.c
-        bank_name = BANK_NAMES.get(
-            self.beneficiary.bank_code, self.beneficiary.bank_code
-        )
+        bank_name = BANK_NAMES.get(self.beneficiary.bank_code, self.beneficiary.bank_code)
         baseline = self._y(top + 6 * mm)
         c.setFont(BOLD, 12)
         c.drawString(LEFT, baseline, bank_name)
@@ -344,9 +336,7 @@ class _Slip:
         c = self.c
         size = 42 * mm
         # Sized directly: asking the widget for its bounds would encode the QR twice.
-        widget = QrCodeWidget(
-            self.pix_code, barLevel="M", barWidth=size, barHeight=size
-        )
+        widget = QrCodeWidget(self.pix_code, barLevel="M", barWidth=size, barHeight=size)
         drawing = Drawing(size, size)
         drawing.add(widget)
         renderPDF.draw(drawing, c, LEFT, self._y(top + size))
@@ -354,9 +344,7 @@ class _Slip:
         text_x = LEFT + size + 4 * mm
         text_width = WIDTH - size - 4 * mm
         c.setFont(BOLD, 11)
-        c.drawString(
-            text_x, self._y(top + 6 * mm), f"Pague com Pix - {brl(self.amount)}"
-        )
+        c.drawString(text_x, self._y(top + 6 * mm), f"Pague com Pix - {brl(self.amount)}")
         c.setFont(VALUE_FONT, 8.5)
         c.drawString(
             text_x,
@@ -373,10 +361,7 @@ class _Slip:
             (text_width - 2 * mm) / (0.6 * mono_size)
         )  # Courier advances 0.6 em per character
         c.setFont("Courier", mono_size)
-        chunks = [
-            self.pix_code[i : i + per_line]
-            for i in range(0, len(self.pix_code), per_line)
-        ]
+        chunks = [self.pix_code[i : i + per_line] for i in range(0, len(self.pix_code), per_line)]
         for i, chunk in enumerate(chunks):
             c.drawString(text_x, self._y(top + 22 * mm + i * 3.4 * mm), chunk)
         return top + max(size, 22 * mm + len(chunks) * 3.4 * mm)
@@ -386,7 +371,9 @@ class _Slip:
         left = WIDTH - RIGHT_COLUMN
         right_x = LEFT + left
         if self.beneficiary.layout == LAYOUT_CAIXA_SIGCB:
-            place = "Preferencialmente nas casas lotéricas e agências da CAIXA, ou em qualquer banco"
+            place = (
+                "Preferencialmente nas casas lotéricas e agências da CAIXA, ou em qualquer banco"
+            )
         else:
             place = "Pagável em qualquer banco"
         self.box(LEFT, y, left, "Local de Pagamento", place)
@@ -434,18 +421,18 @@ class _Slip:
                 "N",
                 date_br(self.issue_date),
             ],
+            strict=True,
         ):
             self.box(x, y, width, label, value)
             x += width
-        self.box(
-            right_x, y, RIGHT_COLUMN, "Nosso Número", self.nosso_numero, align="right"
-        )
+        self.box(right_x, y, RIGHT_COLUMN, "Nosso Número", self.nosso_numero, align="right")
         y += ROW
         x = LEFT
         for width, label, value in zip(
             widths,
             ["Uso do Banco", "Carteira", "Espécie", "Quantidade", "Valor"],
             ["", self.beneficiary.wallet, "R$", "", ""],
+            strict=True,
         ):
             self.box(x, y, width, label, value)
             x += width
@@ -483,9 +470,7 @@ class _Slip:
         height = 16 * mm
         self.lines_box(LEFT, y, WIDTH, height, "Pagador", payer_lines)
         self.c.setFont(LABEL_FONT, LABEL_SIZE)
-        self.c.drawString(
-            LEFT + 1.2 * mm, self._y(y + height - 1.5 * mm), "Sacador/Avalista:"
-        )
+        self.c.drawString(LEFT + 1.2 * mm, self._y(y + height - 1.5 * mm), "Sacador/Avalista:")
         y += height
         self.c.setFont(LABEL_FONT, 7)
         self.c.drawRightString(
