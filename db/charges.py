@@ -12,8 +12,8 @@ way its index is defined, so the planner can use it:
 * CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
 * debtId prefix -> charges_debt_id_key (a "C" column): debt_id LIKE 'prefix%'
 
-Amounts have no index: an amount range is checked on the rows another index (or the
-scan) yields, and sorting by amount reads every charge the filter keeps.
+Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date,
+status and debtor indexes carry the amount (INCLUDE) so counts and sums read no table.
 """
 
 from __future__ import annotations

@@ -194,3 +194,21 @@ class Screenshots:
         finally:
             page.set_viewport_size(size)
         return path
+
+    @contextmanager
+    def on_failure(self, page, step: str) -> Iterator[None]:
+        """Take a screenshot of the screen as it was when the body failed, then re-raise.
+
+        A screenshot that cannot be taken (the browser gone) is named on the original
+        error instead of replacing it.
+        """
+        try:
+            yield
+        except Exception as failure:
+            try:
+                path = self.take(page, step)
+            except Exception as screenshot_error:  # noted on the failure
+                failure.add_note(f"no screenshot of the failure: {screenshot_error!r}")
+            else:
+                failure.add_note(f"screenshot of the failure: {path}")
+            raise

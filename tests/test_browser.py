@@ -1,9 +1,11 @@
 """An operator's first session, in a real Chromium against the running app.
 
 Upload a debtor file (dropped on the uploader), check the preview, import it; read the
-Overview; find a charge on the Charges page by a name, open it and download its boleto.
-Each step is a subtest, so a page not registered in app.py yet is reported as skipped
-without hiding the others. Screenshots of every step go to test-artifacts/browser/.
+Overview (the default page, at "/"); find a charge on the Charges page by a name, open it
+by its debtId, open it again from its link (?charge=ID) and download its boleto. Each
+step is a subtest, so a page not registered in app.py yet is reported as skipped without
+hiding the others. Screenshots of every step, and of the screen when a step fails, go to
+test-artifacts/browser/.
 
 Needs the `playwright` package (no browser download: Debian's chromium is used,
 `apt-get install chromium`); without either the module is skipped.
@@ -11,11 +13,12 @@ Needs the `playwright` package (no browser download: Debian's chromium is used,
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from billing.formatting import brl
 from billing.notices import today_in
@@ -104,7 +107,10 @@ def test_operator_journey(
             page.goto(f"{app.url}/{pages[script]}")
             wait_for_script(page)
 
-        with subtests.test("upload a file, preview it, import it"):
+        with (
+            subtests.test("upload a file, preview it, import it"),
+            shots.on_failure(page, "upload-failed"),
+        ):
             open_page(UPLOAD)
             expect(page.get_by_text("Drag a CSV file here")).to_be_visible()
             shots.take(page, "upload-empty")
@@ -128,43 +134,72 @@ def test_operator_journey(
         with subtests.test("the overview shows the KPIs"):
             if OVERVIEW not in pages:
                 pytest.skip(f"{OVERVIEW} is not registered in app.py yet")
-            open_page(OVERVIEW)
-            expect(metric(page, "Outstanding")).to_have_text(expected["outstanding"])
-            expect(metric(page, "Overdue")).to_have_text(expected["overdue"])
-            expect(metric(page, "Overdue charges")).to_have_text(expected["overdue_count"])
-            expect(metric(page, "Received this month")).to_have_text("R$ 0,00")
-            expect(metric(page, "Issued")).to_have_text("5")
-            charts = page.get_by_test_id("stPlotlyChart")
-            expect(charts.first).to_be_visible()
-            expect(charts.first.locator(".main-svg").first).to_be_visible()  # drawn
-            shots.take(page, "overview")
+            with shots.on_failure(page, "overview-failed"):
+                open_page(OVERVIEW)
+                expect(metric(page, "Outstanding")).to_have_text(expected["outstanding"])
+                expect(metric(page, "Overdue")).to_have_text(expected["overdue"])
+                expect(metric(page, "Overdue charges")).to_have_text(expected["overdue_count"])
+                expect(metric(page, "Received this month")).to_have_text("R$ 0,00")
+                expect(metric(page, "Issued")).to_have_text("5")
+                charts = page.get_by_test_id("stPlotlyChart")
+                expect(charts.first).to_be_visible()
+                expect(charts.first.locator(".main-svg").first).to_be_visible()  # drawn
+                shots.take(page, "overview")
 
         with subtests.test("find a charge by name, open it, download its boleto"):
             if CHARGES not in pages:
                 pytest.skip(f"{CHARGES} is not registered in app.py yet")
-            open_page(CHARGES)
-            expect(metric(page, "Charges")).to_have_text("5")
-            search = page.get_by_role("textbox", name="Search", exact=True)
-            search.fill("conceicao")  # no accent: the search folds them
-            search.press("Enter")
-            expect(metric(page, "Charges")).to_have_text("1")
-            wait_for_script(page)
-            shots.take(page, "charges-filtered")
+            with shots.on_failure(page, "charges-failed"):
+                open_page(CHARGES)
+                expect(metric(page, "Charges")).to_have_text("5")
+                search = page.get_by_role("textbox", name="Search", exact=True)
+                search.fill("conceicao")  # no accent: the search folds them
+                search.press("Enter")
+                expect(metric(page, "Charges")).to_have_text("1")
+                wait_for_script(page)
+                shots.take(page, "charges-filtered")
 
-            # The grid is a canvas (as in Streamlit's own e2e tests, click by position):
-            # the selection box of the only row, 35 px header and rows, opens the charge.
-            grid = page.get_by_test_id("stDataFrame")
-            expect(grid).to_be_visible()
-            grid.click(position={"x": 16, "y": 35 + 17})
-            expect(page.get_by_text("Charge e2e-1")).to_be_visible()
-            expect(metric(page, "Amount")).to_have_text("R$ 1.500,00")
-            wait_for_script(page)
-            shots.take(page, "charge-opened")
+                # Opened by its debtId, as an operator does with a reference at hand: the
+                # grid is a canvas, whose rows have no role or text to find them by.
+                charge_id = charge_id_of(db, "e2e-1")
+                reference = page.get_by_role(
+                    "textbox", name="Open a charge by its debtId or number", exact=True
+                )
+                reference.fill("e2e-1")
+                # The form's own button: every selectbox also has an "Open" button.
+                open_form = page.get_by_test_id("stForm").filter(has=reference)
+                open_form.get_by_role("button", name="Open", exact=True).click()
+                expect_charge(page, charge_id=charge_id, debt_id="e2e-1", amount="R$ 1.500,00")
+                # The open charge is in the link, to share it.
+                expect(page).to_have_url(re.compile(rf"[?&]charge={charge_id}(&|$)"))
+                wait_for_script(page)
+                shots.take(page, "charge-opened")
 
-            with page.expect_download() as download_info:
-                page.get_by_role("button", name="Download the boleto (PDF)").click()
-            download = download_info.value
-            pdf = ARTIFACTS / "boleto-e2e-1.pdf"
-            download.save_as(pdf)
-            assert download.suggested_filename == "boleto-e2e-1.pdf"
-            assert pdf.read_bytes().startswith(b"%PDF")
+            with shots.on_failure(page, "charge-link-failed"):
+                page.goto(f"{app.url}/{pages[CHARGES]}?charge={charge_id}")  # a shared link
+                wait_for_script(page)
+                expect_charge(page, charge_id=charge_id, debt_id="e2e-1", amount="R$ 1.500,00")
+                shots.take(page, "charge-from-link")
+
+                with page.expect_download() as download_info:
+                    page.get_by_role("button", name="Download the boleto (PDF)").click()
+                download = download_info.value
+                pdf = ARTIFACTS / "boleto-e2e-1.pdf"
+                download.save_as(pdf)
+                assert download.suggested_filename == "boleto-e2e-1.pdf"
+                assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def charge_id_of(db: Engine, debt_id: str) -> int:
+    """The number the app gave the charge `debt_id` (it shows in the page and the link)."""
+    with db.connect() as conn:
+        return conn.execute(
+            text("SELECT id FROM charges WHERE debt_id = :debt_id"), {"debt_id": debt_id}
+        ).scalar_one()
+
+
+def expect_charge(page, *, charge_id: int, debt_id: str, amount: str) -> None:
+    """The Charges page shows that charge open, with its amount in pt-BR."""
+    expect(page.get_by_role("heading", name=f"Charge #{charge_id}")).to_be_visible()
+    expect(page.get_by_test_id("stText").filter(has_text=f"debtId: {debt_id}")).to_be_visible()
+    expect(metric(page, "Amount")).to_have_text(amount)
