@@ -86,7 +86,7 @@ CREATE TABLE charges (
     import_id bigint NOT NULL REFERENCES imports (id),
     amount numeric(14, 2) NOT NULL CHECK (amount > 0),
     due_date date NOT NULL,
-    status text NOT NULL DEFAULT 'pending'
+    status text COLLATE "C" NOT NULL DEFAULT 'pending'
         CHECK (status IN ('pending', 'issued', 'paid', 'partially_paid', 'canceled')),
     -- As written in the row that created the charge: the address that gets billed.
     payer_name text NOT NULL,
