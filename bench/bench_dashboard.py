@@ -49,6 +49,7 @@ from psycopg import sql
 from sqlalchemy import Engine, make_url, text
 
 from bench.generate import write_debtor_file
+from bench.support import progress
 from billing.charges import (
     ChargeFilter,
     Cursor,
@@ -418,10 +419,6 @@ def check_plan(engine: Engine, case: Case) -> str:
 # --------------------------------------------------------------------------
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def bench_database_url(server_url: str) -> str:
     """The URL of the benchmark's own database on that server, created when missing."""
     with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
@@ -446,16 +443,16 @@ def load(engine: Engine, *, rows: int) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(EMPTY_PROJECT_TABLES)
     with tempfile.TemporaryDirectory(prefix="bench_dashboard_") as work:
-        _progress(f"generating {rows} rows")
+        progress(f"generating {rows} rows")
         data = write_debtor_file(Path(work) / "debtors.csv", rows=rows).read_bytes()
-    _progress("importing them (and issuing their boletos)")
+    progress("importing them (and issuing their boletos)")
     started = time.perf_counter()
     result = import_file(
         engine=engine, data=data, file_name="bench_debtors.csv", lenient_documents=False
     )
     if result.status != "done" or result.imported != rows:
         raise RuntimeError(f"the import did not take every row: {result}")
-    _progress(f"imported in {time.perf_counter() - started:.1f} s; varying statuses")
+    progress(f"imported in {time.perf_counter() - started:.1f} s; varying statuses")
     with engine.begin() as conn:
         conn.exec_driver_sql(VARY_STATUSES)
         conn.exec_driver_sql(RECORD_PAYMENTS)
@@ -463,7 +460,7 @@ def load(engine: Engine, *, rows: int) -> None:
 
 
 def vacuum(engine: Engine) -> None:
-    _progress("VACUUM ANALYZE")
+    progress("VACUUM ANALYZE")
     with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
         conn.exec_driver_sql("VACUUM (ANALYZE) charges, debtors, payments")
 
@@ -552,19 +549,19 @@ def main(argv: list[str] | None = None) -> int:
         server_url = args.database_url
         where = f"{make_url(server_url).host or 'local socket'}"
     else:
-        _progress(f"embedded PostgreSQL in {args.data_dir}")
+        progress(f"embedded PostgreSQL in {args.data_dir}")
         server_url = start_embedded_server(args.data_dir, cleanup_mode="stop")
         where = f"embedded, {args.data_dir}"
     engine = make_engine(bench_database_url(server_url))
     try:
         migrate(engine)
         if args.reuse and holds_bench_data(engine, rows=args.rows):
-            _progress(f"reusing the {args.rows} charges already loaded")
+            progress(f"reusing the {args.rows} charges already loaded")
         else:
             load(engine, rows=args.rows)
         candidates = []
         for name in args.candidate:
-            _progress(f"creating candidate index {name}")
+            progress(f"creating candidate index {name}")
             started = time.perf_counter()
             with engine.begin() as conn:
                 conn.exec_driver_sql(CANDIDATES[name])
@@ -616,7 +613,7 @@ def _run(engine: Engine, args: argparse.Namespace) -> tuple[list[Case], str]:
     overview, overview_note = overview_cases(engine, today=args.today)
     cases = overview + build_cases(engine, today=args.today, sample=sample)
     for number, case in enumerate(cases, start=1):
-        _progress(f"[{number}/{len(cases)}] {case.name}")
+        progress(f"[{number}/{len(cases)}] {case.name}")
         case.plan = check_plan(engine, case)
         measure(case, runs=args.runs)
     return cases, overview_note

@@ -23,32 +23,27 @@ temporary folder and deleted at the end.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import logging
 import multiprocessing
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from sqlalchemy import Connection, Engine, event, make_url
+from sqlalchemy import Connection, Engine, event
 
 from bench.generate import default_debtor_count, write_debtor_file
+from bench.support import benchmark_server, progress, scratch_database
 from billing.importer import import_file
 from billing.settings import get_settings
-from db.engine import libpq_url, make_engine, start_embedded_server
+from db.engine import libpq_url, make_engine
 from db.migrations import migrate
 
 RATIO_GOAL = 2.0
@@ -149,15 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     debtors: int = default_debtor_count(rows) if args.debtors is None else args.debtors
     with tempfile.TemporaryDirectory(prefix="bench_import_") as work:
         path = Path(work) / f"debtors_{rows}.csv"
-        _progress(f"generating {rows} rows for {debtors} debtors")
+        progress(f"generating {rows} rows for {debtors} debtors")
         started = time.perf_counter()
         write_debtor_file(path, rows=rows, debtors=debtors)
         generate_seconds = time.perf_counter() - started
         file_bytes = path.stat().st_size
-        _progress(f"file {file_bytes / 1e6:.1f} MB, {rows} rows, in {generate_seconds:.1f} s")
+        progress(f"file {file_bytes / 1e6:.1f} MB, {rows} rows, in {generate_seconds:.1f} s")
 
-        server_url, where = _server(args.database_url)
-        with _scratch_database(server_url) as url:
+        server_url, where = benchmark_server(args.database_url, prefix="bench_import")
+        with scratch_database(server_url, prefix="bench_import") as url:
             engine = make_engine(url)
             migrate(engine)
             engine.dispose()
@@ -165,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             copy_seconds: list[float] = []
             imports: list[ImportRun] = []
             for round_number in range(1, args.repeat + 1):
-                _progress(f"round {round_number}/{args.repeat}: (a) plain COPY")
+                progress(f"round {round_number}/{args.repeat}: (a) plain COPY")
                 copy_seconds.append(plain_copy(url, path, rows=rows))
-                _progress(f"round {round_number}/{args.repeat}: (b) project import")
+                progress(f"round {round_number}/{args.repeat}: (b) project import")
                 imports.append(
                     project_import(url, path, rows=rows, debtors=debtors, breakdown=args.breakdown)
                 )
@@ -215,38 +210,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.debtors is not None and not 1 <= args.debtors <= args.rows:
         parser.error("--debtors must be between 1 and --rows")
     return args
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _server(database_url: str | None) -> tuple[str, str]:
-    """The URL of the server to use and how to name it in the report."""
-    if database_url:
-        parsed = make_url(database_url)
-        return database_url, f"{parsed.host or 'local socket'}:{parsed.port or 5432}"
-    folder = Path(tempfile.mkdtemp(prefix="bench_import_pg_"))
-    # atexit runs handlers last-registered first: the server registers its own
-    # stop-and-delete when it starts, after this one, so the folder goes once it stopped.
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    _progress(f"starting an embedded PostgreSQL in {folder}")
-    return start_embedded_server(folder, cleanup_mode="delete"), "embedded"
-
-
-@contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of `server_url`, dropped when the benchmark ends."""
-    name = f"bench_import_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(libpq_url(server_url)).set(database=name).render_as_string(False)
-    finally:
-        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def _server_version(url: str) -> str:

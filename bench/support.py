@@ -1,0 +1,55 @@
+"""What every benchmark needs: a server to measure on, and a database of its own there."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import make_url
+
+from db.engine import libpq_url, start_embedded_server
+
+
+def progress(message: str) -> None:
+    """Progress goes to stderr, so stdout keeps only the report (or its JSON)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def benchmark_server(database_url: str | None, *, prefix: str) -> tuple[str, str]:
+    """The URL of the server to use and how to name it in the report.
+
+    Without a URL an embedded server starts in a temporary folder, deleted at exit.
+    """
+    if database_url:
+        parsed = make_url(database_url)
+        return database_url, f"{parsed.host or 'local socket'}:{parsed.port or 5432}"
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}_pg_"))
+    # atexit runs handlers last-registered first: the server registers its own
+    # stop-and-delete when it starts, after this one, so the folder goes once it stopped.
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    progress(f"starting an embedded PostgreSQL in {folder}")
+    return start_embedded_server(folder, cleanup_mode="delete"), "embedded"
+
+
+@contextmanager
+def scratch_database(server_url: str, *, prefix: str) -> Iterator[str]:
+    """A new database on the server of `server_url`, dropped when the benchmark ends,
+    so a DATABASE_URL pointing at real data is never written to."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(libpq_url(server_url)).set(database=name).render_as_string(False)
+    finally:
+        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
