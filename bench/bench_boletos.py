@@ -28,32 +28,27 @@ temporary folder and deleted at the end.
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
 import logging
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import psycopg
-from psycopg import sql
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 
 from bench.generate import write_debtor_file
+from bench.support import benchmark_server, progress, scratch_database
 from billing.boleto import is_valid_barcode
 from billing.boletos import DEFAULT_BATCH_SIZE, issue_boletos
 from billing.importer import import_file
 from billing.pix import is_valid_pix_payload
 from billing.settings import Settings, get_settings
-from db.engine import libpq_url, make_engine, start_embedded_server
+from db.engine import make_engine
 from db.migrations import migrate
 
 T = TypeVar("T")
@@ -70,7 +65,7 @@ REFILL_CHARGES = (
 TOUCH_EVERY_ROW = "UPDATE charges SET updated_at = now()"
 TOUCH_EVERY_ROW_NAMING_INDEXED = (
     "UPDATE charges SET updated_at = now(), debt_id = debt_id, debtor_id = debtor_id, "
-    "import_id = import_id, due_date = due_date, status = status"
+    "import_id = import_id, due_date = due_date, amount = amount, status = status"
 )
 
 
@@ -81,16 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = dataclasses.replace(get_settings(), pix_key="" if args.no_pix else BENCH_PIX_KEY)
     with tempfile.TemporaryDirectory(prefix="bench_boletos_") as work:
         path = Path(work) / f"debtors_{args.rows}.csv"
-        _progress(f"generating {args.rows} rows")
+        progress(f"generating {args.rows} rows")
         write_debtor_file(path, rows=args.rows)
         data = path.read_bytes()
-        server_url, where = _server(args.database_url)
-        with _scratch_database(server_url) as url:
+        server_url, where = benchmark_server(args.database_url, prefix="bench_boletos")
+        with scratch_database(server_url, prefix="bench_boletos") as url:
             engine = make_engine(url)
             try:
                 migrate(engine)
                 server = f"{_server_version(engine)} ({where})"
-                _progress("importing the file with import_file (it ends by issuing)")
+                progress("importing the file with import_file (which issues its boletos)")
                 importing, result = _timed_import(engine, data, settings=settings)
                 if (result.imported, result.issued) != (args.rows, args.rows):
                     raise RuntimeError(f"the import did not take and issue every row: {result}")
@@ -101,13 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                 naming: list[float] = []
                 issuing: list[float] = []
                 for round_number in range(1, args.repeat + 1):
-                    _progress(f"round {round_number}/{args.repeat}: (a) UPDATE of every charge")
+                    progress(f"round {round_number}/{args.repeat}: (a) UPDATE of every charge")
                     plain.append(_timed(engine, args.rows, _execute, TOUCH_EVERY_ROW)[0])
-                    _progress(f"round {round_number}/{args.repeat}: (a') naming indexed columns")
+                    progress(f"round {round_number}/{args.repeat}: (a') naming indexed columns")
                     naming.append(
                         _timed(engine, args.rows, _execute, TOUCH_EVERY_ROW_NAMING_INDEXED)[0]
                     )
-                    _progress(f"round {round_number}/{args.repeat}: (b) issue_boletos")
+                    progress(f"round {round_number}/{args.repeat}: (b) issue_boletos")
                     seconds, issued = _timed(engine, args.rows, _issue, args.batch_size, settings)
                     issuing.append(seconds)
                     _check_issued(engine, rows=args.rows, issued=issued, pix=not args.no_pix)
@@ -134,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(_line("ratio b/a'", f"{b / a_naming:7.2f}"))
     print(
         _line(
-            "import_file, its issue included",
-            f"{importing:7.2f} s   (the import reports {result.seconds:.2f} s before issuing)",
+            "import_file of the same file, boletos included",
+            f"{importing:7.2f} s   (issued {result.issued}, status {result.status})",
         )
     )
     return 0
@@ -182,44 +177,12 @@ def _line(label: str, figures: str) -> str:
     return f"{label:<44}{figures}"
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _show_batches() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("  %(message)s"))
     logger = logging.getLogger("billing.boletos")
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
-
-
-def _server(database_url: str | None) -> tuple[str, str]:
-    """The URL of the server to use and how to name it in the report."""
-    if database_url:
-        parsed = make_url(database_url)
-        return database_url, f"{parsed.host or 'local socket'}:{parsed.port or 5432}"
-    folder = Path(tempfile.mkdtemp(prefix="bench_boletos_pg_"))
-    # atexit runs handlers last-registered first: the server registers its own
-    # stop-and-delete when it starts, after this one, so the folder goes once it stopped.
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    _progress(f"starting an embedded PostgreSQL in {folder}")
-    return start_embedded_server(folder, cleanup_mode="delete"), "embedded"
-
-
-@contextmanager
-def _scratch_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of `server_url`, dropped when the benchmark ends."""
-    name = f"bench_boletos_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_url(libpq_url(server_url)).set(database=name).render_as_string(False)
-    finally:
-        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def _server_version(engine: Engine) -> str:
