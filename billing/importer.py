@@ -8,9 +8,7 @@ only the charges whose debtId is new and counts the rest as duplicates.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from billing.boletos import boletos_for_rows, issuable
 from billing.errors import FileRefused
-from billing.reading import REQUIRED_COLUMNS, DebtorFile, read_debtor_file
+from billing.reading import DebtorFile, read_debtor_file
 from billing.search import fold_for_search
 from billing.settings import Settings, get_settings
 from billing.validation import ValidatedRows, validate_rows
@@ -346,33 +344,14 @@ def _with_debtor_ids(charges: pa.Table, *, debtor_ids: pa.Table) -> pa.Table:
     return with_ids.select(list(loading.CHARGE_COLUMNS))
 
 
-REJECTED_CSV_COLUMNS = ("line", *REQUIRED_COLUMNS, "reasons")
-_REJECTION_FIELDS = {
-    "name": "name",
-    "governmentId": "government_id",
-    "email": "email",
-    "debtAmount": "debt_amount",
-    "debtDueDate": "debt_due_date",
-    "debtId": "debt_id",
-}
-
-
 def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
     """The rejected rows as a CSV to fix and upload again: original columns plus reasons.
 
     The `line` column says where each row was in the original file; the reader ignores
-    it as an extra column when the fixed file comes back.
+    it (and `reasons`) as extra columns when the fixed file comes back. UTF-8 with a BOM,
+    so spreadsheet programs read the accents right.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(REJECTED_CSV_COLUMNS)
-    for row in imports_db.rejected_rows(engine, import_id):
-        writer.writerow(
-            [row["line"]]
-            + [row[_REJECTION_FIELDS[column]] for column in REQUIRED_COLUMNS]
-            + [row["reasons"]]
-        )
-    return buffer.getvalue().encode("utf-8-sig")
+    return b"\xef\xbb\xbf" + imports_db.rejected_rows_csv(engine, import_id)
 
 
 def import_history(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, Engine, text
 
 INTERRUPTED_MESSAGE = (
@@ -158,19 +159,30 @@ def get_import(engine: Engine, import_id: int) -> dict[str, Any] | None:
         return dict(row) if row else None
 
 
-def rejected_rows(engine: Engine, import_id: int) -> list[dict[str, Any]]:
-    """The rejected rows of an import, in file order, with their values as read."""
+_REJECTED_ROWS_CSV = """
+COPY (
+    SELECT line, name AS "name", government_id AS "governmentId", email AS "email",
+           debt_amount AS "debtAmount", debt_due_date AS "debtDueDate", debt_id AS "debtId",
+           array_to_string(reasons, '; ') AS reasons
+    FROM import_rejections
+    WHERE import_id = {import_id}
+    ORDER BY line
+) TO STDOUT (FORMAT csv, HEADER true, FORCE_QUOTE *)
+"""
+
+
+def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
+    """The rejected rows of an import as CSV, in file order, written by the server itself.
+
+    Header: line, the file's six columns (values as read), reasons.
+    """
+    statement = psycopg_sql.SQL(_REJECTED_ROWS_CSV).format(
+        import_id=psycopg_sql.Literal(int(import_id))
+    )
+    buffer = bytearray()
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                """
-                SELECT line, name, government_id, email, debt_amount, debt_due_date, debt_id,
-                       array_to_string(reasons, '; ') AS reasons
-                FROM import_rejections
-                WHERE import_id = :id
-                ORDER BY line
-                """
-            ),
-            {"id": import_id},
-        ).mappings()
-        return [dict(row) for row in rows]
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(statement) as copy:
+            for chunk in copy:
+                buffer += chunk
+    return bytes(buffer)

@@ -5,8 +5,8 @@ import hashlib
 import streamlit as st
 
 from billing.errors import FileRefused
-from billing.importer import PreparedFile, import_file, prepare_file, rejected_rows_csv
-from pages._shared import engine, operator_errors
+from billing.importer import PreparedFile, import_file, prepare_file
+from pages._shared import engine, operator_errors, rejected_rows_download
 
 st.title("Upload a debtor file")
 st.caption(
@@ -65,7 +65,8 @@ def _show_result(result: dict) -> None:
     if result["rejected"]:
         st.download_button(
             "Download the rejected rows (CSV with reasons)",
-            data=rejected_rows_csv(engine(), result["import_id"]),
+            data=rejected_rows_download(result["import_id"]),
+            on_click="ignore",
             file_name=f"rejected-import-{result['import_id']}.csv",
             mime="text/csv",
         )

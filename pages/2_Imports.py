@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from billing.importer import import_history, rejected_rows_csv
-from pages._shared import engine
+from billing.importer import import_history
+from pages._shared import engine, rejected_rows_download
 
 st.title("Import history")
 
@@ -50,7 +50,8 @@ if with_rejections:
     )
     st.download_button(
         "Download the rejected rows (CSV with reasons)",
-        data=rejected_rows_csv(engine(), chosen["id"]),
+        data=rejected_rows_download(chosen["id"]),
+        on_click="ignore",
         file_name=f"rejected-import-{chosen['id']}.csv",
         mime="text/csv",
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import streamlit as st
@@ -37,3 +37,12 @@ def operator_errors() -> Iterator[None]:
             "Something went wrong on our side and nothing was changed. "
             "The details are in the server log; please tell the team."
         )
+
+
+def rejected_rows_download(import_id: int) -> Callable[[], bytes]:
+    """Data for st.download_button, written by the database only when the button is clicked
+    (the callable runs outside the script, so the engine is captured now)."""
+    from billing.importer import rejected_rows_csv
+
+    current_engine = engine()
+    return lambda: rejected_rows_csv(current_engine, import_id)

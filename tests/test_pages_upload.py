@@ -33,6 +33,8 @@ def test_upload_preview_then_import(dashboard_db: Engine) -> None:
     assert not at.exception
     assert "Imported 8 charges" in at.success[0].value
     assert scalar(dashboard_db, "SELECT count(*) FROM charges") == 8
+    downloads = [button.label for button in at.get("download_button")]
+    assert downloads == ["Download the rejected rows (CSV with reasons)"]
 
 
 def test_upload_refuses_a_bad_file_with_one_message(dashboard_db: Engine) -> None:
