@@ -46,6 +46,7 @@ if send_column.button("Send now", type="primary", help="Issue, queue and send th
             st.error(f"**The mail server could not be reached.** {result.error}")
     _refresh()
 
+failures: list[dict] = []
 with operator_errors():
     counts = _counts()
     columns = st.columns(4)
