@@ -246,6 +246,9 @@ def _run_import(
             delimiter=prepared.file.delimiter,
             extra_columns=result.extra_columns,
         )
+    if result.imported >= loading.BULK_LOAD_MIN_ROWS:
+        on_progress(0.98, "Preparing the new charges for the dashboard")
+        loading.vacuum_after_large_load(conn.engine)
     on_progress(1.0, "Done")
     log.info("import %s of %s: %s", import_id, file_name, result)
     return result

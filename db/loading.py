@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 IMPORT_LOCK_KEY = 7_301_002  # pg_advisory_xact_lock key: one import writes at a time
 _COPY_CHUNK_BYTES = 4 * 1024 * 1024
@@ -238,6 +238,18 @@ def indexes_rebuilt_after(conn: Connection, *, table: str) -> Iterator[None]:
     for name, definition in reversed(constraints):  # unique keys first, then foreign keys
         conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
     conn.exec_driver_sql(f"ANALYZE {table}")
+
+
+def vacuum_after_large_load(engine: Engine) -> None:
+    """VACUUM the tables a large import just filled, once it has committed.
+
+    Until pages are marked all-visible, the dashboard's counts and sums cannot answer
+    from the indexes alone (index-only scans) and read the table: a minute or two of slow
+    Overview after a million-row import, until autovacuum comes by. VACUUM cannot run in
+    a transaction, hence its own connection in autocommit.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE) charges, debtors")
 
 
 def store_rejections(conn: Connection, *, import_id: int, rejected: pa.Table) -> None:
