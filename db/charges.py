@@ -122,6 +122,17 @@ def matching_debtors(conn: Connection, search: TextSearch, *, cap: int) -> int:
     ).scalar_one()
 
 
+# Filter fields that map to one condition each, with a parameter of the same name.
+_SIMPLE_CONDITIONS = (
+    ("due_from", "c.due_date >= :due_from"),
+    ("due_to", "c.due_date <= :due_to"),
+    ("amount_min", "c.amount >= :amount_min"),
+    ("amount_max", "c.amount <= :amount_max"),
+    ("import_id", "c.import_id = :import_id"),
+    ("debtor_id", "c.debtor_id = :debtor_id"),
+)
+
+
 def _charge_where(
     charge_filter: ChargeFilter, *, today: date, after: Cursor | None = None, broad: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
@@ -139,24 +150,11 @@ def _charge_where(
     if status_parts:
         conditions.append("(" + " OR ".join(status_parts) + ")")
 
-    if charge_filter.due_from is not None:
-        conditions.append("c.due_date >= :due_from")
-        params["due_from"] = charge_filter.due_from
-    if charge_filter.due_to is not None:
-        conditions.append("c.due_date <= :due_to")
-        params["due_to"] = charge_filter.due_to
-    if charge_filter.amount_min is not None:
-        conditions.append("c.amount >= :amount_min")
-        params["amount_min"] = charge_filter.amount_min
-    if charge_filter.amount_max is not None:
-        conditions.append("c.amount <= :amount_max")
-        params["amount_max"] = charge_filter.amount_max
-    if charge_filter.import_id is not None:
-        conditions.append("c.import_id = :import_id")
-        params["import_id"] = charge_filter.import_id
-    if charge_filter.debtor_id is not None:
-        conditions.append("c.debtor_id = :debtor_id")
-        params["debtor_id"] = charge_filter.debtor_id
+    for field_name, condition in _SIMPLE_CONDITIONS:
+        value = getattr(charge_filter, field_name)
+        if value is not None:
+            conditions.append(condition)
+            params[field_name] = value
 
     search = charge_filter.search
     if search is not None:
