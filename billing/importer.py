@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -267,84 +268,117 @@ def _load_rows(
     """Debtors upserted, then the new charges COPYed in already issued, in one transaction."""
     on_progress(0.05, "Looking for charges already imported")
     present = loading.lines_already_charged(conn, keys=rows.select(["line", "debt_id"]))
-    on_progress(0.2, "Updating debtors")
+    on_progress(0.15, "Updating debtors")
     debtor_ids = loading.upsert_debtors(conn, debtors=_newest_debtor_rows(rows))
     new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
-    new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
-    on_progress(0.4, "Issuing boletos")
-    charges = _charges_with_boletos(conn, import_id=import_id, rows=new_rows, settings=settings)
-    on_progress(0.6, "Creating charges")
-    imported = loading.insert_charges(
-        conn, charges=_with_debtor_ids(charges, debtor_ids=debtor_ids)
+    bulk = loading.worth_bulk_loading(conn, table="charges", new_rows=new_rows.num_rows)
+    if not bulk:
+        new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
+    new_rows = new_rows.append_column("debtor_id", _debtor_ids_of(new_rows, debtor_ids))
+    on_progress(0.3, "Issuing boletos and creating charges")
+    numbers = _nosso_numeros_of(conn, new_rows)
+    charges = _ChargeRows(
+        import_id=import_id,
+        issued_at=loading.transaction_time(conn),
+        settings=settings,
     )
-    issued = charges.num_rows - charges.column("nosso_numero").null_count
+    imported = loading.insert_charges(
+        conn,
+        slices=(
+            charges.with_boletos(part, nosso_numeros=numbers[start : start + part.num_rows])
+            for start, part in _numbered_slices(new_rows)
+        ),
+        total_rows=new_rows.num_rows,
+        bulk=bulk,
+    )
+    issued = int(np.count_nonzero(numbers >= 0))
     return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
 
 
+def _numbered_slices(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    for start in range(0, rows.num_rows, loading.COPY_SLICE_ROWS):
+        yield start, rows.slice(start, loading.COPY_SLICE_ROWS)
+
+
 def _newest_debtor_rows(rows: pa.Table) -> pa.Table:
-    """One row per governmentId: the file's last, which speaks for the debtor now."""
-    folded = rows.append_column("search_name", fold_for_search(rows.column("name")))
-    newest = folded.group_by("government_id", use_threads=False).aggregate(
-        [("name", "last"), ("search_name", "last"), ("email", "last")]
-    )
+    """One row per governmentId: the file's last, which speaks for the debtor now.
+
+    The rows are numbered per governmentId (a hash pass) and the highest row number of
+    each is kept; only those rows' names are folded for search.
+    """
+    government_ids = pc.dictionary_encode(rows.column("government_id").combine_chunks())
+    codes = government_ids.indices.to_numpy()
+    last_rows = np.full(len(government_ids.dictionary), -1, dtype=np.int64)
+    np.maximum.at(last_rows, codes, np.arange(len(codes), dtype=np.int64))
+    newest = rows.select(["name", "email"]).take(pa.array(last_rows))
     return pa.table(
         {
-            "government_id": newest.column("government_id"),
-            "name": newest.column("name_last"),
-            "search_name": newest.column("search_name_last"),
-            "email": newest.column("email_last"),
+            "government_id": government_ids.dictionary,
+            "name": newest.column("name"),
+            "search_name": fold_for_search(newest.column("name")),
+            "email": newest.column("email"),
         }
     )
 
 
-def _charges_with_boletos(
-    conn: Connection, *, import_id: int, rows: pa.Table, settings: Settings
-) -> pa.Table:
-    """The charges to insert, each issued with its boleto unless no barcode can carry it."""
-    can_issue = issuable(rows)
-    to_issue = rows.filter(can_issue)
-    boletos = boletos_for_rows(
-        to_issue,
-        nosso_numeros=loading.allocate_nosso_numeros(conn, to_issue.num_rows),
-        settings=settings,
-    )
-    # Row i of `rows` takes boleto number position[i], or the null past the end.
-    issued_so_far = np.cumsum(can_issue.to_numpy(zero_copy_only=False)) - 1
-    position = np.where(can_issue.to_numpy(zero_copy_only=False), issued_so_far, boletos.num_rows)
-
-    def aligned(column: str) -> pa.Array:
-        values = boletos.column(column).combine_chunks()
-        padded = pa.concat_arrays([values, pa.nulls(1, values.type)])
-        return padded.take(pa.array(position))
-
-    issued_at = pa.scalar(loading.transaction_time(conn), pa.timestamp("us", tz="UTC"))
-    status = pc.if_else(can_issue, "issued", "pending")
-    return pa.table(
-        {
-            "debt_id": rows.column("debt_id"),
-            "government_id": rows.column("government_id"),
-            "import_id": pa.array(np.full(rows.num_rows, import_id, dtype=np.int64)),
-            "amount": rows.column("amount"),
-            "due_date": rows.column("due_date"),
-            "payer_name": rows.column("name"),
-            "payer_email": rows.column("email"),
-            "status": status,
-            "nosso_numero": aligned("nosso_numero"),
-            "barcode": aligned("barcode"),
-            "digitable_line": aligned("digitable_line"),
-            "pix_code": aligned("pix_code"),
-            "issued_at": pc.if_else(can_issue, issued_at, pa.scalar(None, issued_at.type)),
-        }
-    )
-
-
-def _with_debtor_ids(charges: pa.Table, *, debtor_ids: pa.Table) -> pa.Table:
+def _debtor_ids_of(rows: pa.Table, debtor_ids: pa.Table) -> pa.Array:
     positions = pc.index_in(
-        charges.column("government_id"), value_set=debtor_ids.column("government_id")
+        rows.column("government_id"), value_set=debtor_ids.column("government_id")
     )
-    debtor_id = pc.take(debtor_ids.column("id"), positions)
-    with_ids = charges.set_column(1, "debtor_id", debtor_id)
-    return with_ids.select(list(loading.CHARGE_COLUMNS))
+    return pc.take(debtor_ids.column("id"), positions)
+
+
+def _nosso_numeros_of(conn: Connection, rows: pa.Table) -> np.ndarray:
+    """A fresh nosso número for each row a barcode can carry, -1 for the others."""
+    can_issue = issuable(rows).to_numpy(zero_copy_only=False)
+    numbers = np.full(rows.num_rows, -1, dtype=np.int64)
+    numbers[can_issue] = loading.allocate_nosso_numeros(conn, int(np.count_nonzero(can_issue)))
+    return numbers
+
+
+@dataclass(frozen=True)
+class _ChargeRows:
+    """Turns new rows into charge rows (loading.CHARGE_COLUMNS), each with its boleto."""
+
+    import_id: int
+    issued_at: datetime
+    settings: Settings
+
+    def with_boletos(self, rows: pa.Table, *, nosso_numeros: np.ndarray) -> pa.Table:
+        """`rows` issued with the given numbers; a row numbered -1 stays pending."""
+        can_issue = nosso_numeros >= 0
+        boletos = boletos_for_rows(
+            rows.filter(pa.array(can_issue)),
+            nosso_numeros=nosso_numeros[can_issue],
+            settings=self.settings,
+        )
+        # Row i of `rows` takes boleto position[i], or the null just past the end.
+        position = np.where(can_issue, np.cumsum(can_issue) - 1, boletos.num_rows)
+
+        def aligned(column: str) -> pa.Array:
+            values = boletos.column(column).combine_chunks()
+            padded = pa.concat_arrays([values, pa.nulls(1, values.type)])
+            return padded.take(pa.array(position))
+
+        issued = pa.array(can_issue)
+        issued_at = pa.scalar(self.issued_at, pa.timestamp("us", tz="UTC"))
+        return pa.table(
+            {
+                "debt_id": rows.column("debt_id"),
+                "debtor_id": rows.column("debtor_id"),
+                "import_id": pa.array(np.full(rows.num_rows, self.import_id, dtype=np.int64)),
+                "amount": rows.column("amount"),
+                "due_date": rows.column("due_date"),
+                "payer_name": rows.column("name"),
+                "payer_email": rows.column("email"),
+                "status": pc.if_else(issued, "issued", "pending"),
+                "nosso_numero": aligned("nosso_numero"),
+                "barcode": aligned("barcode"),
+                "digitable_line": aligned("digitable_line"),
+                "pix_code": aligned("pix_code"),
+                "issued_at": pc.if_else(issued, issued_at, pa.scalar(None, issued_at.type)),
+            }
+        ).select(list(loading.CHARGE_COLUMNS))
 
 
 def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:

@@ -7,8 +7,7 @@ importing at once never create the same charge twice.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
@@ -16,10 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, text
 
 IMPORT_LOCK_KEY = 7_301_002  # pg_advisory_xact_lock key: one import writes at a time
-_COPY_CHUNK_BYTES = 4 * 1024 * 1024
+# Rows written as CSV at a time: about 20 MB of charge rows, sent while the next are written.
+COPY_SLICE_ROWS = 65_536
 
 _CREATE_STAGED_KEYS = """
 CREATE TEMP TABLE import_keys (line integer NOT NULL, debt_id text COLLATE "C" NOT NULL)
@@ -104,12 +105,9 @@ def lock_imports(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
 
 
-def _csv_chunks(table: pa.Table) -> Iterator[bytes]:
-    buffer = io.BytesIO()
-    pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=False))
-    data = buffer.getbuffer()
-    for start in range(0, len(data), _COPY_CHUNK_BYTES):
-        yield bytes(data[start : start + _COPY_CHUNK_BYTES])
+def table_slices(table: pa.Table, rows: int = COPY_SLICE_ROWS) -> Iterator[pa.Table]:
+    for start in range(0, table.num_rows, rows):
+        yield table.slice(start, rows)
 
 
 def copy_csv(
@@ -121,12 +119,44 @@ def copy_csv(
     on_progress: Progress = _no_progress,
 ) -> None:
     """COPY an Arrow table into `target` (identifiers come from this module, never input)."""
-    chunks = list(_csv_chunks(table))
+    copy_slices(
+        conn,
+        slices=table_slices(table),
+        total_rows=table.num_rows,
+        target=target,
+        columns=columns,
+        on_progress=on_progress,
+    )
+
+
+def copy_slices(
+    conn: Connection,
+    *,
+    slices: Iterable[pa.Table],
+    total_rows: int,
+    target: str,
+    columns: str,
+    on_progress: Progress = _no_progress,
+) -> int:
+    """COPY Arrow tables into `target` one after the other; return how many rows went.
+
+    Each slice is written as CSV while the server is still reading the one before: the
+    queued writer sends from a thread of its own, and Arrow's CSV writer, like the work
+    that produces the slices, releases the GIL. So the client's share of a large load
+    overlaps the server's instead of preceding it.
+    """
+    options = pcsv.WriteOptions(include_header=False)
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        for index, chunk in enumerate(chunks, start=1):
-            copy.write(chunk)
-            on_progress(index / len(chunks), "Copying rows to the database")
+    statement = f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)"
+    copied = 0
+    with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+        for rows in slices:
+            sink = pa.BufferOutputStream()
+            pcsv.write_csv(rows, sink, options)
+            copy.write(memoryview(sink.getvalue()))
+            copied += rows.num_rows
+            on_progress(copied / max(total_rows, 1), "Copying rows to the database")
+    return copied
 
 
 def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
@@ -171,16 +201,24 @@ def transaction_time(conn: Connection) -> datetime:
     return conn.execute(text("SELECT now()")).scalar_one()
 
 
-def insert_charges(conn: Connection, *, charges: pa.Table) -> int:
+def insert_charges(
+    conn: Connection, *, slices: Iterable[pa.Table], total_rows: int, bulk: bool
+) -> int:
     """COPY new charges (columns CHARGE_COLUMNS) straight into `charges`; return how many.
 
-    A load at least as large as the table rebuilds its indexes afterwards; a smaller
-    one is best given in debt_id order, so the unique index grows at its right edge.
+    With `bulk` (see worth_bulk_loading) the table's indexes are rebuilt afterwards and
+    its statistics left to the VACUUM (ANALYZE) that follows the commit; otherwise rows
+    are best given in debt_id order, so the unique index grows at its right edge.
     """
-    bulk = worth_bulk_loading(conn, table="charges", new_rows=charges.num_rows)
-    with indexes_rebuilt_after(conn, table="charges") if bulk else nullcontext():
-        copy_csv(conn, table=charges, target="charges", columns=", ".join(CHARGE_COLUMNS))
-    return charges.num_rows
+    rebuilt = indexes_rebuilt_after(conn, table="charges", analyze=False)
+    with rebuilt if bulk else nullcontext():
+        return copy_slices(
+            conn,
+            slices=slices,
+            total_rows=total_rows,
+            target="charges",
+            columns=", ".join(CHARGE_COLUMNS),
+        )
 
 
 # A large load into a table rebuilds that table's secondary indexes, unique keys and
@@ -218,11 +256,14 @@ def worth_bulk_loading(conn: Connection, *, table: str, new_rows: int) -> bool:
 
 
 @contextmanager
-def indexes_rebuilt_after(conn: Connection, *, table: str) -> Iterator[None]:
+def indexes_rebuilt_after(
+    conn: Connection, *, table: str, analyze: bool = True
+) -> Iterator[None]:
     """Drop `table`'s secondary indexes and unique/foreign keys, run the body, recreate them.
 
     `table` is one of this project's table names, never input. The primary key stays, so
-    rows elsewhere that reference this table keep their foreign keys.
+    rows elsewhere that reference this table keep their foreign keys. `analyze` refreshes
+    the table's statistics at the end, for queries later in the same transaction.
     """
     conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
     constraints = conn.execute(text(_TABLE_CONSTRAINTS), {"table": table}).all()
@@ -237,7 +278,8 @@ def indexes_rebuilt_after(conn: Connection, *, table: str) -> Iterator[None]:
         conn.exec_driver_sql(definition)
     for name, definition in reversed(constraints):  # unique keys first, then foreign keys
         conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-    conn.exec_driver_sql(f"ANALYZE {table}")
+    if analyze:
+        conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def vacuum_after_large_load(engine: Engine) -> None:

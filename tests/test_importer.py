@@ -109,6 +109,35 @@ def test_newest_file_updates_the_debtor_but_not_what_a_charge_billed(db: Engine)
     assert billed == {"a1": "ana@old.com", "a2": "ana@new.com"}
 
 
+def test_within_a_file_the_last_row_of_a_debtor_speaks_for_it(db: Engine) -> None:
+    first, second = VALID_CPFS[0], VALID_CPFS[1]
+    rows = [
+        ("Ana Souza", first, "ana@old.com", "10", "2024-01-01", "a1"),
+        ("Bruno Dias", second, "bruno@example.com", "10", "2024-01-01", "b1"),
+        ("Ana Conceição", first, "ana@new.com", "20", "2024-02-01", "a2"),
+        ("Bruno Dias", second, "bruno@example.com", "30", "2024-03-01", "b2"),
+    ]
+    run_import(db, debtor_csv(rows))
+
+    with db.connect() as conn:
+        debtors = conn.execute(
+            text("SELECT government_id, name, email, search_name FROM debtors")
+        ).all()
+        billed = dict(conn.execute(text("SELECT debt_id, payer_name FROM charges")).all())
+    assert sorted(tuple(debtor) for debtor in debtors) == sorted(
+        [
+            (first, "Ana Conceição", "ana@new.com", "ana conceicao"),
+            (second, "Bruno Dias", "bruno@example.com", "bruno dias"),
+        ]
+    )
+    assert billed == {
+        "a1": "Ana Souza",
+        "b1": "Bruno Dias",
+        "a2": "Ana Conceição",
+        "b2": "Bruno Dias",
+    }
+
+
 def test_one_address_may_serve_several_debtors(db: Engine) -> None:
     rows = [
         ("Pai", VALID_CPFS[0], "familia@example.com", "10", "2024-01-01", "f1"),
