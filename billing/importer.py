@@ -290,6 +290,7 @@ def _load_rows(
         ),
         total_rows=new_rows.num_rows,
         bulk=bulk,
+        on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
     )
     issued = int(np.count_nonzero(numbers >= 0))
     return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)

@@ -155,7 +155,7 @@ def copy_slices(
             pcsv.write_csv(rows, sink, options)
             copy.write(memoryview(sink.getvalue()))
             copied += rows.num_rows
-            on_progress(copied / max(total_rows, 1), "Copying rows to the database")
+            on_progress(copied / max(total_rows, 1), f"Copied {copied:,} of {total_rows:,} rows")
     return copied
 
 
@@ -202,7 +202,12 @@ def transaction_time(conn: Connection) -> datetime:
 
 
 def insert_charges(
-    conn: Connection, *, slices: Iterable[pa.Table], total_rows: int, bulk: bool
+    conn: Connection,
+    *,
+    slices: Iterable[pa.Table],
+    total_rows: int,
+    bulk: bool,
+    on_progress: Progress = _no_progress,
 ) -> int:
     """COPY new charges (columns CHARGE_COLUMNS) straight into `charges`; return how many.
 
@@ -212,13 +217,18 @@ def insert_charges(
     """
     rebuilt = indexes_rebuilt_after(conn, table="charges", analyze=False)
     with rebuilt if bulk else nullcontext():
-        return copy_slices(
+        copied = copy_slices(
             conn,
             slices=slices,
             total_rows=total_rows,
             target="charges",
             columns=", ".join(CHARGE_COLUMNS),
+            on_progress=lambda fraction, message: on_progress(0.75 * fraction, message),
         )
+        if bulk:
+            on_progress(0.75, "Indexing the new charges")
+    on_progress(1.0, "Charges created")
+    return copied
 
 
 # A large load into a table rebuilds that table's secondary indexes, unique keys and

@@ -381,3 +381,52 @@ def test_a_failed_large_load_leaves_the_indexes_as_they_were(
 
     assert _schema_of(db, "charges") == before
     assert scalar(db, "SELECT count(*) FROM charges") == 0
+
+
+def test_a_load_sent_in_slices_gives_each_charge_its_own_boleto(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billing.boleto import amount_to_cents, issue_code
+    from billing.boletos import beneficiary_from_settings
+    from billing.settings import get_settings
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
+    monkeypatch.setattr(loading, "COPY_SLICE_ROWS", 7)  # 50 rows: 8 slices, the last short
+    # Every fifth charge falls due before the first date a barcode can carry: it stays
+    # pending, so slices hold issued and pending rows side by side.
+    rows = [
+        (*row[:4], "2000-01-15", row[5]) if i % 5 == 0 else row
+        for i, row in enumerate(sample_rows(50))
+    ]
+    fractions: list[float] = []
+
+    result = import_file(
+        engine=db,
+        data=debtor_csv(rows),
+        file_name="sliced.csv",
+        lenient_documents=False,
+        on_progress=lambda fraction, _message: fractions.append(fraction),
+    )
+
+    assert (result.imported, result.issued) == (50, 40)
+    with db.connect() as conn:
+        charges = conn.execute(
+            text(
+                "SELECT debt_id, status, amount, due_date, nosso_numero, barcode, "
+                "digitable_line FROM charges"
+            )
+        ).all()
+    pending = {charge.debt_id for charge in charges if charge.status == "pending"}
+    assert pending == {f"debt-{i:06d}" for i in range(0, 50, 5)}
+    issued = [charge for charge in charges if charge.status == "issued"]
+    assert len({charge.nosso_numero for charge in issued}) == 40
+    beneficiary = beneficiary_from_settings(get_settings())
+    for charge in issued:
+        assert (charge.barcode, charge.digitable_line) == issue_code(
+            beneficiary=beneficiary,
+            nosso_numero=charge.nosso_numero,
+            amount_cents=amount_to_cents(charge.amount),
+            due_date=charge.due_date,
+        )
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
