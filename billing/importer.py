@@ -9,12 +9,14 @@ only the charges whose debtId is new and counts the rest as duplicates.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +35,7 @@ from db import loading
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+_T = TypeVar("_T")
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -265,28 +268,43 @@ class _LoadCounts:
 def _load_rows(
     conn: Connection, *, import_id: int, rows: pa.Table, settings: Settings, on_progress: Progress
 ) -> _LoadCounts:
-    """Debtors upserted, then the new charges COPYed in already issued, in one transaction."""
+    """Debtors upserted, then the new charges COPYed in already issued, in one transaction.
+
+    The server's two look-ups (debtIds already charged, then the debtors' upsert) run on
+    a helper thread while this one prepares what comes next: the debtors to upsert, then
+    the first charge slices with their boletos. The connection is only ever used by one
+    thread at a time: the helper while its future is pending, this thread otherwise.
+    """
     on_progress(0.05, "Looking for charges already imported")
-    present = loading.lines_already_charged(conn, keys=rows.select(["line", "debt_id"]))
-    on_progress(0.15, "Updating debtors")
-    debtor_ids = loading.upsert_debtors(conn, debtors=_newest_debtor_rows(rows))
-    new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
-    bulk = loading.worth_bulk_loading(conn, table="charges", new_rows=new_rows.num_rows)
-    if not bulk:
-        new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
-    new_rows = new_rows.append_column("debtor_id", _debtor_ids_of(new_rows, debtor_ids))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-db") as database:
+        present_lines = database.submit(
+            loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
+        )
+        debtors = _newest_debtor_rows(rows)
+        present = present_lines.result()
+        new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
+        bulk = loading.worth_bulk_loading(conn, table="charges", new_rows=new_rows.num_rows)
+        if not bulk:
+            new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
+        numbers = _nosso_numeros_of(conn, new_rows)
+        charges = _ChargeRows(
+            import_id=import_id, issued_at=loading.transaction_time(conn), settings=settings
+        )
+        slices = (
+            (start, charges.with_boletos(part, nosso_numeros=numbers[start : start + len(part)]))
+            for start, part in _numbered_slices(new_rows)
+        )
+        on_progress(0.15, "Updating debtors")
+        upserted = database.submit(loading.upsert_debtors, conn, debtors=debtors)
+        ready = list(_until_done(slices, upserted))
+        debtor_ids = _debtor_ids_of(new_rows, upserted.result())
+
     on_progress(0.3, "Issuing boletos and creating charges")
-    numbers = _nosso_numeros_of(conn, new_rows)
-    charges = _ChargeRows(
-        import_id=import_id,
-        issued_at=loading.transaction_time(conn),
-        settings=settings,
-    )
     imported = loading.insert_charges(
         conn,
         slices=(
-            charges.with_boletos(part, nosso_numeros=numbers[start : start + part.num_rows])
-            for start, part in _numbered_slices(new_rows)
+            _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows))
+            for start, part in itertools.chain(ready, slices)
         ),
         total_rows=new_rows.num_rows,
         bulk=bulk,
@@ -294,6 +312,14 @@ def _load_rows(
     )
     issued = int(np.count_nonzero(numbers >= 0))
     return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
+
+
+def _until_done(items: Iterator[_T], future: Future[Any]) -> Iterator[_T]:
+    """Items taken from `items` while `future` runs (at least one, if there is one)."""
+    for item in items:
+        yield item
+        if future.done():
+            return
 
 
 def _numbered_slices(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
@@ -329,6 +355,10 @@ def _debtor_ids_of(rows: pa.Table, debtor_ids: pa.Table) -> pa.Array:
     return pc.take(debtor_ids.column("id"), positions)
 
 
+def _with_debtor_ids(charges: pa.Table, debtor_ids: pa.Array) -> pa.Table:
+    return charges.append_column("debtor_id", debtor_ids).select(list(loading.CHARGE_COLUMNS))
+
+
 def _nosso_numeros_of(conn: Connection, rows: pa.Table) -> np.ndarray:
     """A fresh nosso número for each row a barcode can carry, -1 for the others."""
     can_issue = issuable(rows).to_numpy(zero_copy_only=False)
@@ -346,7 +376,10 @@ class _ChargeRows:
     settings: Settings
 
     def with_boletos(self, rows: pa.Table, *, nosso_numeros: np.ndarray) -> pa.Table:
-        """`rows` issued with the given numbers; a row numbered -1 stays pending."""
+        """`rows` issued with the given numbers; a row numbered -1 stays pending.
+
+        Every column of loading.CHARGE_COLUMNS but debtor_id, added once it is known.
+        """
         can_issue = nosso_numeros >= 0
         boletos = boletos_for_rows(
             rows.filter(pa.array(can_issue)),
@@ -366,7 +399,6 @@ class _ChargeRows:
         return pa.table(
             {
                 "debt_id": rows.column("debt_id"),
-                "debtor_id": rows.column("debtor_id"),
                 "import_id": pa.array(np.full(rows.num_rows, self.import_id, dtype=np.int64)),
                 "amount": rows.column("amount"),
                 "due_date": rows.column("due_date"),
@@ -379,7 +411,7 @@ class _ChargeRows:
                 "pix_code": aligned("pix_code"),
                 "issued_at": pc.if_else(issued, issued_at, pa.scalar(None, issued_at.type)),
             }
-        ).select(list(loading.CHARGE_COLUMNS))
+        )
 
 
 def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
