@@ -32,6 +32,8 @@ from billing.documents import normalise_government_id
 from billing.errors import OperatorError
 from billing.formatting import brl, date_br, format_government_id, mask_government_id
 from billing.search import search_words
+from billing.statuses import STATUS_LABELS as STORED_STATUS_LABELS
+from billing.statuses import STATUSES
 from db import charges as charges_db
 
 PAGE_SIZE = 50
@@ -41,17 +43,9 @@ PAGE_SIZE = 50
 # per debtor found, walking about 520 ms divided by the debtors found, so both cost
 # ~130 ms at 4,000 (db.charges._charge_search).
 BROAD_SEARCH_DEBTORS = 4000
-STATUSES = ("pending", "issued", "partially_paid", "paid", "canceled")
 OVERDUE = "overdue"
 STATUS_CHOICES = (*STATUSES, OVERDUE)
-STATUS_LABELS = {
-    "pending": "Pending (no boleto yet)",
-    "issued": "Issued",
-    "partially_paid": "Partially paid",
-    "paid": "Paid",
-    "canceled": "Canceled",
-    OVERDUE: "Overdue",
-}
+STATUS_LABELS = {**STORED_STATUS_LABELS, OVERDUE: "Overdue"}
 SORTS = ("due_date", "amount")
 SORT_LABELS = {
     ("due_date", False): "Due date, oldest first",

@@ -32,17 +32,9 @@ import plotly.graph_objects as go
 from sqlalchemy import Engine
 
 from billing.formatting import brl, date_br
+from billing.statuses import OPEN_STATUSES, STATUS_LABELS, STATUSES
 from db import overview as overview_db
 
-STATUSES = ("pending", "issued", "partially_paid", "paid", "canceled")
-STATUS_LABELS = {
-    "pending": "Pending (no boleto yet)",
-    "issued": "Issued",
-    "partially_paid": "Partially paid",
-    "paid": "Paid",
-    "canceled": "Canceled",
-}
-OPEN_STATUSES = ("pending", "issued", "partially_paid")
 AGING_BUCKETS = ("Current", "1-30 days", "31-60 days", "61-90 days", "Over 90 days")
 COLORS = {
     "Pending (no boleto yet)": "#9e9e9e",

@@ -1,7 +1,7 @@
 """Payments received for charges, and what an operator does to a charge by hand.
 
 A charge moves pending -> issued -> paid | partially_paid | canceled. "Overdue" is not a
-status: it is derived from the due date and the status when read (`is_overdue`).
+status: it is derived from the due date and the status when read (`billing.statuses`).
 
 Decisions, so a reader need not rediscover them:
 
@@ -39,7 +39,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -53,7 +53,6 @@ from db import payments as payments_db
 log = logging.getLogger(__name__)
 
 SOURCES = ("webhook", "operator")
-OPEN_STATUSES = ("pending", "issued", "partially_paid")  # still owed: these can be overdue
 WEBHOOK_ACTOR = "bank webhook"
 NOTIFICATION_FIELDS = ("debtId", "paidAt", "paidAmount", "paidBy")
 
@@ -154,11 +153,6 @@ class ChargeChange:
     to_status: str
     paid_total: Decimal  # everything received for the charge, after the action
     payment_id: int | None = None  # the operator payment written by mark_paid
-
-
-def is_overdue(*, status: str, due_date: date, today: date) -> bool:
-    """Still owed (fully or in part) after its due date."""
-    return status in OPEN_STATUSES and due_date < today
 
 
 def check_timezone(name: str) -> None:

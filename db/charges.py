@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, RowMapping, text
 
+from billing.statuses import OPEN_STATUSES, UNPAID_STATUSES
+
 if TYPE_CHECKING:  # billing.charges imports this module; only the types come back
     from billing.charges import ChargeFilter, Cursor, DebtorCursor, TextSearch
 
-OPEN_STATUSES = ("pending", "issued", "partially_paid")  # still owed
-UNPAID_STATUSES = ("issued", "partially_paid")  # still owed with a boleto: can be overdue
 _SORT_COLUMNS = {"due_date": "c.due_date", "amount": "c.amount"}
 
 _OVERDUE = "(c.status = ANY(CAST(:unpaid AS text[])) AND c.due_date < :today)"

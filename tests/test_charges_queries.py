@@ -33,6 +33,7 @@ from billing.importer import import_file
 from billing.payments import cancel_charge, mark_paid, record_payment
 from billing.reading import REQUIRED_COLUMNS
 from billing.search import search_words
+from billing.statuses import is_overdue
 
 TODAY = date(2024, 3, 1)
 
@@ -405,3 +406,13 @@ def test_debtors_search_and_totals(charges: dict[str, int], engine: Engine) -> N
     assert summary["outstanding"] == Decimal("9000.00")  # 5000 - 1000 paid, and 5000
     assert summary["paid"] == Decimal("1000.00")
     assert summary["overdue"] == Decimal("0")
+
+
+def test_the_database_and_python_agree_on_what_is_overdue(
+    engine: Engine, charges: dict[str, int]
+) -> None:
+    """Every status is in the fixture, due before and after TODAY (OLD-1 pending and late)."""
+    for debt_id, charge_id in charges.items():
+        charge = charge_detail(engine, charge_id, today=TODAY).charge
+        expected = is_overdue(status=charge["status"], due_date=charge["due_date"], today=TODAY)
+        assert charge["overdue"] is expected, debt_id

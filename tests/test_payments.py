@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -20,7 +20,6 @@ from billing.payments import (
     charge_history,
     charge_payments,
     idempotency_key,
-    is_overdue,
     mark_paid,
     parse_paid_amount,
     parse_paid_at,
@@ -455,18 +454,3 @@ def test_the_idempotency_key_ignores_how_a_payment_is_written() -> None:
         paid_by="John Doe",
     )
     assert key == same != other
-
-
-@pytest.mark.parametrize(
-    ("status", "due", "expected"),
-    [
-        ("pending", date(2024, 1, 1), True),
-        ("issued", date(2024, 1, 1), True),
-        ("partially_paid", date(2024, 1, 1), True),
-        ("issued", date(2024, 1, 2), False),  # due today is not overdue yet
-        ("paid", date(2024, 1, 1), False),
-        ("canceled", date(2024, 1, 1), False),
-    ],
-)
-def test_overdue_is_derived(status: str, due: date, expected: bool) -> None:
-    assert is_overdue(status=status, due_date=due, today=date(2024, 1, 2)) is expected

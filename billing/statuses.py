@@ -1,0 +1,28 @@
+"""The statuses of a charge and what they mean for collection: one definition for all.
+
+The database holds the status; "overdue" is never stored: it is derived when read, from
+the status and the due date, the same way on every screen and in every query.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+STATUSES = ("pending", "issued", "partially_paid", "paid", "canceled")
+STATUS_LABELS = {
+    "pending": "Pending (no boleto yet)",
+    "issued": "Issued",
+    "partially_paid": "Partially paid",
+    "paid": "Paid",
+    "canceled": "Canceled",
+}
+# Still owed, in full or in part: what the outstanding totals add up.
+OPEN_STATUSES = ("pending", "issued", "partially_paid")
+# Owed with a boleto out: only these can be overdue. A pending charge has no boleto yet,
+# so the debtor has had nothing to pay with; it shows as pending, not as late.
+UNPAID_STATUSES = ("issued", "partially_paid")
+
+
+def is_overdue(*, status: str, due_date: date, today: date) -> bool:
+    """Owed with a boleto out and past its due date (due today is not late yet)."""
+    return status in UNPAID_STATUSES and due_date < today
