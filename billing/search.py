@@ -14,17 +14,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _WORD = re.compile(r"[0-9a-z]+")
+# Apostrophes a name may be typed with besides "'": U+2019, U+02BC, U+2018, backtick.
+_APOSTROPHES = "[\u2019\u02bc\u2018`]"
 
 
 def fold_for_search(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Lower-case, strip accents (NFKD minus combining marks), collapse spaces."""
+    """Lower-case, strip accents (NFKD minus combining marks), collapse spaces.
+
+    A name with an apostrophe is also given its joined form, so both spellings people
+    type find it: "D'Ávila" (with any apostrophe, typographic too) folds to
+    "d'avila davila", so "avila", "d'avila" and "davila" all match; "Sant'Ana" folds to
+    "sant'ana santana".
+    """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     distinct = pc.unique(values)  # a file repeats names; fold each once
     folded = pc.utf8_normalize(distinct, "NFKD")
     folded = pc.replace_substring_regex(folded, r"\p{Mn}+", "")
     folded = pc.utf8_lower(folded)
+    folded = pc.replace_substring_regex(folded, _APOSTROPHES, "'")
     folded = pc.utf8_trim_whitespace(pc.replace_substring_regex(folded, r"\s+", " "))
+    joined = pc.binary_join_element_wise(folded, pc.replace_substring(folded, "'", ""), " ")
+    folded = pc.if_else(pc.match_substring(folded, "'"), joined, folded)
     return pc.take(folded, pc.index_in(values, value_set=distinct))
 
 

@@ -60,6 +60,19 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture()
+def empty_database(database_url: str) -> Iterator[Engine]:
+    """An engine on a new database with nothing in it, dropped after the test."""
+    url, name = _fresh_database_on(database_url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+    admin = make_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture()
 def db(engine: Engine) -> Engine:
     """The engine, on tables emptied before the test."""
     with engine.begin() as conn:

@@ -161,7 +161,9 @@ SEARCH_CASES = [
     ("maria conc", "auto", {"D-001", "D-002"}),
     ("conc silva", "auto", {"D-003"}),
     ("avila", "auto", {"D-004"}),
-    ("d'avila", "auto", {"D-004"}),  # the apostrophe splits the word, as on import
+    ("d'avila", "auto", {"D-004"}),
+    ("davila", "auto", {"D-004"}),  # a name with an apostrophe is also stored joined
+    ("José D\u2019Ávila", "auto", {"D-004"}),  # a typographic apostrophe is the same one
     ("José D'Ávila", "auto", {"D-004"}),
     ("alvares", "name", {"a_b-1", "axb-2"}),
     ("nobody", "auto", set()),
