@@ -10,16 +10,13 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
-from billing.boletos import boleto_pdf_for_charge
 from billing.charges import (
     PAGE_SIZE,
     SEARCH_IN,
     SORT_LABELS,
     STATUS_CHOICES,
     STATUS_LABELS,
-    ChargeDetail,
     ChargeFilter,
-    charge_detail,
     charge_page,
     charge_table,
     charge_totals,
@@ -27,16 +24,12 @@ from billing.charges import (
     find_charge_id,
     has_charges,
     import_choices,
-    status_label,
-    whole_document,
 )
 from billing.export import charges_csv_file, export_file_name
-from billing.formatting import brl, date_br
-from billing.notices import KIND_LABELS, resend_notice, today_in
-from billing.payments import cancel_charge, charge_history, charge_payments, mark_paid
+from billing.formatting import brl
+from billing.notices import today_in
+from pages._charge_view import open_charge
 from pages._shared import engine, operator_errors
-
-FINISHED_NOTICE = {"sent", "failed", "skipped"}
 
 st.title("Charges")
 
@@ -198,101 +191,5 @@ with st.form("open_charge", border=False):
             state.c_open = find_charge_id(engine(), reference)
             st.rerun()
 
-
-def _show_charge(detail: ChargeDetail) -> None:
-    charge = detail.charge
-    st.subheader(f"Charge #{charge['id']}")
-    top = st.columns(4)
-    top[0].metric("Amount", brl(charge["amount"]))
-    top[1].metric("Due", date_br(charge["due_date"]))
-    top[2].metric("Status", status_label(charge["status"], overdue=charge["overdue"]))
-    top[3].metric("Still owed", brl(detail.outstanding))
-    # Plain text: names and e-mails come from uploaded files, never read as Markdown.
-    st.text(
-        f"debtId: {charge['debt_id']}\n"
-        f"Debtor: {charge['name']} · CPF/CNPJ {whole_document(charge['government_id'])} · "
-        f"{charge['email']}\nBilled to: {charge['payer_name']} · {charge['payer_email']}\n"
-        f"Imported from: #{charge['import_id']} {charge['import_file']}"
-    )
-    st.markdown("**Boleto**")
-    if charge["digitable_line"] is None:
-        st.caption("No boleto yet: it is issued right after the import, or by Send now.")
-    else:
-        st.caption(f"Nosso número {charge['nosso_numero']} · linha digitável:")
-        st.code(charge["digitable_line"], language=None)
-        if charge["pix_code"]:
-            st.caption("Pix copia e cola:")
-            st.code(charge["pix_code"], language=None, wrap_lines=True)
-        if detail.has_boleto:
-            current_engine, charge_id = engine(), detail.id
-            st.download_button(
-                "Download the boleto (PDF)",
-                data=lambda: boleto_pdf_for_charge(current_engine, charge_id),
-                file_name=f"boleto-{charge['debt_id']}.pdf",
-                mime="application/pdf",
-                on_click="ignore",
-            )
-    st.markdown("**Notices**")
-    if detail.notices:
-        notices = pd.DataFrame(detail.notices)
-        notices["kind"] = notices["kind"].map(KIND_LABELS)
-        st.dataframe(
-            notices[["kind", "status", "attempts", "sent_at", "last_error"]], hide_index=True
-        )
-        finished = [n["kind"] for n in detail.notices if n["status"] in FINISHED_NOTICE]
-        if finished:
-            with st.form(f"resend-{detail.id}"):
-                kind = st.selectbox("Resend a notice", finished, format_func=KIND_LABELS.get)
-                if st.form_submit_button("Resend"):
-                    with operator_errors():
-                        resend_notice(engine(), charge_id=detail.id, kind=kind)
-                        st.success("Queued: it goes out with the next sending round.")
-    else:
-        st.caption("No e-mail notice planned for this charge yet.")
-    payments = charge_payments(engine(), detail.id)
-    st.markdown(f"**Payments** (received {brl(charge['paid_total'])})")
-    if payments:
-        table = pd.DataFrame(payments)
-        table["paid_amount"] = table["paid_amount"].map(brl)
-        st.dataframe(table[["paid_at", "paid_amount", "paid_by", "source"]], hide_index=True)
-    else:
-        st.caption("No payment received.")
-    st.markdown("**History**")
-    history = charge_history(engine(), detail.id)
-    if history:
-        table = pd.DataFrame(history)
-        table["amount"] = table["amount"].map(lambda a: "" if pd.isna(a) else brl(a))
-        st.dataframe(
-            table[["created_at", "kind", "from_status", "to_status", "amount", "reason", "actor"]],
-            hide_index=True,
-        )
-    else:
-        st.caption("Nothing happened to this charge since it was imported.")
-
-
-def _act(action, done: str, *, charge_id: int, reason: str) -> None:
-    with operator_errors():
-        action(engine(), charge_id=charge_id, reason=reason, actor=state.get("operator", ""))
-        state.c_flash = done
-        st.rerun()
-
-
 if state.c_open is not None:
-    with operator_errors():
-        detail = charge_detail(engine(), state.c_open, today=today)
-        st.divider()
-        if done := state.pop("c_flash", None):
-            st.success(f"Done: the charge was {done}. It shows its new state below.")
-        _show_charge(detail)
-        if detail.can_mark_paid or detail.can_cancel:
-            st.markdown("**Actions**")
-            st.text_input("Your name (recorded with the action)", key="operator")
-            paid_column, cancel_column = st.columns(2)
-            with paid_column.form("mark_paid", clear_on_submit=True):
-                reason = st.text_area("Why is it paid? (required)", key="paid_reason")
-                if st.form_submit_button("Mark paid", disabled=not detail.can_mark_paid):
-                    _act(mark_paid, "marked paid", charge_id=detail.id, reason=reason)
-            with cancel_column.form("cancel", clear_on_submit=True):
-                reason = st.text_area("Why cancel it? (required)", key="cancel_reason")
-                if st.form_submit_button("Cancel the charge", disabled=not detail.can_cancel):
-                    _act(cancel_charge, "canceled", charge_id=detail.id, reason=reason)
+    open_charge(state.c_open, today=today)
