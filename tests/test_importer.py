@@ -430,3 +430,37 @@ def test_a_load_sent_in_slices_gives_each_charge_its_own_boleto(
             due_date=charge.due_date,
         )
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["row-by-row", "indexes-rebuilt"])
+def test_a_failure_while_slices_are_being_sent_leaves_nothing_behind(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, bulk: bool
+) -> None:
+    """Our side fails mid-COPY (a slice that cannot be built): the COPY is abandoned, the
+    transaction rolled back, the indexes as they were, and the next import completes."""
+    from billing import importer
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10 if bulk else 10_000)
+    monkeypatch.setattr(loading, "COPY_SLICE_ROWS", 7)
+    schema_before = _schema_of(db, "charges")
+    built = importer._ChargeRows.with_boletos
+    calls = {"count": 0}
+
+    def fails_on_the_fifth_slice(self, rows, *, nosso_numeros):
+        calls["count"] += 1
+        if calls["count"] == 5:
+            raise RuntimeError("out of memory while building a slice")
+        return built(self, rows, nosso_numeros=nosso_numeros)
+
+    monkeypatch.setattr(importer._ChargeRows, "with_boletos", fails_on_the_fifth_slice)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_import(db, debtor_csv(sample_rows(50)))
+
+    assert scalar(db, "SELECT count(*) FROM charges") == 0
+    assert scalar(db, "SELECT count(*) FROM debtors") == 0
+    assert import_history(db)[0]["status"] == "failed"
+    assert _schema_of(db, "charges") == schema_before
+    monkeypatch.setattr(importer._ChargeRows, "with_boletos", built)
+    again = run_import(db, debtor_csv(sample_rows(50)))
+    assert (again.status, again.imported, again.issued) == ("done", 50, 50)
