@@ -292,7 +292,7 @@ def _load_rows(
         )
         slices = (
             (start, charges.with_boletos(part, nosso_numeros=numbers[start : start + len(part)]))
-            for start, part in _numbered_slices(new_rows)
+            for start, part in loading.numbered_slices(new_rows)
         )
         on_progress(0.15, "Updating debtors")
         upserted = database.submit(loading.upsert_debtors, conn, debtors=debtors)
@@ -320,11 +320,6 @@ def _until_done(items: Iterator[_T], future: Future[Any]) -> Iterator[_T]:
         yield item
         if future.done():
             return
-
-
-def _numbered_slices(rows: pa.Table) -> Iterator[tuple[int, pa.Table]]:
-    for start in range(0, rows.num_rows, loading.COPY_SLICE_ROWS):
-        yield start, rows.slice(start, loading.COPY_SLICE_ROWS)
 
 
 def _newest_debtor_rows(rows: pa.Table) -> pa.Table:

@@ -105,9 +105,10 @@ def lock_imports(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
 
 
-def table_slices(table: pa.Table, rows: int = COPY_SLICE_ROWS) -> Iterator[pa.Table]:
-    for start in range(0, table.num_rows, rows):
-        yield table.slice(start, rows)
+def numbered_slices(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
+    """The table in slices of COPY_SLICE_ROWS rows, each with the position of its first row."""
+    for start in range(0, table.num_rows, COPY_SLICE_ROWS):
+        yield start, table.slice(start, COPY_SLICE_ROWS)
 
 
 def copy_csv(
@@ -121,7 +122,7 @@ def copy_csv(
     """COPY an Arrow table into `target` (identifiers come from this module, never input)."""
     copy_slices(
         conn,
-        slices=table_slices(table),
+        slices=(rows for _, rows in numbered_slices(table)),
         total_rows=table.num_rows,
         target=target,
         columns=columns,
