@@ -8,10 +8,26 @@ from contextlib import contextmanager
 
 import streamlit as st
 from sqlalchemy import Engine
+from streamlit.runtime.pages_manager import PagesManager
 
 from billing.errors import OperatorError
 
 log = logging.getLogger("billing.dashboard")
+
+
+def _use_app_navigation() -> None:
+    """Route every page through app.py's st.navigation, even when a link opens it first.
+
+    Streamlit treats an app with a `pages/` folder as an old-style multipage app until
+    app.py has called st.navigation once. So after a restart, a link straight to a page
+    (`/Charges?status=overdue`, a bookmark) ran that file on its own: no page set-up, the
+    sidebar listing every file of pages/ (these helpers included), for every session until
+    someone opened the home page. Switching the flag off and rerunning runs app.py
+    instead, which opens the same page (it has the same URL path either way).
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 @st.cache_resource(show_spinner="Starting the database…")
@@ -46,3 +62,6 @@ def rejected_rows_download(import_id: int) -> Callable[[], bytes]:
 
     current_engine = engine()
     return lambda: rejected_rows_csv(current_engine, import_id)
+
+
+_use_app_navigation()  # every page imports this module first

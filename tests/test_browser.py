@@ -111,8 +111,12 @@ def test_operator_journey(
             subtests.test("upload a file, preview it, import it"),
             shots.on_failure(page, "upload-failed"),
         ):
-            open_page(UPLOAD)
+            open_page(UPLOAD)  # a link straight to a page, first thing after the start
             expect(page.get_by_text("Drag a CSV file here")).to_be_visible()
+            # The app's own navigation, not Streamlit's listing of every file in pages/.
+            navigation = page.get_by_test_id("stSidebarNav")
+            expect(navigation).to_contain_text("Collections")
+            expect(navigation).not_to_contain_text("shared")
             shots.take(page, "upload-empty")
 
             page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
