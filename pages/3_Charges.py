@@ -175,7 +175,7 @@ else:
 
     current_engine = engine()
     st.download_button(
-        f"Download these {count:n} charges (CSV)",
+        "Download this charge (CSV)" if count == 1 else f"Download these {count:n} charges (CSV)",
         data=lambda: charges_csv_file(current_engine, charge_filter=charge_filter, today=today),
         file_name=export_file_name(charge_filter, today=today),
         mime="text/csv",

@@ -41,7 +41,12 @@ def _summary(detail: ChargeDetail) -> None:
     top = st.columns(4)
     top[0].metric("Amount", brl(charge["amount"]))
     top[1].metric("Due", date_br(charge["due_date"]))
-    top[2].metric("Status", status_label(charge["status"], overdue=charge["overdue"]))
+    # "Overdue" says the most in the space a metric has; the full status is its tooltip.
+    top[2].metric(
+        "Status",
+        "Overdue" if charge["overdue"] else status_label(charge["status"], overdue=False),
+        help=status_label(charge["status"], overdue=charge["overdue"]),
+    )
     top[3].metric("Still owed", brl(detail.outstanding))
     # Plain text: names and e-mails come from uploaded files, never read as Markdown.
     st.text(

@@ -173,7 +173,7 @@ def test_operator_journey(
                 # The form's own button: every selectbox also has an "Open" button.
                 open_form = page.get_by_test_id("stForm").filter(has=reference)
                 open_form.get_by_role("button", name="Open", exact=True).click()
-                expect_charge(page, charge_id=charge_id, debt_id="e2e-1", amount="R$ 1.500,00")
+                expect_charge(page, charge_id=charge_id, **LATE_CHARGE)
                 # The open charge is in the link, to share it.
                 expect(page).to_have_url(re.compile(rf"[?&]charge={charge_id}(&|$)"))
                 wait_for_script(page)
@@ -182,7 +182,7 @@ def test_operator_journey(
             with shots.on_failure(page, "charge-link-failed"):
                 page.goto(f"{app.url}/{pages[CHARGES]}?charge={charge_id}")  # a shared link
                 wait_for_script(page)
-                expect_charge(page, charge_id=charge_id, debt_id="e2e-1", amount="R$ 1.500,00")
+                expect_charge(page, charge_id=charge_id, **LATE_CHARGE)
                 shots.take(page, "charge-from-link")
 
                 with page.expect_download() as download_info:
@@ -202,8 +202,12 @@ def charge_id_of(db: Engine, debt_id: str) -> int:
         ).scalar_one()
 
 
-def expect_charge(page, *, charge_id: int, debt_id: str, amount: str) -> None:
-    """The Charges page shows that charge open, with its amount in pt-BR."""
+LATE_CHARGE = {"debt_id": "e2e-1", "amount": "R$ 1.500,00", "status": "Overdue"}
+
+
+def expect_charge(page, *, charge_id: int, debt_id: str, amount: str, status: str) -> None:
+    """The Charges page shows that charge open, with its amount in pt-BR and its status."""
     expect(page.get_by_role("heading", name=f"Charge #{charge_id}")).to_be_visible()
     expect(page.get_by_test_id("stText").filter(has_text=f"debtId: {debt_id}")).to_be_visible()
     expect(metric(page, "Amount")).to_have_text(amount)
+    expect(metric(page, "Status")).to_have_text(status)
