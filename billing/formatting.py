@@ -24,6 +24,16 @@ def brl(amount: Decimal) -> str:
     return f"{sign}R$ {int(whole):,}".replace(",", ".") + f",{fraction}"
 
 
+def count_br(count: int) -> str:
+    """A whole number with a dot between thousands: 1234567 -> "1.234.567"."""
+    return f"{count:,}".replace(",", ".")
+
+
+def counted(count: int, singular: str, plural: str) -> str:
+    """A count and the noun that agrees with it: "1 charge", "1.100.000 charges"."""
+    return f"{count_br(count)} {singular if count == 1 else plural}"
+
+
 def date_br(value: date) -> str:
     """A date as dd/mm/yyyy: date(2012, 7, 8) -> "08/07/2012"."""
     return value.strftime("%d/%m/%Y")

@@ -31,7 +31,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from sqlalchemy import Engine
 
-from billing.formatting import brl, date_br
+from billing.formatting import brl, count_br, date_br
 from billing.statuses import OPEN_STATUSES, STATUS_LABELS, STATUSES
 from db import overview as overview_db
 
@@ -327,11 +327,6 @@ def brl_short(amount: Decimal) -> str:
 def month_br(month: date) -> str:
     """A month as Brazilians abbreviate it: date(2024, 1, 1) -> "jan/2024"."""
     return f"{_MONTHS_BR[month.month - 1]}/{month.year}"
-
-
-def count_br(count: int) -> str:
-    """A whole number with a dot between thousands: 1234567 -> "1.234.567"."""
-    return f"{count:,}".replace(",", ".")
 
 
 def percent_br(fraction: Decimal | None) -> str:

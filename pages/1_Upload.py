@@ -5,6 +5,7 @@ import hashlib
 import streamlit as st
 
 from billing.errors import FileRefused
+from billing.formatting import count_br, counted
 from billing.importer import PreparedFile, import_file, prepare_file
 from pages._shared import engine, operator_errors, rejected_rows_download
 
@@ -35,9 +36,9 @@ def _prepare(digest: str, _data: bytes, lenient_documents: bool) -> PreparedFile
 def _show_preview(prepared: PreparedFile) -> None:
     file = prepared.file
     columns = st.columns(4)
-    columns[0].metric("Rows", f"{prepared.row_count:n}")
-    columns[1].metric("Valid", f"{prepared.valid_count:n}")
-    columns[2].metric("Rejected", f"{prepared.rejected_count:n}")
+    columns[0].metric("Rows", count_br(prepared.row_count))
+    columns[1].metric("Valid", count_br(prepared.valid_count))
+    columns[2].metric("Rejected", count_br(prepared.rejected_count))
     columns[3].metric("Format", f"{file.encoding}, “{file.delimiter}”")
     if file.extra_columns:
         st.info("Ignored columns: " + ", ".join(file.extra_columns))
@@ -53,15 +54,15 @@ def _show_result(result: dict) -> None:
         st.error(f"**File refused.** {result['error']}")
         return
     st.success(
-        f"Imported {result['imported']:n} charges in {result['seconds']:.1f} s; "
-        f"{result['duplicates']:n} were already present and {result['rejected']:n} "
-        "rows were rejected."
+        f"Imported {counted(result['imported'], 'charge', 'charges')} in "
+        f"{result['seconds']:.1f} s; already present: {count_br(result['duplicates'])}; "
+        f"rejected: {counted(result['rejected'], 'row', 'rows')}."
     )
     columns = st.columns(4)
-    columns[0].metric("Imported", f"{result['imported']:n}")
-    columns[1].metric("Already present", f"{result['duplicates']:n}")
-    columns[2].metric("Rejected", f"{result['rejected']:n}")
-    columns[3].metric("Seconds", f"{result['seconds']:.1f}")
+    columns[0].metric("Imported", count_br(result["imported"]))
+    columns[1].metric("Already present", count_br(result["duplicates"]))
+    columns[2].metric("Rejected", count_br(result["rejected"]))
+    columns[3].metric("Seconds", f"{result['seconds']:.1f}".replace(".", ","))
     if result["rejected"]:
         st.download_button(
             "Download the rejected rows (CSV with reasons)",

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from billing.formatting import count_br
 from billing.importer import import_history
 from pages._shared import engine, rejected_rows_download
 
@@ -46,7 +47,9 @@ if with_rejections:
     chosen = st.selectbox(
         "Import",
         with_rejections,
-        format_func=lambda row: f"#{row['id']} {row['file_name']} ({row['rejected']:n} rejected)",
+        format_func=lambda row: (
+            f"#{row['id']} {row['file_name']} ({count_br(row['rejected'])} rejected)"
+        ),
     )
     st.download_button(
         "Download the rejected rows (CSV with reasons)",

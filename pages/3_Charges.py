@@ -26,7 +26,7 @@ from billing.charges import (
     import_choices,
 )
 from billing.export import charges_csv_file, export_file_name
-from billing.formatting import brl
+from billing.formatting import brl, count_br
 from billing.notices import today_in
 from pages._charge_view import open_charge
 from pages._shared import engine, operator_errors
@@ -139,7 +139,7 @@ def _totals(charge_filter: ChargeFilter, today: date, version: tuple) -> tuple[i
 
 count, amount = _totals(charge_filter, today, data_version(engine()))
 count_column, amount_column, _ = st.columns(3)
-count_column.metric("Charges", f"{count:n}")
+count_column.metric("Charges", count_br(count))
 amount_column.metric("Total amount", brl(amount))
 page_number = len(state.c_cursors)
 page = charge_page(engine(), charge_filter=charge_filter, today=today, after=state.c_cursors[-1])
@@ -165,7 +165,8 @@ else:
         state.pop("c_table", None)
         st.rerun()
     caption.caption(
-        f"Page {page_number}: rows {first:n} to {first + len(page.rows) - 1:n} of {count:n}. "
+        f"Page {page_number}: rows {count_br(first)} to {count_br(first + len(page.rows) - 1)} "
+        f"of {count_br(count)}. "
         "Select a row to open the charge."
     )
     if following.button("Next →", disabled=page.next_cursor is None):
@@ -175,7 +176,11 @@ else:
 
     current_engine = engine()
     st.download_button(
-        "Download this charge (CSV)" if count == 1 else f"Download these {count:n} charges (CSV)",
+        (
+            "Download this charge (CSV)"
+            if count == 1
+            else f"Download these {count_br(count)} charges (CSV)"
+        ),
         data=lambda: charges_csv_file(current_engine, charge_filter=charge_filter, today=today),
         file_name=export_file_name(charge_filter, today=today),
         mime="text/csv",

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from billing.dispatch import run_cycle
+from billing.formatting import count_br, counted
 from billing.notices import KIND_LABELS, failed_notices, notice_counts, retry_failed_notices
 from pages._shared import engine, operator_errors
 
@@ -32,15 +33,17 @@ def _refresh() -> None:
 retry_column, send_column = st.columns(2)
 if retry_column.button("Retry failed", help="Queue every failed notice again."):
     with operator_errors():
-        st.success(f"{retry_failed_notices(engine()):n} failed notices queued again.")
+        retried = retry_failed_notices(engine())
+        st.success(f"{counted(retried, 'failed notice', 'failed notices')} queued again.")
     _refresh()
 if send_column.button("Send now", type="primary", help="Issue, queue and send the due notices."):
     with operator_errors(), st.spinner("Issuing boletos and sending the notices due today…"):
         result = run_cycle(engine())
         st.success(
-            f"{result.issued:n} boletos issued, {result.queued:n} notices queued, "
-            f"{result.sent:n} sent, {result.failed:n} failed, "
-            f"{result.retrying:n} to retry later."
+            f"{counted(result.issued, 'boleto', 'boletos')} issued, "
+            f"{counted(result.queued, 'notice', 'notices')} queued, "
+            f"{count_br(result.sent)} sent, {count_br(result.failed)} failed, "
+            f"{count_br(result.retrying)} to retry later."
         )
         if result.error:
             st.error(f"**The mail server could not be reached.** {result.error}")
@@ -50,10 +53,10 @@ failures: list[dict] = []
 with operator_errors():
     counts = _counts()
     columns = st.columns(4)
-    columns[0].metric("Queued", f"{counts['queued'] + counts['sending']:n}")
-    columns[1].metric("Sent", f"{counts['sent']:n}")
-    columns[2].metric("Failed", f"{counts['failed']:n}")
-    columns[3].metric("Skipped (paid or late)", f"{counts['skipped']:n}")
+    columns[0].metric("Queued", count_br(counts["queued"] + counts["sending"]))
+    columns[1].metric("Sent", count_br(counts["sent"]))
+    columns[2].metric("Failed", count_br(counts["failed"]))
+    columns[3].metric("Skipped (paid or late)", count_br(counts["skipped"]))
 
     failures = _failures()
 

@@ -17,7 +17,7 @@ from billing.charges import (
     route_search,
     whole_document,
 )
-from billing.formatting import brl
+from billing.formatting import brl, count_br, counted
 from billing.notices import today_in
 from pages._shared import engine, operator_errors
 
@@ -101,11 +101,14 @@ if state.d_open is not None:
             f"{debtor['email']}"
         )
         totals = st.columns(4)
-        totals[0].metric("Charges", f"{debtor['charges']:n}")
+        totals[0].metric("Charges", count_br(debtor["charges"]))
         totals[1].metric("Outstanding", brl(debtor["outstanding"]))
         totals[2].metric("Paid", brl(debtor["paid"]))
         totals[3].metric(
-            "Overdue", brl(debtor["overdue"]), f"{debtor['overdue_charges']:n} charges", "off"
+            "Overdue",
+            brl(debtor["overdue"]),
+            counted(debtor["overdue_charges"], "charge", "charges"),
+            "off",
         )
         charges = charge_page(
             engine(), charge_filter=ChargeFilter(debtor_id=debtor["id"]), today=today

@@ -9,6 +9,8 @@ import pytest
 
 from billing.formatting import (
     brl,
+    count_br,
+    counted,
     date_br,
     format_cnpj,
     format_cpf,
@@ -79,3 +81,16 @@ def test_cpf_and_cnpj_formatters_refuse_each_other() -> None:
 )
 def test_mask_government_id(document: str, masked: str) -> None:
     assert mask_government_id(document) == masked
+
+
+@pytest.mark.parametrize(("count", "expected"), [(0, "0"), (999, "999"), (1234567, "1.234.567")])
+def test_count_br(count: int, expected: str) -> None:
+    assert count_br(count) == expected
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, "0 rows"), (1, "1 row"), (2, "2 rows"), (1_100_000, "1.100.000 rows")],
+)
+def test_counted(count: int, expected: str) -> None:
+    assert counted(count, "row", "rows") == expected

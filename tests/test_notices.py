@@ -431,7 +431,7 @@ def test_the_notifications_page(
 
         at.button[0].click().run()  # Retry failed
         assert not at.exception
-        assert "1 failed notices queued again" in at.success[0].value
+        assert "1 failed notice queued again" in at.success[0].value
         assert {m.label: m.value for m in at.metric}["Queued"] == "1"
 
         at.button[1].click().run()  # Send now: the address is still refused

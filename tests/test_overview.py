@@ -308,9 +308,6 @@ def test_brl_short(amount: str, expected: str) -> None:
     assert overview.brl_short(Decimal(amount)) == expected
 
 
-@pytest.mark.parametrize(("count", "expected"), [(0, "0"), (999, "999"), (1234567, "1.234.567")])
-def test_count_br(count: int, expected: str) -> None:
-    assert overview.count_br(count) == expected
 
 
 # --- the page ---------------------------------------------------------------------------
