@@ -15,6 +15,10 @@ if not history:
     st.stop()
 
 table = pd.DataFrame(history)
+table["error"] = table["error"].fillna("")
+# Counts written the pt-BR way like every other screen (300.000), whatever the browser.
+for column in ("rows", "imported", "duplicates", "rejected"):
+    table[column] = [None if pd.isna(n) else count_br(int(n)) for n in table[column]]
 st.dataframe(
     table[
         [
@@ -36,6 +40,10 @@ st.dataframe(
         "started_at": st.column_config.DatetimeColumn("When", format="DD/MM/YYYY HH:mm"),
         "file_name": "File",
         "status": "Status",
+        "rows": "Rows",
+        "imported": "Imported",
+        "duplicates": "Already present",
+        "rejected": "Rejected",
         "duration_seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
         "error": "Message",
     },

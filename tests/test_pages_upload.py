@@ -61,4 +61,4 @@ def test_imports_page_lists_history(dashboard_db: Engine) -> None:
     assert not at.exception
     frame = at.dataframe[0].value
     assert list(frame["file_name"]) == ["history.csv"]
-    assert list(frame["rejected"]) == [1]
+    assert list(frame["rejected"]) == ["1"]
