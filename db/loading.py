@@ -18,6 +18,8 @@ import pyarrow.csv as pcsv
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, text
 
+from billing.formatting import count_br
+
 IMPORT_LOCK_KEY = 7_301_002  # pg_advisory_xact_lock key: one import writes at a time
 # Rows written as CSV at a time: about 20 MB of charge rows, sent while the next are written.
 COPY_SLICE_ROWS = 65_536
@@ -156,7 +158,8 @@ def copy_slices(
             pcsv.write_csv(rows, sink, options)
             copy.write(memoryview(sink.getvalue()))
             copied += rows.num_rows
-            on_progress(copied / max(total_rows, 1), f"Copied {copied:,} of {total_rows:,} rows")
+            message = f"Copied {count_br(copied)} of {count_br(total_rows)} rows"
+            on_progress(copied / max(total_rows, 1), message)
     return copied
 
 
