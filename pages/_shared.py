@@ -25,7 +25,9 @@ def _use_app_navigation() -> None:
     someone opened the home page. Switching the flag off and rerunning runs app.py
     instead, which opens the same page (it has the same URL path either way).
     """
-    if PagesManager.uses_pages_directory:
+    # A Streamlit internal (pinned version; the browser test checks the sidebar): should it
+    # go away in an upgrade, the pages still work and only this repair is lost.
+    if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
