@@ -42,7 +42,13 @@ from typing import TypeVar
 from sqlalchemy import Engine, text
 
 from bench.generate import write_debtor_file
-from bench.support import benchmark_server, progress, scratch_database
+from bench.support import (
+    add_database_url_option,
+    benchmark_server,
+    progress,
+    scratch_database,
+    server_version,
+)
 from billing.boleto import is_valid_barcode
 from billing.boletos import DEFAULT_BATCH_SIZE, issue_boletos
 from billing.importer import import_file
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             engine = make_engine(url)
             try:
                 migrate(engine)
-                server = f"{_server_version(engine)} ({where})"
+                server = f"{server_version(url)} ({where})"
                 progress("importing the file with import_file (which issues its boletos)")
                 importing, result = _timed_import(engine, data, settings=settings)
                 if (result.imported, result.issued) != (args.rows, args.rows):
@@ -142,12 +148,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Time issue_boletos against one UPDATE of every charge.",
     )
     parser.add_argument("--rows", type=int, default=1_100_000, help="charges (default 1100000)")
-    parser.add_argument(
-        "--database-url",
-        default=get_settings().database_url or None,
-        help="a PostgreSQL server to use (default DATABASE_URL, else an embedded server); "
-        "a scratch database is created on it and dropped at the end",
-    )
+    add_database_url_option(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -183,12 +184,6 @@ def _show_batches() -> None:
     logger = logging.getLogger("billing.boletos")
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
-
-
-def _server_version(engine: Engine) -> str:
-    with engine.connect() as conn:
-        version = conn.exec_driver_sql("SHOW server_version").scalar_one()
-    return f"PostgreSQL {str(version).split()[0]}"
 
 
 def _execute(engine: Engine, statement: str) -> None:

@@ -49,7 +49,7 @@ from psycopg import sql
 from sqlalchemy import Engine, make_url, text
 
 from bench.generate import write_debtor_file
-from bench.support import progress
+from bench.support import add_database_url_option, progress
 from billing.charges import (
     ChargeFilter,
     Cursor,
@@ -625,11 +625,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Time the Charges and Debtors pages' queries on a million charges.",
     )
     parser.add_argument("--rows", type=int, default=1_100_000, help="charges (default 1100000)")
-    parser.add_argument(
-        "--database-url",
-        default=get_settings().database_url or None,
-        help="a PostgreSQL server to use (default DATABASE_URL, else an embedded server); "
-        f"the data goes to its database {BENCH_DATABASE!r}, created when missing",
+    add_database_url_option(
+        parser,
+        where_data_goes=f"the data goes to its database {BENCH_DATABASE!r}, created when missing",
     )
     parser.add_argument(
         "--data-dir",

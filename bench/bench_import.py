@@ -46,9 +46,14 @@ import psycopg
 from sqlalchemy import Connection, Engine, event
 
 from bench.generate import default_debtor_count, write_debtor_file
-from bench.support import benchmark_server, progress, scratch_database
+from bench.support import (
+    add_database_url_option,
+    benchmark_server,
+    progress,
+    scratch_database,
+    server_version,
+)
 from billing.importer import import_file
-from billing.settings import get_settings
 from db.engine import libpq_url, make_engine
 from db.loading import CHARGE_COLUMNS, indexes_rebuilt_after, vacuum_after_large_load
 from db.migrations import migrate
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             engine = make_engine(url)
             migrate(engine)
             engine.dispose()
-            server = f"{_server_version(url)} ({where})"
+            server = f"{server_version(url)} ({where})"
             copy_seconds: list[float] = []
             imports: list[ImportRun] = []
             floor_seconds: list[float] = []
@@ -215,12 +220,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", type=int, default=1_100_000, help="charges (default 1100000)")
     parser.add_argument("--debtors", type=int, help="distinct CPFs (default rows // 4)")
-    parser.add_argument(
-        "--database-url",
-        default=get_settings().database_url or None,
-        help="a PostgreSQL server to use (default DATABASE_URL, else an embedded server); "
-        "a scratch database is created on it and dropped at the end",
-    )
+    add_database_url_option(parser)
     parser.add_argument(
         "--repeat", type=int, default=1, help="alternate (a) and (b) this many times; medians"
     )
@@ -236,13 +236,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.debtors is not None and not 1 <= args.debtors <= args.rows:
         parser.error("--debtors must be between 1 and --rows")
     return args
-
-
-def _server_version(url: str) -> str:
-    with psycopg.connect(libpq_url(url)) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    assert row is not None
-    return f"PostgreSQL {str(row[0]).split()[0]}"
 
 
 def _checkpoint(url: str) -> None:

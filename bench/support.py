@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import shutil
 import sys
@@ -15,7 +16,10 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import make_url
 
+from billing.settings import get_settings
 from db.engine import libpq_url, start_embedded_server
+
+SCRATCH_DATABASE = "a scratch database is created on it and dropped at the end"
 
 
 def progress(message: str) -> None:
@@ -53,3 +57,23 @@ def scratch_database(server_url: str, *, prefix: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def add_database_url_option(
+    parser: argparse.ArgumentParser, *, where_data_goes: str = SCRATCH_DATABASE
+) -> None:
+    """--database-url: the server to measure on, DATABASE_URL by default, else embedded."""
+    parser.add_argument(
+        "--database-url",
+        default=get_settings().database_url or None,
+        help="a PostgreSQL server to use (default DATABASE_URL, else an embedded server); "
+        + where_data_goes,
+    )
+
+
+def server_version(url: str) -> str:
+    """How the report names the server: "PostgreSQL 18.4"."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    assert row is not None
+    return f"PostgreSQL {str(row[0]).split()[0]}"

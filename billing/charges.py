@@ -35,6 +35,7 @@ from billing.search import search_words
 from billing.statuses import STATUS_LABELS as STORED_STATUS_LABELS
 from billing.statuses import STATUSES
 from db import charges as charges_db
+from db import payments as payments_db
 
 PAGE_SIZE = 50
 # A name search that finds more debtors than this is "broad": its page is found by
@@ -485,6 +486,8 @@ def charge_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
 class ChargeDetail:
     charge: dict[str, Any]  # the charge, its debtor, its import and what was paid
     notices: list[dict[str, Any]] = field(default_factory=list)
+    payments: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    history: list[dict[str, Any]] = field(default_factory=list)  # its events, oldest first
 
     @property
     def id(self) -> int:
@@ -528,13 +531,17 @@ def find_charge_id(engine: Engine, reference: str) -> int:
 
 
 def charge_detail(engine: Engine, charge_id: int, *, today: date) -> ChargeDetail:
-    """A charge with its debtor, boleto fields, what was paid, and its notices."""
+    """A charge with its debtor, boleto fields, notices, payments and history, read at once."""
     with engine.connect() as conn:
         charge = charges_db.charge_with_debtor(conn, charge_id, today=today)
         if charge is None:
             raise OperatorError(f"No charge has number {charge_id}.", title="Charge not found")
-        notices = charges_db.notices_of_charge(conn, charge_id)
-    return ChargeDetail(charge=charge, notices=notices)
+        return ChargeDetail(
+            charge=charge,
+            notices=charges_db.notices_of_charge(conn, charge_id),
+            payments=payments_db.payments_of_charge(conn, charge_id),
+            history=payments_db.charge_events(conn, charge_id),
+        )
 
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import streamlit as st
 from billing.errors import FileRefused
 from billing.formatting import count_br, counted
 from billing.importer import PreparedFile, import_file, prepare_file
-from pages._shared import engine, operator_errors, rejected_rows_download
+from pages._shared import engine, operator_errors, rejected_rows_button
 
 st.title("Upload a debtor file")
 st.caption(
@@ -64,13 +64,7 @@ def _show_result(result: dict) -> None:
     columns[2].metric("Rejected", count_br(result["rejected"]))
     columns[3].metric("Seconds", f"{result['seconds']:.1f}".replace(".", ","))
     if result["rejected"]:
-        st.download_button(
-            "Download the rejected rows (CSV with reasons)",
-            data=rejected_rows_download(result["import_id"]),
-            on_click="ignore",
-            file_name=f"rejected-import-{result['import_id']}.csv",
-            mime="text/csv",
-        )
+        rejected_rows_button(result["import_id"])
 
 
 if uploaded is None:

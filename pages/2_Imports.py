@@ -5,7 +5,7 @@ import streamlit as st
 
 from billing.formatting import count_br
 from billing.importer import import_history
-from pages._shared import engine, rejected_rows_download
+from pages._shared import engine, rejected_rows_button
 
 st.title("Import history")
 
@@ -59,10 +59,4 @@ if with_rejections:
             f"#{row['id']} {row['file_name']} ({count_br(row['rejected'])} rejected)"
         ),
     )
-    st.download_button(
-        "Download the rejected rows (CSV with reasons)",
-        data=rejected_rows_download(chosen["id"]),
-        on_click="ignore",
-        file_name=f"rejected-import-{chosen['id']}.csv",
-        mime="text/csv",
-    )
+    rejected_rows_button(chosen["id"])

@@ -13,7 +13,7 @@ from billing.boletos import boleto_pdf_for_charge
 from billing.charges import ChargeDetail, charge_detail, status_label, whole_document
 from billing.formatting import brl, date_br
 from billing.notices import KIND_LABELS, resend_notice
-from billing.payments import cancel_charge, charge_history, charge_payments, mark_paid
+from billing.payments import cancel_charge, mark_paid
 from pages._shared import engine, operator_errors
 
 FINISHED_NOTICE = {"sent", "failed", "skipped"}
@@ -98,23 +98,21 @@ def _notices(detail: ChargeDetail) -> None:
 
 
 def _payments(detail: ChargeDetail) -> None:
-    payments = charge_payments(engine(), detail.id)
     st.markdown(f"**Payments** (received {brl(detail.charge['paid_total'])})")
-    if not payments:
+    if not detail.payments:
         st.caption("No payment received.")
         return
-    table = pd.DataFrame(payments)
+    table = pd.DataFrame(detail.payments)
     table["paid_amount"] = table["paid_amount"].map(brl)
     st.dataframe(table[["paid_at", "paid_amount", "paid_by", "source"]], hide_index=True)
 
 
 def _history(detail: ChargeDetail) -> None:
     st.markdown("**History**")
-    history = charge_history(engine(), detail.id)
-    if not history:
+    if not detail.history:
         st.caption("Nothing happened to this charge since it was imported.")
         return
-    table = pd.DataFrame(history)
+    table = pd.DataFrame(detail.history)
     table["amount"] = table["amount"].map(lambda a: "" if pd.isna(a) else brl(a))
     st.dataframe(
         table[["created_at", "kind", "from_status", "to_status", "amount", "reason", "actor"]],

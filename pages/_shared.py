@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
@@ -57,13 +57,22 @@ def operator_errors() -> Iterator[None]:
         )
 
 
-def rejected_rows_download(import_id: int) -> Callable[[], bytes]:
-    """Data for st.download_button, written by the database only when the button is clicked
-    (the callable runs outside the script, so the engine is captured now)."""
+def rejected_rows_button(import_id: int) -> None:
+    """The button that downloads an import's rejected rows, with their reasons.
+
+    The CSV is written by the database only when the button is clicked (the callable runs
+    outside the script, so the engine is captured now).
+    """
     from billing.importer import rejected_rows_csv
 
     current_engine = engine()
-    return lambda: rejected_rows_csv(current_engine, import_id)
+    st.download_button(
+        "Download the rejected rows (CSV with reasons)",
+        data=lambda: rejected_rows_csv(current_engine, import_id),
+        on_click="ignore",
+        file_name=f"rejected-import-{import_id}.csv",
+        mime="text/csv",
+    )
 
 
 _use_app_navigation()  # every page imports this module first
