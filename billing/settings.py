@@ -90,6 +90,13 @@ class Settings:
     api_token: str = ""  # bearer token for POST /debtors/upload; unset: uploads off
     api_port: int = 8000
 
+    # Sign-in and roles
+    auth_mode: str = "accounts"  # accounts (built-in, in PostgreSQL) or oidc
+    session_idle_minutes: int = 480
+    oidc_admins: str = ""  # e-mails or @domains, comma-separated
+    oidc_operators: str = ""
+    oidc_viewers: str = ""
+
     @property
     def max_file_bytes(self) -> int:
         return self.max_file_mb * 1024 * 1024
@@ -136,6 +143,11 @@ class Settings:
             webhook_secret=_env("WEBHOOK_SECRET"),
             api_token=_env("API_TOKEN"),
             api_port=_env_int("API_PORT", d.api_port),
+            auth_mode=_env("AUTH_MODE", d.auth_mode).lower(),
+            session_idle_minutes=_env_int("SESSION_IDLE_MINUTES", d.session_idle_minutes),
+            oidc_admins=_env("OIDC_ADMINS"),
+            oidc_operators=_env("OIDC_OPERATORS"),
+            oidc_viewers=_env("OIDC_VIEWERS"),
         )
 
 
@@ -177,6 +189,11 @@ ENVIRONMENT_VARIABLES = [
     "WEBHOOK_SECRET",
     "API_TOKEN",
     "API_PORT",
+    "AUTH_MODE",
+    "SESSION_IDLE_MINUTES",
+    "OIDC_ADMINS",
+    "OIDC_OPERATORS",
+    "OIDC_VIEWERS",
 ]
 
 
