@@ -44,6 +44,7 @@ class Settings:
 
     # Database and files
     database_url: str = ""
+    migration_database_url: str = ""  # the schema owner; unset: DATABASE_URL
     data_dir: Path = PROJECT_ROOT / ".data"
     max_file_mb: int = 250
     max_debt_amount: Decimal = Decimal("99999999.99")
@@ -106,6 +107,7 @@ class Settings:
         d = cls()
         return cls(
             database_url=_env("DATABASE_URL"),
+            migration_database_url=_env("MIGRATION_DATABASE_URL"),
             data_dir=Path(_env("BILLING_DATA_DIR", str(d.data_dir))),
             max_file_mb=_env_int("MAX_FILE_MB", d.max_file_mb),
             max_debt_amount=Decimal(_env("MAX_DEBT_AMOUNT", str(d.max_debt_amount))),
@@ -154,6 +156,7 @@ class Settings:
 # The environment variable behind each setting; the README documents each of them.
 ENVIRONMENT_VARIABLES = [
     "DATABASE_URL",
+    "MIGRATION_DATABASE_URL",
     "BILLING_DATA_DIR",
     "MAX_FILE_MB",
     "MAX_DEBT_AMOUNT",
