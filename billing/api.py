@@ -1,8 +1,9 @@
 """The HTTP API: the bank's payment webhook, debtor-file uploads and a health check.
 
 Run it with `python -m billing api` (uvicorn on API_PORT, 8000 by default), or
-`uvicorn billing.api:app`. It refuses to start without WEBHOOK_SECRET and applies
-pending migrations first.
+`uvicorn billing.api:app`. It refuses to start without a strong WEBHOOK_SECRET (and,
+when set, API_TOKEN): at least 32 bytes and no placeholder such as .env.example's
+`change-me…`. It applies pending migrations first.
 
     POST /webhooks/payments   {"debtId", "paidAt", "paidAmount", "paidBy"}, signed:
                               X-Signature: sha256=<hex HMAC-SHA256 of the raw body
@@ -50,23 +51,31 @@ from billing.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BYTES = 64 * 1024
+MIN_SECRET_BYTES = 32
+# Every placeholder in .env.example starts with "change-me"; and the usual suspects.
+PLACEHOLDER_PREFIX = "change-me"
+PLACEHOLDERS = frozenset(
+    {
+        "changeme", "change_me", "change-me", "secret", "password", "passwd", "token",
+        "default", "example", "test", "testing", "dev", "admin", "webhook-secret",
+        "webhook_secret", "api-token", "api_token", "your-secret-here", "replace-me",
+        "todo", "xxx",
+    }
+)  # fmt: skip
+SECRET_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 _MULTIPART_OVERHEAD = 1024 * 1024
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
 def create_app(*, settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """The API, ready to serve: secret checked, database migrated.
+    """The API, ready to serve: secrets checked, database migrated.
 
-    Raises OperatorError when WEBHOOK_SECRET is missing or TIMEZONE is unknown.
+    Raises OperatorError when WEBHOOK_SECRET is missing or weak, API_TOKEN is set but weak,
+    or TIMEZONE is unknown.
     """
     settings = settings or get_settings()
-    if not settings.webhook_secret:
-        raise OperatorError(
-            "WEBHOOK_SECRET is not set. The API checks every payment notification against "
-            "it; set WEBHOOK_SECRET to the secret shared with the bank and start again.",
-            title="The API cannot start",
-        )
+    check_secrets(settings)
     check_timezone(settings.timezone)
     own_engine = engine is None
     if engine is None:
@@ -158,6 +167,40 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
         return JSONResponse(body)
 
     return app
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse to serve with a missing, short or placeholder secret (closed by default)."""
+    if not settings.webhook_secret:
+        raise OperatorError(
+            "WEBHOOK_SECRET is not set: set it to the secret shared with the bank "
+            f"(at least {MIN_SECRET_BYTES} random bytes) and start again.",
+            title="The API cannot start",
+        )
+    secrets = {"WEBHOOK_SECRET": settings.webhook_secret}
+    if settings.api_token:
+        secrets["API_TOKEN"] = settings.api_token
+    for name, value in secrets.items():
+        problem = weak_secret_problem(value)
+        if problem:
+            raise OperatorError(
+                f"{name} {problem}: set it to at least {MIN_SECRET_BYTES} random bytes "
+                f"(for example the output of `{SECRET_RECIPE}`) and start again.",
+                title="The API cannot start",
+            )
+
+
+def weak_secret_problem(value: str) -> str | None:
+    """Why `value` is no secret (a placeholder, too short), or None when it will do."""
+    folded = value.strip().casefold()
+    if folded.startswith(PLACEHOLDER_PREFIX) or folded in PLACEHOLDERS:
+        return "is a placeholder, not a secret"
+    if len(set(folded)) == 1:
+        return "repeats one character"
+    size = len(value.encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        return f"is {size} bytes long, shorter than {MIN_SECRET_BYTES}"
+    return None
 
 
 def __getattr__(name: str) -> Any:

@@ -18,12 +18,15 @@ import uvicorn
 from sqlalchemy import Engine, text
 
 from billing.api import create_app, signature
+from billing.errors import OperatorError
 from billing.importer import import_file
 from billing.reading import REQUIRED_COLUMNS
 from billing.settings import Settings
 
-SECRET = "test-webhook-secret"
-TOKEN = "test-api-token"
+# Secrets as strong as the API demands (32 bytes or more); tests only, never deployed.
+SECRET = "test-webhook-secret-0123456789abcdef"
+TOKEN = "test-api-token-0123456789abcdef-xyz"
+CLI_SECRET = "cli-webhook-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -339,6 +342,58 @@ def test_an_upload_without_a_file_or_with_a_bad_flag(client: httpx.Client, db: E
     assert "lenient_documents" in bad_flag.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("webhook_secret", "api_token", "variable", "reason"),
+    [
+        ("", TOKEN, "WEBHOOK_SECRET", "is not set"),
+        ("short-secret", TOKEN, "WEBHOOK_SECRET", "is 12 bytes long"),
+        ("0123456789abcdef0123456789abcde", TOKEN, "WEBHOOK_SECRET", "is 31 bytes long"),
+        ("çã" * 7, TOKEN, "WEBHOOK_SECRET", "is 28 bytes long"),  # bytes, not characters
+        ("change-me-too", TOKEN, "WEBHOOK_SECRET", "is a placeholder"),
+        ("CHANGE-ME-" + "0123456789abcdef" * 3, TOKEN, "WEBHOOK_SECRET", "is a placeholder"),
+        ("Change-Me-please-with-a-long-enough-tail", TOKEN, "WEBHOOK_SECRET", "is a placeholder"),
+        ("changeme", TOKEN, "WEBHOOK_SECRET", "is a placeholder"),
+        ("Secret", TOKEN, "WEBHOOK_SECRET", "is a placeholder"),
+        ("password", TOKEN, "WEBHOOK_SECRET", "is a placeholder"),
+        ("x" * 64, TOKEN, "WEBHOOK_SECRET", "repeats one character"),
+        (SECRET, "short-token", "API_TOKEN", "is 11 bytes long"),
+        (SECRET, "change-me-three", "API_TOKEN", "is a placeholder"),
+        (SECRET, "change-me-" + "0123456789abcdef" * 2, "API_TOKEN", "is a placeholder"),
+        (SECRET, "admin", "API_TOKEN", "is a placeholder"),
+    ],
+)
+def test_the_api_refuses_to_start_with_a_weak_secret(
+    engine: Engine, webhook_secret: str, api_token: str, variable: str, reason: str
+) -> None:
+    settings = Settings(webhook_secret=webhook_secret, api_token=api_token)
+
+    with pytest.raises(OperatorError) as refused:
+        create_app(settings=settings, engine=engine)
+
+    message = refused.value.message
+    assert refused.value.title == "The API cannot start"
+    assert message.startswith(f"{variable} {reason}"), message
+    assert message.endswith(".") and ". " not in message  # one sentence
+    for secret in (webhook_secret, api_token):
+        assert not secret or secret not in message  # never echoed to the log
+
+
+@pytest.mark.parametrize(
+    ("webhook_secret", "api_token"),
+    [
+        ("0123456789abcdef0123456789abcdef", ""),  # 32 bytes; no token: uploads off
+        ("çã" * 8, "a-token-of-exactly-32-bytes-long"),
+    ],
+)
+def test_the_api_starts_with_32_byte_secrets(
+    engine: Engine, webhook_secret: str, api_token: str
+) -> None:
+    app = create_app(
+        settings=Settings(webhook_secret=webhook_secret, api_token=api_token), engine=engine
+    )
+    assert [route.path for route in app.routes if route.path == "/health"] == ["/health"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -364,7 +419,7 @@ def test_the_api_refuses_to_start_without_a_webhook_secret(app_env: dict[str, st
 def test_the_cli_serves_the_api_on_api_port(app_env: dict[str, str], db: Engine) -> None:
     import_charges(db, ("8291", "100000.00"))
     port = free_port()
-    env = app_env | {"WEBHOOK_SECRET": "cli-secret", "API_TOKEN": "", "API_PORT": str(port)}
+    env = app_env | {"WEBHOOK_SECRET": CLI_SECRET, "API_TOKEN": "", "API_PORT": str(port)}
     process = subprocess.Popen(
         [sys.executable, "-m", "billing", "api", "--host", "127.0.0.1"],
         env=env,
@@ -389,7 +444,7 @@ def test_the_cli_serves_the_api_on_api_port(app_env: dict[str, str], db: Engine)
             paid = client.post(
                 "/webhooks/payments",
                 content=body,
-                headers={"X-Signature": signature(body, "cli-secret")},
+                headers={"X-Signature": signature(body, CLI_SECRET)},
             )
             assert paid.json()["chargeStatus"] == "paid"
             # No API_TOKEN in this environment: uploads are off, and say so.
