@@ -1,11 +1,20 @@
-"""Billing dashboard: page set-up and navigation, nothing else."""
+"""Billing dashboard: page set-up, sign-in and navigation, nothing else.
+
+Nothing below the sign-in check runs for a visitor who has not signed in: no page, no
+count, no deep link. Each role sees the pages it may use; the domain checks the role
+again at every action (billing.access).
+"""
 
 import streamlit as st
 
+from billing.access import Actor, Permission
+from pages._session import sign_out_button, signed_in_actor
+
 st.set_page_config(page_title="Cobrança", page_icon=":material/receipt_long:", layout="wide")
 
-navigation = st.navigation(
-    {
+
+def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
+    sections = {
         "Collections": [
             st.Page(
                 "pages/0_Overview.py", title="Overview", icon=":material/dashboard:", default=True
@@ -14,12 +23,25 @@ navigation = st.navigation(
             st.Page("pages/5_Debtors.py", title="Debtors", icon=":material/person:"),
         ],
         "Files": [
-            st.Page("pages/1_Upload.py", title="Upload", icon=":material/upload_file:"),
             st.Page("pages/2_Imports.py", title="Imports", icon=":material/history:"),
         ],
         "E-mail": [
             st.Page("pages/4_Notifications.py", title="Notifications", icon=":material/mail:"),
         ],
     }
-)
+    if actor.can(Permission.IMPORT):
+        sections["Files"].insert(
+            0, st.Page("pages/1_Upload.py", title="Upload", icon=":material/upload_file:")
+        )
+    if actor.can(Permission.MANAGE_ACCOUNTS):
+        sections["Administration"] = [
+            st.Page("pages/6_Accounts.py", title="Accounts", icon=":material/group:"),
+            st.Page("pages/7_Audit.py", title="Audit", icon=":material/policy:"),
+        ]
+    return sections
+
+
+actor = signed_in_actor()  # the sign-in screen, and a stop, for anyone else
+navigation = st.navigation(pages_for(actor))
+sign_out_button(actor)
 navigation.run()

@@ -49,6 +49,7 @@ from bench.support import (
     scratch_database,
     server_version,
 )
+from billing.access import cli_actor
 from billing.boleto import is_valid_barcode
 from billing.boletos import DEFAULT_BATCH_SIZE, issue_boletos
 from billing.importer import import_file
@@ -200,7 +201,12 @@ def _timed_import(engine: Engine, data: bytes, *, settings: Settings):
     _checkpoint(engine)
     started = time.perf_counter()
     result = import_file(
-        engine=engine, data=data, file_name="bench.csv", lenient_documents=True, settings=settings
+        actor=cli_actor(),
+        engine=engine,
+        data=data,
+        file_name="bench.csv",
+        lenient_documents=True,
+        settings=settings,
     )
     return time.perf_counter() - started, result
 

@@ -50,6 +50,7 @@ from sqlalchemy import Engine, make_url, text
 
 from bench.generate import write_debtor_file
 from bench.support import add_database_url_option, progress
+from billing.access import cli_actor
 from billing.charges import (
     ChargeFilter,
     Cursor,
@@ -448,7 +449,11 @@ def load(engine: Engine, *, rows: int) -> None:
     progress("importing them (and issuing their boletos)")
     started = time.perf_counter()
     result = import_file(
-        engine=engine, data=data, file_name="bench_debtors.csv", lenient_documents=False
+        actor=cli_actor(),
+        engine=engine,
+        data=data,
+        file_name="bench_debtors.csv",
+        lenient_documents=False,
     )
     if result.status != "done" or result.imported != rows:
         raise RuntimeError(f"the import did not take every row: {result}")

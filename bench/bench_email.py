@@ -36,6 +36,8 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from billing.access import cli_actor
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, make_url, text
@@ -158,7 +160,11 @@ def prepare(engine: Engine, settings: Settings, count: int) -> int:
 
     migrate(engine)
     result = import_file(
-        engine=engine, data=debtor_csv(count), file_name="bench.csv", lenient_documents=True
+        actor=cli_actor(),
+        engine=engine,
+        data=debtor_csv(count),
+        file_name="bench.csv",
+        lenient_documents=True,
     )
     if result.status != "done":
         raise RuntimeError(f"import {result.status}: {result.error}")

@@ -53,6 +53,7 @@ from bench.support import (
     scratch_database,
     server_version,
 )
+from billing.access import cli_actor
 from billing.importer import import_file
 from db.engine import libpq_url, make_engine
 from db.loading import CHARGE_COLUMNS, indexes_rebuilt_after, vacuum_after_large_load
@@ -354,7 +355,11 @@ def _import_in_child(url: str, path: str, breakdown: bool) -> ImportRun:
         timeline.start()
         started = time.perf_counter()
         result = import_file(
-            engine=engine, data=data, file_name=Path(path).name, lenient_documents=False
+            actor=cli_actor(),
+            engine=engine,
+            data=data,
+            file_name=Path(path).name,
+            lenient_documents=False,
         )
         seconds = time.perf_counter() - started
     finally:

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine
 
+from billing.access import Actor, Permission, require
 from billing.boleto import (
     FIRST_FACTOR_DATE,
     MAX_AMOUNT_CENTS,
@@ -138,6 +139,15 @@ def issue_boletos(
     _report_unissuable(engine, import_id=import_id)
     log.info("issued %d boletos (import %s)", issued, import_id)
     return issued
+
+
+def boleto_pdf_download(
+    engine: Engine, *, actor: Actor, charge_id: int, settings: Settings | None = None
+) -> bytes:
+    """The boleto PDF for someone at the dashboard: it carries the payer's whole CPF/CNPJ,
+    so it is a file of personal data, for the roles that may export (not viewers)."""
+    require(actor, Permission.EXPORT)
+    return boleto_pdf_for_charge(engine, charge_id, settings=settings)
 
 
 def boleto_pdf_for_charge(

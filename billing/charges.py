@@ -28,6 +28,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from billing import audit
+from billing.access import Actor, Permission, require
 from billing.documents import normalise_government_id
 from billing.errors import OperatorError
 from billing.formatting import brl, date_br, format_government_id, mask_government_id
@@ -531,11 +533,16 @@ def find_charge_id(engine: Engine, reference: str) -> int:
 
 
 def charge_detail(engine: Engine, charge_id: int, *, today: date) -> ChargeDetail:
-    """A charge with its debtor, boleto fields, notices, payments and history, read at once."""
+    """A charge with its debtor, boleto fields, notices, payments and history, read at once.
+
+    The debtor's governmentId comes masked, for every role: a whole one is shown only
+    through `reveal_government_id`, which is audited.
+    """
     with engine.connect() as conn:
         charge = charges_db.charge_with_debtor(conn, charge_id, today=today)
         if charge is None:
             raise OperatorError(f"No charge has number {charge_id}.", title="Charge not found")
+        charge["government_id"] = masked_document(charge["government_id"])
         return ChargeDetail(
             charge=charge,
             notices=charges_db.notices_of_charge(conn, charge_id),
@@ -587,4 +594,22 @@ def debtor_summary(engine: Engine, debtor_id: int, *, today: date) -> dict[str, 
         if debtor is None:
             raise OperatorError(f"No debtor has number {debtor_id}.", title="Debtor not found")
         debtor.update(charges_db.debtor_totals(conn, debtor_id, today=today))
+    debtor["government_id"] = masked_document(debtor["government_id"])  # see charge_detail
     return debtor
+
+
+def reveal_government_id(engine: Engine, *, actor: Actor, debtor_id: int, reason: str = "") -> str:
+    """A debtor's whole CPF/CNPJ, for an operator; each reveal leaves an audit row."""
+    require(actor, Permission.REVEAL_DOCUMENT)
+    with engine.begin() as conn:
+        debtor = charges_db.debtor(conn, debtor_id)
+        if debtor is None:
+            raise OperatorError(f"No debtor has number {debtor_id}.", title="Debtor not found")
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.REVEAL_DOCUMENT,
+            subject=f"debtor:{debtor_id}",
+            details={"reason": reason.strip()} if reason.strip() else {},
+        )
+    return whole_document(debtor["government_id"])

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from billing.access import cli_actor
 from billing.errors import OperatorError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -38,10 +39,44 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     dispatching.add_argument("--json", action="store_true", help="print one JSON object")
 
+    _add_users_parser(commands)
+
     serving = commands.add_parser("api", help="serve the payments API on API_PORT")
     serving.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
     serving.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 8000)")
     return parser
+
+
+def _add_users_parser(commands: argparse._SubParsersAction) -> None:
+    users = commands.add_parser("users", help="dashboard accounts: add, list, disable, ...")
+    actions = users.add_subparsers(dest="users_command", required=True)
+    roles = ("viewer", "operator", "admin")
+
+    adding = actions.add_parser("add", help="add an account")
+    adding.add_argument("email")
+    adding.add_argument("--role", required=True, choices=roles)
+    adding.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    adding.add_argument(
+        "--no-password",
+        action="store_true",
+        help="an account that signs in through the company's identity provider only",
+    )
+    actions.add_parser("list", help="list the accounts").add_argument(
+        "--json", action="store_true", help="print JSON"
+    )
+    actions.add_parser("disable", help="disable an account, ending its sessions").add_argument(
+        "email"
+    )
+    setting = actions.add_parser("set-role", help="change an account's role")
+    setting.add_argument("email")
+    setting.add_argument("role", choices=roles)
+    resetting = actions.add_parser("reset-password", help="set a new password, lifting a lock")
+    resetting.add_argument("email")
+    resetting.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
 
 
 def _print_import(result: dict, *, as_json: bool) -> None:
@@ -64,7 +99,7 @@ def _print_import(result: dict, *, as_json: bool) -> None:
 def _import(args: argparse.Namespace) -> int:
     from billing.importer import ImportResult, import_file
     from db.engine import get_engine
-    from db.migrations import migrate
+    from db.migrations import migrate_database
 
     file_name = args.file.name
     try:
@@ -78,9 +113,10 @@ def _import(args: argparse.Namespace) -> int:
         ).as_dict()
     else:
         engine = get_engine()
-        migrate(engine)
+        migrate_database()
         result = import_file(
             engine=engine,
+            actor=cli_actor(),
             data=data,
             file_name=file_name,
             lenient_documents=args.lenient_documents,
@@ -93,10 +129,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from db.engine import get_engine
-    from db.migrations import migrate
+    from db.migrations import migrate_database
 
-    applied = migrate(get_engine())
+    applied = migrate_database()
     print("applied: " + ", ".join(applied) if applied else "the database is up to date")
     return EXIT_OK
 
@@ -125,11 +160,11 @@ def _worker(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from billing.dispatch import run_cycle
     from db.engine import get_engine
-    from db.migrations import migrate
+    from db.migrations import migrate_database
 
     engine = get_engine()
-    migrate(engine)
-    result = run_cycle(engine).as_dict()
+    migrate_database()
+    result = run_cycle(engine, actor=cli_actor()).as_dict()
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
@@ -145,6 +180,73 @@ def _dispatch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _users(args: argparse.Namespace) -> int:
+    from billing import accounts
+    from db.engine import get_engine
+    from db.migrations import migrate_database
+
+    engine = get_engine()
+    migrate_database()
+    actor, command = cli_actor(), args.users_command
+    if command == "list":
+        listed = accounts.list_accounts(engine, actor=actor)
+        _print_accounts(listed, as_json=args.json)
+        return EXIT_OK
+    if command == "add":
+        password = None if args.no_password else _read_password(stdin=args.password_stdin)
+        account = accounts.create_account(
+            engine, actor=actor, email=args.email, role=args.role, password=password
+        )
+        print(f"added {account.email} ({account.role.value})")
+    elif command == "disable":
+        account = accounts.disable_account(engine, actor=actor, email=args.email)
+        print(f"disabled {account.email}; their sessions are ended")
+    elif command == "set-role":
+        account = accounts.set_role(engine, actor=actor, email=args.email, role=args.role)
+        print(f"{account.email} is now {account.role.value}")
+    else:
+        password = _read_password(stdin=args.password_stdin)
+        account = accounts.reset_password(engine, actor=actor, email=args.email, password=password)
+        print(f"new password set for {account.email}; their sessions are ended")
+    return EXIT_OK
+
+
+def _read_password(*, stdin: bool) -> str:
+    """The new password: one line of standard input, or typed twice at a prompt."""
+    import getpass
+
+    from billing.accounts import check_password
+
+    if stdin:
+        return check_password(sys.stdin.readline().rstrip("\r\n"))
+    password = check_password(getpass.getpass("Password (at least 12 characters): "))
+    if getpass.getpass("The same password again: ") != password:
+        raise OperatorError("The two passwords differ.", title="Not changed")
+    return password
+
+
+def _print_accounts(listed: list, *, as_json: bool) -> None:
+    rows = [
+        {
+            "email": a.email,
+            "role": a.role.value,
+            "status": "disabled" if a.disabled else "active",
+            "password": a.has_password,
+            "lastSignIn": a.last_sign_in_at.isoformat() if a.last_sign_in_at else None,
+            "lockedUntil": a.locked_until.isoformat() if a.locked_until else None,
+        }
+        for a in listed
+    ]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        print(
+            f"{row['email']:<40} {row['role']:<9} {row['status']:<9} "
+            f"last sign-in: {row['lastSignIn'] or 'never'}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
@@ -157,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker": _worker,
         "dispatch": _dispatch,
         "api": _api,
+        "users": _users,
     }
     try:
         return handlers[args.command](args)

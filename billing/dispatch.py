@@ -27,6 +27,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from billing import audit
+from billing.access import Actor, Permission, require
 from billing.boletos import boleto_pdf_for_charge, issue_boletos
 from billing.mailer import (
     DeliveryError,
@@ -99,13 +101,19 @@ def issue_and_plan(
 
 
 def run_cycle(
-    engine: Engine, *, settings: Settings | None = None, today: date | None = None
+    engine: Engine,
+    *,
+    actor: Actor,
+    settings: Settings | None = None,
+    today: date | None = None,
 ) -> CycleResult:
-    """Issue, plan and send now, in this process (`python -m billing dispatch --once`).
+    """Issue, plan and send now, in this process (Send now, `python -m billing dispatch
+    --once`); audited with its counts.
 
     A mail server that cannot be reached stops the sending, not the cycle: the result
     carries the reason in `error` and the notices stay queued for the next cycle.
     """
+    require(actor, Permission.SEND_NOTICES)
     settings = settings or get_settings()
     started = time.monotonic()
     today = today or today_in(settings)
@@ -116,7 +124,7 @@ def run_cycle(
         send_due_notices(engine, settings=settings, today=today, counts=counts)
     except MailServerUnavailable as exc:
         error = exc.message
-    return CycleResult(
+    result = CycleResult(
         issued=issued,
         queued=sum(planned.values()),
         sent=counts.sent,
@@ -127,6 +135,8 @@ def run_cycle(
         queued_by_kind=planned,
         error=error,
     )
+    audit.record_now(engine, actor=actor, action=audit.Action.SEND_NOW, details=result.as_dict())
+    return result
 
 
 def _skip_reason(row: dict[str, Any], today: date) -> str | None:

@@ -7,8 +7,9 @@ the document validators); they refuse what cannot be laid out at all.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 _ID_PUNCTUATION = re.compile(r"[\s./\-]")
 _CPF = re.compile(r"\d{11}")
@@ -37,6 +38,13 @@ def counted(count: int, singular: str, plural: str) -> str:
 def date_br(value: date) -> str:
     """A date as dd/mm/yyyy: date(2012, 7, 8) -> "08/07/2012"."""
     return value.strftime("%d/%m/%Y")
+
+
+def datetime_br(value: datetime | None, *, timezone: str = "America/Sao_Paulo") -> str:
+    """An instant as dd/mm/aaaa hh:mm in the operators' time zone; empty when missing."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(timezone)).strftime("%d/%m/%Y %H:%M")
 
 
 def _normalise_id(document: str) -> str:

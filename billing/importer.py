@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
 
+from billing import audit
+from billing.access import Actor, Permission, require
 from billing.boletos import boletos_for_rows, issuable
 from billing.errors import FileRefused
 from billing.reading import DebtorFile, read_debtor_file
@@ -116,6 +118,7 @@ def prepare_file(
 def import_file(
     *,
     engine: Engine,
+    actor: Actor,
     data: bytes,
     file_name: str,
     lenient_documents: bool,
@@ -123,25 +126,30 @@ def import_file(
     on_progress: Progress = _no_progress,
     settings: Settings | None = None,
 ) -> ImportResult:
-    """Import a debtor file; a refused file is recorded and reported, never raised.
+    """Import a debtor file for `actor` (an operator or more); a refused file is recorded,
+    audited and reported, never raised.
 
     `prepared` skips reading again a file the caller already validated (the page's preview).
     Unexpected errors roll everything back, record the import as failed and propagate.
     """
+    require(actor, Permission.IMPORT)
     started = time.monotonic()
     imports_db.mark_interrupted_imports(engine)
+    audited = _ImportAudit(
+        actor=actor, file_name=file_name, sha256=hashlib.sha256(data).hexdigest()
+    )
     with engine.connect() as conn:
         with conn.begin():
             import_id = imports_db.create_import(
                 conn,
                 file_name=file_name,
-                sha256=hashlib.sha256(data).hexdigest(),
+                sha256=audited.sha256,
                 size_bytes=len(data),
                 lenient_documents=lenient_documents,
             )
             imports_db.hold_import(conn, import_id)
         try:
-            return _run_import(
+            result = _run_import(
                 conn,
                 import_id=import_id,
                 data=data,
@@ -151,19 +159,53 @@ def import_file(
                 on_progress=on_progress,
                 settings=settings,
                 started=started,
+                audited=audited,
             )
         except BaseException as exc:
             log.exception("import %s of %s failed", import_id, file_name)
-            _record_failure(conn, import_id=import_id, started=started, exc=exc)
+            _record_failure(conn, import_id=import_id, started=started, exc=exc, audited=audited)
             raise
         finally:
             if not conn.invalidated:
                 imports_db.release_import(conn, import_id)
                 conn.commit()
+    return result
+
+
+@dataclass(frozen=True)
+class _ImportAudit:
+    """What the audit trail says of an import, whatever its end."""
+
+    actor: Actor
+    file_name: str
+    sha256: str
+
+    def record(self, conn: Connection, result: ImportResult) -> None:
+        audit.record(
+            conn,
+            actor=self.actor,
+            action=audit.Action.IMPORT,
+            subject=f"import:{result.import_id}",
+            details={
+                "file": self.file_name,
+                "sha256": self.sha256,
+                "status": result.status,
+                "rows": result.rows,
+                "imported": result.imported,
+                "duplicates": result.duplicates,
+                "rejected": result.rejected,
+                "error": result.error,
+            },
+        )
 
 
 def _record_failure(
-    conn: Connection, *, import_id: int, started: float, exc: BaseException
+    conn: Connection,
+    *,
+    import_id: int,
+    started: float,
+    exc: BaseException,
+    audited: _ImportAudit,
 ) -> None:
     if conn.invalidated:  # the connection died with the import; the next run reconciles
         return
@@ -176,6 +218,15 @@ def _record_failure(
             status="failed",
             seconds=time.monotonic() - started,
             error=f"The import failed and nothing was saved ({type(exc).__name__}: {exc})"[:2000],
+        )
+        audited.record(
+            conn,
+            ImportResult(
+                status="failed",
+                import_id=import_id,
+                file_name=audited.file_name,
+                error=type(exc).__name__,
+            ),
         )
 
 
@@ -190,6 +241,7 @@ def _run_import(
     on_progress: Progress,
     settings: Settings | None,
     started: float,
+    audited: _ImportAudit,
 ) -> ImportResult:
     with conn.begin():
         on_progress(0.02, "Reading and validating the file")
@@ -202,13 +254,15 @@ def _run_import(
             imports_db.finish_import(
                 conn, import_id=import_id, status="refused", seconds=seconds, error=refusal.message
             )
-            return ImportResult(
+            refused = ImportResult(
                 status="refused",
                 import_id=import_id,
                 file_name=file_name,
                 seconds=round(seconds, 3),
                 error=refusal.message,
             )
+            audited.record(conn, refused)
+            return refused
         on_progress(0.1, "Waiting for other imports to finish")
         loading.lock_imports(conn)
         counts = _load_rows(
@@ -250,6 +304,7 @@ def _run_import(
             delimiter=prepared.file.delimiter,
             extra_columns=result.extra_columns,
         )
+        audited.record(conn, result)
     if result.imported >= loading.BULK_LOAD_MIN_ROWS:
         on_progress(0.98, "Preparing the new charges for the dashboard")
         loading.vacuum_after_large_load(conn.engine)

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
 
+from billing import audit
+from billing.access import Actor, Permission, require
 from billing.errors import OperatorError
 from billing.settings import Settings, get_settings
 from db import notices as notices_db
@@ -120,18 +122,33 @@ def failed_notices(engine: Engine, *, limit: int = 500) -> list[dict[str, Any]]:
     return notices_db.failed_notices(engine, limit=limit)
 
 
-def retry_failed_notices(engine: Engine) -> int:
+def retry_failed_notices(engine: Engine, *, actor: Actor) -> int:
     """Queue the failed notices again, with a fresh count of attempts; return how many."""
-    return notices_db.requeue_failed(engine)
+    require(actor, Permission.SEND_NOTICES)
+    with engine.begin() as conn:
+        retried = notices_db.requeue_failed(conn)
+        audit.record(
+            conn, actor=actor, action=audit.Action.RETRY_FAILED, details={"notices": retried}
+        )
+    return retried
 
 
-def resend_notice(engine: Engine, *, charge_id: int, kind: str) -> None:
+def resend_notice(engine: Engine, *, actor: Actor, charge_id: int, kind: str) -> None:
     """Send one notice of a charge again at the next sending round (an operator's call)."""
+    require(actor, Permission.SEND_NOTICES)
     if kind not in NOTICE_KINDS:
         raise OperatorError(f"There is no notice kind {kind!r}.")
-    if not notices_db.requeue_notice(engine, charge_id=charge_id, kind=kind):
-        raise OperatorError(
-            "That notice is not finished yet (it is queued or being sent), "
-            "or it was never planned for this charge.",
-            title="Nothing to resend",
+    with engine.begin() as conn:
+        if not notices_db.requeue_notice(conn, charge_id=charge_id, kind=kind):
+            raise OperatorError(
+                "That notice is not finished yet (it is queued or being sent), "
+                "or it was never planned for this charge.",
+                title="Nothing to resend",
+            )
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.RESEND,
+            subject=f"charge:{charge_id}",
+            details={"kind": kind},
         )

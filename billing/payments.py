@@ -46,6 +46,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine
 
+from billing import audit
+from billing.access import Actor, Permission, require
 from billing.errors import OperatorError
 from billing.settings import get_settings
 from db import payments as payments_db
@@ -53,7 +55,6 @@ from db import payments as payments_db
 log = logging.getLogger(__name__)
 
 SOURCES = ("webhook", "operator")
-WEBHOOK_ACTOR = "bank webhook"
 NOTIFICATION_FIELDS = ("debtId", "paidAt", "paidAmount", "paidBy")
 
 _CENT = Decimal("0.01")
@@ -265,22 +266,22 @@ def record_payment(
     paid_by: str,
     source: str,
     payload: str | Mapping[str, Any],
-    actor: str | None = None,
+    actor: Actor,
     timezone: str | None = None,
 ) -> PaymentOutcome:
     """Record a payment for the charge of `debt_id` and recompute the charge's status.
 
     Idempotent: a payment already recorded (same normalised debtId, paidAt, paidAmount,
     paidBy) returns status 'duplicate' and changes nothing. Raises NotFound for an
-    unknown debtId and InvalidPayment for unusable values.
+    unknown debtId and InvalidPayment for unusable values. Audited either way.
     """
+    require(actor, Permission.CHANGE_CHARGES)
     if source not in SOURCES:
         raise InvalidPayment(f"source must be one of {', '.join(SOURCES)}, not {source!r}.")
     debt_id = _debt_id(debt_id)
     paid_at = parse_paid_at(paid_at, timezone=timezone or get_settings().timezone)
     paid_amount = parse_paid_amount(paid_amount)
     paid_by = _required_text(paid_by, "paidBy")
-    actor = actor or (WEBHOOK_ACTOR if source == "webhook" else paid_by)
     key = idempotency_key(
         debt_id=debt_id, paid_at=paid_at, paid_amount=paid_amount, paid_by=paid_by
     )
@@ -305,7 +306,9 @@ def record_payment(
         if payment_id is None:
             # The conflict was on this key, for this charge, committed before our lock.
             existing = payments_db.payment_id_by_key(conn, key)
-            return _outcome("duplicate", existing, charge, previous, previous, total)
+            duplicate = _outcome("duplicate", existing, charge, previous, previous, total)
+            _audit_payment(conn, actor, duplicate, source=source, paid_amount=paid_amount)
+            return duplicate
 
         status = _status_after_payment(previous, total=total, amount=charge["amount"])
         if status != previous:
@@ -320,21 +323,40 @@ def record_payment(
             payment_id=payment_id,
             amount=paid_amount,
             reason=outcome.note,
-            actor=actor,
+            actor=actor.name,
         )
+        _audit_payment(conn, actor, outcome, source=source, paid_amount=paid_amount)
     if outcome.note:
         log.warning("payment %s for debtId %s: %s", payment_id, debt_id, outcome.note)
     return outcome
 
 
-def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: str) -> ChargeChange:
+def _audit_payment(
+    conn: Connection, actor: Actor, outcome: PaymentOutcome, *, source: str, paid_amount: Decimal
+) -> None:
+    audit.record(
+        conn,
+        actor=actor,
+        action=audit.Action.WEBHOOK_PAYMENT if source == "webhook" else "payment.recorded",
+        subject=f"charge:{outcome.charge_id}",
+        details={
+            "debtId": outcome.debt_id,
+            "status": outcome.status,
+            "paymentId": outcome.payment_id,
+            "paidAmount": _money(paid_amount),
+            "chargeStatus": outcome.charge_status,
+        },
+    )
+
+
+def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> ChargeChange:
     """Mark a charge paid without a bank notification (paid at the counter, settled...).
 
     Records an 'operator' payment for the outstanding amount and a 'marked_paid' event
-    with the reason. Refused for a charge already paid or canceled.
+    with the reason, and audits it. Refused for a charge already paid or canceled.
     """
+    require(actor, Permission.CHANGE_CHARGES)
     reason = _required_text(reason, "A reason", operator=True)
-    actor = _required_text(actor, "Who is acting", operator=True)
     with engine.begin() as conn:
         charge = _locked_charge(conn, charge_id)
         if charge["status"] == "canceled":
@@ -351,14 +373,14 @@ def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: str) -> Cha
             charge_id=charge_id,
             paid_at=paid_at,
             paid_amount=outstanding,
-            paid_by=actor,
+            paid_by=actor.name,
             source="operator",
             idempotency_key=f"operator:{uuid.uuid4().hex}",
             payload=_json(
                 {
                     "action": "mark_paid",
                     "reason": reason,
-                    "actor": actor,
+                    "actor": actor.name,
                     "outstanding": _money(outstanding),
                     "at": paid_at.isoformat(),
                 }
@@ -374,9 +396,22 @@ def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: str) -> Cha
             payment_id=payment_id,
             amount=outstanding,
             reason=reason,
-            actor=actor,
+            actor=actor.name,
         )
-    log.info("charge %s marked paid by %s: %s", charge_id, actor, reason)
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.MARK_PAID,
+            subject=f"charge:{charge_id}",
+            details={
+                "debtId": charge["debt_id"],
+                "reason": reason,
+                "amount": _money(outstanding),
+                "from": charge["status"],
+                "paymentId": payment_id,
+            },
+        )
+    log.info("charge %s marked paid by %s: %s", charge_id, actor.name, reason)
     return ChargeChange(
         charge_id=charge_id,
         debt_id=charge["debt_id"],
@@ -387,14 +422,14 @@ def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: str) -> Cha
     )
 
 
-def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: str) -> ChargeChange:
+def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> ChargeChange:
     """Cancel a charge, recording why and by whom; a paid charge can't be canceled.
 
     A partially paid charge can be: what was received stays recorded and is reported in
     `paid_total`, for a refund if one is due.
     """
+    require(actor, Permission.CHANGE_CHARGES)
     reason = _required_text(reason, "A reason", operator=True)
-    actor = _required_text(actor, "Who is acting", operator=True)
     with engine.begin() as conn:
         charge = _locked_charge(conn, charge_id)
         if charge["status"] == "paid":
@@ -413,9 +448,21 @@ def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: str) ->
             to_status="canceled",
             amount=total if total else None,
             reason=reason,
-            actor=actor,
+            actor=actor.name,
         )
-    log.info("charge %s canceled by %s: %s", charge_id, actor, reason)
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.CANCEL,
+            subject=f"charge:{charge_id}",
+            details={
+                "debtId": charge["debt_id"],
+                "reason": reason,
+                "from": charge["status"],
+                "paidTotal": _money(total),
+            },
+        )
+    log.info("charge %s canceled by %s: %s", charge_id, actor.name, reason)
     return ChargeChange(
         charge_id=charge_id,
         debt_id=charge["debt_id"],

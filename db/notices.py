@@ -312,37 +312,35 @@ def failed_notices(engine: Engine, *, limit: int = 500) -> list[dict[str, Any]]:
         return [dict(row) for row in rows]
 
 
-def requeue_failed(engine: Engine) -> int:
+def requeue_failed(conn: Connection) -> int:
     """Give every failed notice a fresh set of attempts, starting now."""
-    with engine.begin() as conn:
-        return conn.execute(
-            text(
-                "UPDATE notices SET status = 'queued', attempts = 0, next_attempt_at = now() "
-                "WHERE status = 'failed'"
-            )
-        ).rowcount
+    return conn.execute(
+        text(
+            "UPDATE notices SET status = 'queued', attempts = 0, next_attempt_at = now() "
+            "WHERE status = 'failed'"
+        )
+    ).rowcount
 
 
-def requeue_notice(engine: Engine, *, charge_id: int, kind: str) -> bool:
+def requeue_notice(conn: Connection, *, charge_id: int, kind: str) -> bool:
     """Queue one finished notice again (an operator's resend); False if none to resend.
 
     The resent message gets its own Message-ID (the pair's, tagged with the time), so
     a mail client that already holds the first one does not drop it as a duplicate.
     """
-    with engine.begin() as conn:
-        return bool(
-            conn.execute(
-                text(
-                    """
-                    UPDATE notices
-                    SET status = 'queued', attempts = 0, next_attempt_at = now(),
-                        last_error = NULL, sent_at = NULL,
-                        message_id = regexp_replace(message_id, '(\\.resend[0-9]+)?@',
-                            '.resend' || floor(extract(epoch FROM now()))::bigint || '@')
-                    WHERE charge_id = :charge_id AND kind = :kind
-                      AND status IN ('sent', 'failed', 'skipped')
-                    """
-                ),
-                {"charge_id": charge_id, "kind": kind},
-            ).rowcount
-        )
+    return bool(
+        conn.execute(
+            text(
+                """
+                UPDATE notices
+                SET status = 'queued', attempts = 0, next_attempt_at = now(),
+                    last_error = NULL, sent_at = NULL,
+                    message_id = regexp_replace(message_id, '(\\.resend[0-9]+)?@',
+                        '.resend' || floor(extract(epoch FROM now()))::bigint || '@')
+                WHERE charge_id = :charge_id AND kind = :kind
+                  AND status IN ('sent', 'failed', 'skipped')
+                """
+            ),
+            {"charge_id": charge_id, "kind": kind},
+        ).rowcount
+    )

@@ -8,7 +8,10 @@ from billing import overview
 from billing.formatting import brl, date_br
 from billing.notices import today_in
 from billing.settings import get_settings
+from pages._session import current_actor
 from pages._shared import engine, operator_errors
+
+current_actor()  # renders nothing for a visitor who has not signed in
 
 count = overview.count_br
 

@@ -4,12 +4,19 @@ import hashlib
 
 import streamlit as st
 
+from billing.access import Permission
 from billing.errors import FileRefused
 from billing.formatting import count_br, counted
 from billing.importer import PreparedFile, import_file, prepare_file
-from pages._shared import engine, operator_errors, rejected_rows_button
+from pages._session import current_actor
+from pages._shared import engine, operator_errors, plain, rejected_rows_button
+
+actor = current_actor()
 
 st.title("Upload a debtor file")
+if not actor.can(Permission.IMPORT):
+    st.info("Importing files is for operators; your account can read the Imports page.")
+    st.stop()
 st.caption(
     "CSV with the columns name, governmentId, email, debtAmount, debtDueDate, debtId "
     "(comma or semicolon, UTF-8 or Latin-1). Importing the same file again never "
@@ -41,7 +48,7 @@ def _show_preview(prepared: PreparedFile) -> None:
     columns[2].metric("Rejected", count_br(prepared.rejected_count))
     columns[3].metric("Format", f"{file.encoding}, “{file.delimiter}”")
     if file.extra_columns:
-        st.info("Ignored columns: " + ", ".join(file.extra_columns))
+        st.info("Ignored columns: " + plain(", ".join(file.extra_columns)))
     st.subheader("First rows as read")
     st.dataframe(prepared.preview().to_pandas(), hide_index=True)
     if prepared.rejected_count:
@@ -51,7 +58,7 @@ def _show_preview(prepared: PreparedFile) -> None:
 
 def _show_result(result: dict) -> None:
     if result["status"] == "refused":
-        st.error(f"**File refused.** {result['error']}")
+        st.error(f"**File refused.** {plain(result['error'])}")
         return
     st.success(
         f"Imported {counted(result['imported'], 'charge', 'charges')} in "
@@ -76,7 +83,7 @@ data = uploaded.getvalue()
 digest = hashlib.sha256(data).hexdigest()
 prepared = _prepare(digest, data, lenient)
 if isinstance(prepared, str):
-    st.error(f"**File refused.** {prepared}")
+    st.error(f"**File refused.** {plain(prepared)}")
     st.stop()
 
 _show_preview(prepared)
@@ -89,6 +96,7 @@ elif st.button("Import", type="primary", disabled=prepared.valid_count == 0):
     with operator_errors():
         result = import_file(
             engine=engine(),
+            actor=actor,
             data=data,
             file_name=uploaded.name,
             lenient_documents=lenient,

@@ -3,9 +3,13 @@
 import pandas as pd
 import streamlit as st
 
+from billing.access import Permission
 from billing.formatting import count_br
 from billing.importer import import_history
+from pages._session import current_actor
 from pages._shared import engine, rejected_rows_button
+
+actor = current_actor()
 
 st.title("Import history")
 
@@ -50,7 +54,7 @@ st.dataframe(
 )
 
 with_rejections = [row for row in history if row["rejected"]]
-if with_rejections:
+if with_rejections and actor.can(Permission.EXPORT):
     st.subheader("Rejected rows")
     chosen = st.selectbox(
         "Import",

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
+from billing.access import Permission
 from billing.charges import (
     PAGE_SIZE,
     SEARCH_IN,
@@ -29,7 +30,10 @@ from billing.export import charges_csv_file, export_file_name
 from billing.formatting import brl, count_br
 from billing.notices import today_in
 from pages._charge_view import open_charge
-from pages._shared import engine, operator_errors
+from pages._session import current_actor
+from pages._shared import engine, operator_errors, plain, whole_number
+
+actor = current_actor()
 
 st.title("Charges")
 
@@ -55,7 +59,7 @@ if "c_q" not in st.session_state:  # the page's first run: its widgets start fro
         c_link_filter=from_link,
     )
     charge_param = st.query_params.get("charge", "").strip()
-    st.session_state.c_open = int(charge_param) if charge_param.isdigit() else None
+    st.session_state.c_open = whole_number(charge_param)
     if charge_param and st.session_state.c_open is None:
         notes.append(f"Ignored charge={charge_param[:40]!r} from the link: expected a number.")
 
@@ -108,9 +112,9 @@ charge_filter, notes = ChargeFilter(
 ).checked()
 if charge_filter == state.c_link_filter:  # what the link said, until the operator changes it
     for note in state.c_link_notes:
-        link_notes.warning(note)
+        link_notes.warning(plain(note))
 for note in notes:
-    st.warning(note)
+    st.warning(plain(note))
 if charge_filter.debtor_id is not None:
     st.info(f"Only the charges of debtor #{charge_filter.debtor_id}.")
     if st.button("Show every debtor's charges"):
@@ -135,6 +139,25 @@ def _totals(charge_filter: ChargeFilter, today: date, version: tuple) -> tuple[i
     a sum over a million charges takes a few hundred milliseconds."""
     totals = charge_totals(engine(), charge_filter=charge_filter, today=today)
     return totals.count, totals.amount
+
+
+def _export_button(count: int) -> None:
+    """The filtered charges as CSV (operators): written, and audited, only when clicked."""
+    current_engine = engine()
+    st.download_button(
+        (
+            "Download this charge (CSV)"
+            if count == 1
+            else f"Download these {count_br(count)} charges (CSV)"
+        ),
+        data=lambda: charges_csv_file(
+            current_engine, actor=actor, charge_filter=charge_filter, today=today
+        ),
+        file_name=export_file_name(charge_filter, today=today),
+        mime="text/csv",
+        on_click="ignore",
+        help="Every filtered charge, whole CPF/CNPJ, amounts as plain decimals, ISO dates.",
+    )
 
 
 count, amount = _totals(charge_filter, today, data_version(engine()))
@@ -174,19 +197,8 @@ else:
         state.pop("c_table", None)
         st.rerun()
 
-    current_engine = engine()
-    st.download_button(
-        (
-            "Download this charge (CSV)"
-            if count == 1
-            else f"Download these {count_br(count)} charges (CSV)"
-        ),
-        data=lambda: charges_csv_file(current_engine, charge_filter=charge_filter, today=today),
-        file_name=export_file_name(charge_filter, today=today),
-        mime="text/csv",
-        on_click="ignore",
-        help="Every filtered charge, whole CPF/CNPJ, amounts as plain decimals, ISO dates.",
-    )
+    if actor.can(Permission.EXPORT):
+        _export_button(count)
 
 with st.form("open_charge", border=False):
     reference_column, button_column = st.columns([3, 1], vertical_alignment="bottom")

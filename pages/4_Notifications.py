@@ -3,10 +3,14 @@
 import pandas as pd
 import streamlit as st
 
+from billing.access import Permission
 from billing.dispatch import run_cycle
 from billing.formatting import count_br, counted
 from billing.notices import KIND_LABELS, failed_notices, notice_counts, retry_failed_notices
-from pages._shared import engine, operator_errors
+from pages._session import current_actor
+from pages._shared import engine, operator_errors, plain
+
+actor = current_actor()
 
 st.title("Notifications")
 st.caption(
@@ -31,14 +35,17 @@ def _refresh() -> None:
 
 
 retry_column, send_column = st.columns(2)
-if retry_column.button("Retry failed", help="Queue every failed notice again."):
+may_send = actor.can(Permission.SEND_NOTICES)
+if may_send and retry_column.button("Retry failed", help="Queue every failed notice again."):
     with operator_errors():
-        retried = retry_failed_notices(engine())
+        retried = retry_failed_notices(engine(), actor=actor)
         st.success(f"{counted(retried, 'failed notice', 'failed notices')} queued again.")
     _refresh()
-if send_column.button("Send now", type="primary", help="Issue, queue and send the due notices."):
+if may_send and send_column.button(
+    "Send now", type="primary", help="Issue, queue and send the due notices."
+):
     with operator_errors(), st.spinner("Issuing boletos and sending the notices due today…"):
-        result = run_cycle(engine())
+        result = run_cycle(engine(), actor=actor)
         st.success(
             f"{counted(result.issued, 'boleto', 'boletos')} issued, "
             f"{counted(result.queued, 'notice', 'notices')} queued, "
@@ -46,7 +53,7 @@ if send_column.button("Send now", type="primary", help="Issue, queue and send th
             f"{count_br(result.retrying)} to retry later."
         )
         if result.error:
-            st.error(f"**The mail server could not be reached.** {result.error}")
+            st.error(f"**The mail server could not be reached.** {plain(result.error)}")
     _refresh()
 
 failures: list[dict] = []

@@ -15,11 +15,20 @@ from billing.charges import (
     has_charges,
     masked_document,
     route_search,
-    whole_document,
 )
 from billing.formatting import brl, count_br, counted
 from billing.notices import today_in
-from pages._shared import engine, operator_errors
+from pages._session import current_actor
+from pages._shared import (
+    engine,
+    operator_errors,
+    plain,
+    reveal_button,
+    shown_document,
+    whole_number,
+)
+
+actor = current_actor()
 
 st.title("Debtors")
 
@@ -34,7 +43,7 @@ if "d_q" not in state:  # the page's first run: start from the link
     if state.d_in not in SEARCH_IN:
         state.d_in = "auto"
     debtor_param = st.query_params.get("debtor", "")
-    state.d_open = int(debtor_param) if debtor_param.isdigit() else None
+    state.d_open = whole_number(debtor_param)
 
 search_column, in_column = st.columns([3, 1])
 search_column.text_input(
@@ -54,7 +63,9 @@ if state.get("d_pages_of") != search:
     state.d_pages_of, state.d_cursors = search, [None]
     state.pop("d_table", None)  # a row selected in another list means nothing here
 if state.d_q.strip() and route_search(state.d_q, search_in=state.d_in) is None:
-    st.warning(f"“{state.d_q}” has no letters or digits to search for; showing every debtor.")
+    st.warning(
+        f"“{plain(state.d_q)}” has no letters or digits to search for; showing every debtor."
+    )
 page = debtor_page(engine(), text=state.d_q, search_in=state.d_in, after=state.d_cursors[-1])
 if not page.rows:
     st.info("No debtor matches. Check the spelling, or search by CPF/CNPJ or e-mail.")
@@ -96,10 +107,9 @@ if state.d_open is not None:
         debtor = debtor_summary(engine(), state.d_open, today=today)
         st.divider()
         st.subheader(f"Debtor #{debtor['id']}")  # names come from files: shown as plain text
-        st.text(
-            f"{debtor['name']} · CPF/CNPJ {whole_document(debtor['government_id'])} · "
-            f"{debtor['email']}"
-        )
+        document = shown_document(debtor["id"], debtor["government_id"])
+        st.text(f"{debtor['name']} · CPF/CNPJ {document} · {debtor['email']}")
+        reveal_button(actor, debtor["id"])
         totals = st.columns(4)
         totals[0].metric("Charges", count_br(debtor["charges"]))
         totals[1].metric("Outstanding", brl(debtor["outstanding"]))

@@ -9,33 +9,36 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from billing.boletos import boleto_pdf_for_charge
-from billing.charges import ChargeDetail, charge_detail, status_label, whole_document
+from billing.access import Actor, Permission
+from billing.boletos import boleto_pdf_download
+from billing.charges import ChargeDetail, charge_detail, status_label
 from billing.formatting import brl, date_br
 from billing.notices import KIND_LABELS, resend_notice
 from billing.payments import cancel_charge, mark_paid
-from pages._shared import engine, operator_errors
+from pages._session import current_actor
+from pages._shared import engine, operator_errors, reveal_button, shown_document
 
 FINISHED_NOTICE = {"sent", "failed", "skipped"}
 _FLASH = "charge_flash"  # what the last action did, shown once after the rerun
 
 
 def open_charge(charge_id: int, *, today: date) -> None:
+    actor = current_actor()
     with operator_errors():
         detail = charge_detail(engine(), charge_id, today=today)
         st.divider()
         if done := st.session_state.pop(_FLASH, None):
             st.success(f"Done: the charge was {done}. It shows its new state below.")
-        _summary(detail)
-        _boleto(detail)
-        _notices(detail)
+        _summary(detail, actor)
+        _boleto(detail, actor)
+        _notices(detail, actor)
         _payments(detail)
         _history(detail)
-        if detail.can_mark_paid or detail.can_cancel:
-            _actions(detail)
+        if actor.can(Permission.CHANGE_CHARGES) and (detail.can_mark_paid or detail.can_cancel):
+            _actions(detail, actor)
 
 
-def _summary(detail: ChargeDetail) -> None:
+def _summary(detail: ChargeDetail, actor: Actor) -> None:
     charge = detail.charge
     st.subheader(f"Charge #{charge['id']}")
     top = st.columns(4)
@@ -49,15 +52,17 @@ def _summary(detail: ChargeDetail) -> None:
     )
     top[3].metric("Still owed", brl(detail.outstanding))
     # Plain text: names and e-mails come from uploaded files, never read as Markdown.
+    document = shown_document(charge["debtor_id"], charge["government_id"])
     st.text(
         f"debtId: {charge['debt_id']}\n"
-        f"Debtor: {charge['name']} · CPF/CNPJ {whole_document(charge['government_id'])} · "
+        f"Debtor: {charge['name']} · CPF/CNPJ {document} · "
         f"{charge['email']}\nBilled to: {charge['payer_name']} · {charge['payer_email']}\n"
         f"Imported from: #{charge['import_id']} {charge['import_file']}"
     )
+    reveal_button(actor, charge["debtor_id"])
 
 
-def _boleto(detail: ChargeDetail) -> None:
+def _boleto(detail: ChargeDetail, actor: Actor) -> None:
     charge = detail.charge
     st.markdown("**Boleto**")
     if charge["digitable_line"] is None:
@@ -68,18 +73,18 @@ def _boleto(detail: ChargeDetail) -> None:
     if charge["pix_code"]:
         st.caption("Pix copia e cola:")
         st.code(charge["pix_code"], language=None, wrap_lines=True)
-    if detail.has_boleto:
+    if detail.has_boleto and actor.can(Permission.EXPORT):
         current_engine, charge_id = engine(), detail.id
         st.download_button(
             "Download the boleto (PDF)",
-            data=lambda: boleto_pdf_for_charge(current_engine, charge_id),
+            data=lambda: boleto_pdf_download(current_engine, actor=actor, charge_id=charge_id),
             file_name=f"boleto-{charge['debt_id']}.pdf",
             mime="application/pdf",
             on_click="ignore",
         )
 
 
-def _notices(detail: ChargeDetail) -> None:
+def _notices(detail: ChargeDetail, actor: Actor) -> None:
     st.markdown("**Notices**")
     if not detail.notices:
         st.caption("No e-mail notice planned for this charge yet.")
@@ -88,12 +93,12 @@ def _notices(detail: ChargeDetail) -> None:
     notices["kind"] = notices["kind"].map(KIND_LABELS)
     st.dataframe(notices[["kind", "status", "attempts", "sent_at", "last_error"]], hide_index=True)
     finished = [n["kind"] for n in detail.notices if n["status"] in FINISHED_NOTICE]
-    if finished:
+    if finished and actor.can(Permission.SEND_NOTICES):
         with st.form(f"resend-{detail.id}"):
             kind = st.selectbox("Resend a notice", finished, format_func=KIND_LABELS.get)
             if st.form_submit_button("Resend"):
                 with operator_errors():
-                    resend_notice(engine(), charge_id=detail.id, kind=kind)
+                    resend_notice(engine(), actor=actor, charge_id=detail.id, kind=kind)
                     st.success("Queued: it goes out with the next sending round.")
 
 
@@ -120,23 +125,24 @@ def _history(detail: ChargeDetail) -> None:
     )
 
 
-def _actions(detail: ChargeDetail) -> None:
+def _actions(detail: ChargeDetail, actor: Actor) -> None:
     st.markdown("**Actions**")
-    st.text_input("Your name (recorded with the action)", key="operator")
+    st.caption(f"Recorded as {actor.name}, with the reason, in the charge's history.")
     paid_column, cancel_column = st.columns(2)
     with paid_column.form("mark_paid", clear_on_submit=True):
         reason = st.text_area("Why is it paid? (required)", key="paid_reason")
         if st.form_submit_button("Mark paid", disabled=not detail.can_mark_paid):
-            _act(mark_paid, "marked paid", charge_id=detail.id, reason=reason)
+            _act(mark_paid, "marked paid", actor, charge_id=detail.id, reason=reason)
     with cancel_column.form("cancel", clear_on_submit=True):
         reason = st.text_area("Why cancel it? (required)", key="cancel_reason")
         if st.form_submit_button("Cancel the charge", disabled=not detail.can_cancel):
-            _act(cancel_charge, "canceled", charge_id=detail.id, reason=reason)
+            _act(cancel_charge, "canceled", actor, charge_id=detail.id, reason=reason)
 
 
-def _act(action: Callable[..., object], done: str, *, charge_id: int, reason: str) -> None:
+def _act(
+    action: Callable[..., object], done: str, actor: Actor, *, charge_id: int, reason: str
+) -> None:
     with operator_errors():
-        actor = st.session_state.get("operator", "")
         action(engine(), charge_id=charge_id, reason=reason, actor=actor)
         st.session_state[_FLASH] = done
         st.rerun()

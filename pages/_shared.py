@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,6 +11,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit.runtime.pages_manager import PagesManager
 
+from billing.access import Actor, Permission
 from billing.errors import OperatorError
 
 log = logging.getLogger("billing.dashboard")
@@ -35,11 +37,28 @@ def _use_app_navigation() -> None:
 @st.cache_resource(show_spinner="Starting the database…")
 def engine() -> Engine:
     from db.engine import get_engine
-    from db.migrations import migrate
+    from db.migrations import migrate_database
 
     engine = get_engine()
-    migrate(engine)
+    migrate_database()
     return engine
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
+
+
+def plain(text: object) -> str:
+    """Text from a file, a link or a message, escaped so Markdown shows it as typed: no
+    link, no emphasis, no heading is ever made of what someone else wrote."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def whole_number(text: str) -> int | None:
+    """A positive id typed in a link (`?charge=12`), or None for anything else ('²', '-1')."""
+    text = text.strip()
+    if text.isascii() and text.isdigit() and 0 < int(text) < 2**63:
+        return int(text)
+    return None
 
 
 @contextmanager
@@ -48,13 +67,45 @@ def operator_errors() -> Iterator[None]:
     try:
         yield
     except OperatorError as exc:
-        st.error(f"**{exc.title}.** {exc.message}")
+        st.error(f"**{plain(exc.title)}.** {plain(exc.message)}")
     except Exception:
         log.exception("dashboard action failed")
         st.error(
             "Something went wrong on our side and nothing was changed. "
             "The details are in the server log; please tell the team."
         )
+
+
+_REVEALED = "revealed_document"  # (debtor id, whole CPF/CNPJ): one at a time
+
+
+def shown_document(debtor_id: int, masked: str) -> str:
+    """The debtor's CPF/CNPJ as this tab may show it: whole only right after a reveal."""
+    revealed = st.session_state.get(_REVEALED)
+    return revealed[1] if revealed and revealed[0] == debtor_id else masked
+
+
+def reveal_button(actor: Actor, debtor_id: int) -> None:
+    """For operators: show one whole CPF/CNPJ (audited); the previous one is hidden again."""
+    from billing.charges import reveal_government_id
+
+    if not actor.can(Permission.REVEAL_DOCUMENT):
+        return
+    revealed = st.session_state.get(_REVEALED)
+    if revealed and revealed[0] == debtor_id:
+        if st.button("Hide the CPF/CNPJ", key=f"hide-{debtor_id}"):
+            st.session_state.pop(_REVEALED, None)
+            st.rerun()
+        return
+    if st.button(
+        "Show the whole CPF/CNPJ",
+        key=f"reveal-{debtor_id}",
+        help="Each time a whole CPF/CNPJ is shown, it is recorded in the audit trail.",
+    ):
+        with operator_errors():
+            whole = reveal_government_id(engine(), actor=actor, debtor_id=debtor_id)
+            st.session_state[_REVEALED] = (debtor_id, whole)
+            st.rerun()
 
 
 def rejected_rows_button(import_id: int) -> None:

@@ -35,6 +35,7 @@ from billing.errors import OperatorError
 from billing.importer import import_file
 from billing.pix import is_valid_pix_payload, parse_pix_payload, pix_payload
 from billing.settings import Settings
+from tests.actors import OPERATOR
 
 HEADER = "name,governmentId,email,debtAmount,debtDueDate,debtId"
 VALID_CPFS = ["52998224725", "11144477735", "12345678909", "93541134780", "28625587887"]
@@ -71,6 +72,7 @@ def sample_rows(count: int, *, start: int = 0, due: str = "2025-05-10") -> list[
 
 def run_import(db: Engine, rows: list[tuple[str, ...]], *, settings: Settings = NO_PIX):
     return import_file(
+        actor=OPERATOR,
         engine=db,
         data=debtor_csv(rows),
         file_name="x.csv",

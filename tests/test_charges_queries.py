@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import billing.charges
+from billing.access import WEBHOOK_ACTOR
 from billing.charges import (
     ChargeFilter,
     Cursor,
@@ -34,6 +35,7 @@ from billing.payments import cancel_charge, mark_paid, record_payment
 from billing.reading import REQUIRED_COLUMNS
 from billing.search import search_words
 from billing.statuses import is_overdue
+from tests.actors import OPERATOR, operator
 
 TODAY = date(2024, 3, 1)
 
@@ -73,15 +75,20 @@ def charges(engine: Engine) -> dict[str, int]:
     with engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE imports, debtors RESTART IDENTITY CASCADE")
     result = import_file(
-        engine=engine, data=debtor_csv(ROWS), file_name="x.csv", lenient_documents=True
+        actor=OPERATOR,
+        engine=engine,
+        data=debtor_csv(ROWS),
+        file_name="x.csv",
+        lenient_documents=True,
     )
     assert result.status == "done" and result.imported == len(ROWS), result
     with engine.connect() as conn:
         ids = dict(conn.execute(text("SELECT debt_id, id FROM charges")).all())
-    mark_paid(engine, charge_id=ids["D-002"], reason="paid at the branch", actor="Ana")
-    cancel_charge(engine, charge_id=ids["D-004"], reason="sent by mistake", actor="Ana")
+    mark_paid(engine, charge_id=ids["D-002"], reason="paid at the branch", actor=operator("Ana"))
+    cancel_charge(engine, charge_id=ids["D-004"], reason="sent by mistake", actor=operator("Ana"))
     record_payment(
         engine,
+        actor=WEBHOOK_ACTOR,
         debt_id="50%off",
         paid_at="2024-02-01 10:00:00",
         paid_amount=Decimal("1000.00"),

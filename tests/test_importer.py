@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 
 from billing.importer import import_file, import_history, rejected_rows_csv
 from db import imports as imports_db
+from tests.actors import OPERATOR
 
 HEADER = "name,governmentId,email,debtAmount,debtDueDate,debtId"
 VALID_CPFS = ["52998224725", "11144477735", "12345678909", "93541134780", "28625587887"]
@@ -36,7 +37,9 @@ def sample_rows(count: int, *, start: int = 0) -> list[tuple[str, ...]]:
 
 
 def run_import(db: Engine, data: bytes, *, lenient: bool = False, name: str = "debtors.csv"):
-    return import_file(engine=db, data=data, file_name=name, lenient_documents=lenient)
+    return import_file(
+        actor=OPERATOR, engine=db, data=data, file_name=name, lenient_documents=lenient
+    )
 
 
 def scalar(db: Engine, sql: str, **params):
@@ -402,6 +405,7 @@ def test_a_load_sent_in_slices_gives_each_charge_its_own_boleto(
     fractions: list[float] = []
 
     result = import_file(
+        actor=OPERATOR,
         engine=db,
         data=debtor_csv(rows),
         file_name="sliced.csv",

@@ -22,6 +22,7 @@ from billing.notices import (
     sender_domain,
 )
 from billing.settings import Settings
+from tests.actors import OPERATOR, signed_in_page
 from tests.smtp_server import SmtpTestServer
 
 TODAY = date(2040, 3, 10)
@@ -60,7 +61,11 @@ def charges_csv(due_dates: dict[str, date], *, email: str = "{debt_id}@example.c
 def create_charges(db: Engine, due_dates: dict[str, date]) -> None:
     """Charges through the real import, which issues their boletos."""
     result = import_file(
-        engine=db, data=charges_csv(due_dates), file_name="x.csv", lenient_documents=True
+        actor=OPERATOR,
+        engine=db,
+        data=charges_csv(due_dates),
+        file_name="x.csv",
+        lenient_documents=True,
     )
     assert result.status == "done", result.error
     issue_boletos(db, settings=notice_settings())  # a no-op when the import issued them
@@ -330,7 +335,7 @@ def test_retry_failed_queues_them_again(db: Engine, smtp: SmtpTestServer) -> Non
     send_due_notices(db, settings=settings, today=TODAY)
     assert notice_counts(db)["failed"] == 1
 
-    assert retry_failed_notices(db) == 1
+    assert retry_failed_notices(db, actor=OPERATOR) == 1
     assert notice_counts(db)["queued"] == 1
     smtp_fixed = SmtpTestServer().start()  # the address was fixed on the other side
     try:
@@ -398,7 +403,6 @@ def test_unreachable_server_keeps_notices_queued_without_losing_attempts(db: Eng
 def test_the_notifications_page(
     db: Engine, smtp: SmtpTestServer, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamlit.testing.v1 import AppTest
 
     from billing.settings import get_settings
     from db.engine import get_engine
@@ -422,7 +426,7 @@ def test_the_notifications_page(
         send_due_notices(db, settings=settings, today=TODAY)
 
         page = Path(__file__).resolve().parent.parent / "pages" / "4_Notifications.py"
-        at = AppTest.from_file(str(page), default_timeout=60).run()
+        at = signed_in_page(page).run()
         assert not at.exception
         metrics = {m.label: m.value for m in at.metric}
         assert (metrics["Sent"], metrics["Failed"]) == ("1", "1")
@@ -450,7 +454,11 @@ def test_an_operator_can_resend_a_sent_notice_once_more(db: Engine) -> None:
     from tests.test_importer import debtor_csv, sample_rows
 
     import_file(
-        engine=db, data=debtor_csv(sample_rows(1)), file_name="r.csv", lenient_documents=False
+        actor=OPERATOR,
+        engine=db,
+        data=debtor_csv(sample_rows(1)),
+        file_name="r.csv",
+        lenient_documents=False,
     )
     with db.begin() as conn:
         charge_id = conn.execute(text("SELECT id FROM charges")).scalar_one()
@@ -461,7 +469,7 @@ def test_an_operator_can_resend_a_sent_notice_once_more(db: Engine) -> None:
             ),
             {"id": charge_id},
         )
-    resend_notice(db, charge_id=charge_id, kind="issued")
+    resend_notice(db, actor=OPERATOR, charge_id=charge_id, kind="issued")
     with db.connect() as conn:
         status, message_id = conn.execute(
             text("SELECT status, message_id FROM notices WHERE charge_id = :id"), {"id": charge_id}
@@ -470,4 +478,4 @@ def test_an_operator_can_resend_a_sent_notice_once_more(db: Engine) -> None:
     assert message_id.startswith("<notice-1-issued.resend")
     assert message_id.endswith("@example.com>")
     with pytest.raises(OperatorError, match="not finished"):
-        resend_notice(db, charge_id=charge_id, kind="issued")  # already queued
+        resend_notice(db, actor=OPERATOR, charge_id=charge_id, kind="issued")  # already queued

@@ -18,8 +18,10 @@ from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from billing import overview
+from billing.access import WEBHOOK_ACTOR
 from billing.importer import import_file
 from billing.payments import cancel_charge, record_payment
+from tests.actors import OPERATOR, operator, signed_in_page
 from tests.test_importer import VALID_CPFS, scalar
 
 TODAY = date(2024, 6, 15)
@@ -52,7 +54,13 @@ def execute(db: Engine, sql: str, **params: object) -> None:
 
 
 def load_ledger(db: Engine) -> None:
-    import_file(engine=db, data=ledger_csv(), file_name="ledger.csv", lenient_documents=False)
+    import_file(
+        actor=OPERATOR,
+        engine=db,
+        data=ledger_csv(),
+        file_name="ledger.csv",
+        lenient_documents=False,
+    )
     # A charge imported while issuing was off stays pending; the import issues at once,
     # so one is written as such: 50.00 due 2024-06-25, no boleto.
     execute(
@@ -65,6 +73,7 @@ def load_ledger(db: Engine) -> None:
     def pay(debt_id: str, paid_at: str, amount: str) -> None:
         record_payment(
             db,
+            actor=WEBHOOK_ACTOR,
             debt_id=debt_id,
             paid_at=paid_at,
             paid_amount=amount,
@@ -78,7 +87,7 @@ def load_ledger(db: Engine) -> None:
     pay("partial", "2024-05-31 23:30:00", "20.00")  # 02:30 UTC on June 1st: still May
     pay("overpaid", "2024-06-12 10:00:00", "650.00")
     canceled = scalar(db, "SELECT id FROM charges WHERE debt_id = 'canceled'")
-    cancel_charge(db, charge_id=canceled, reason="Renegotiated", actor="ana")
+    cancel_charge(db, charge_id=canceled, reason="Renegotiated", actor=operator("ana"))
 
     # Notices: three sent on the 14th in São Paulo (one at 23:30, already the 15th in
     # UTC), one still queued, one sent before the 90 days the chart shows.
@@ -174,6 +183,7 @@ def test_aging_buckets(ledger: Engine) -> None:
 def test_aging_bucket_edges(db: Engine) -> None:
     """30 days late is 1-30, 31 is 31-60, 90 is 61-90, 91 is over 90; due today is current."""
     import_file(
+        actor=OPERATOR,
         engine=db,
         data=(
             "name,governmentId,email,debtAmount,debtDueDate,debtId\n"
@@ -308,14 +318,12 @@ def test_brl_short(amount: str, expected: str) -> None:
     assert overview.brl_short(Decimal(amount)) == expected
 
 
-
-
 # --- the page ---------------------------------------------------------------------------
 
 
 def overview_page() -> AppTest:
     st.cache_data.clear()  # the page caches for 30 s, across AppTest runs of this process
-    return AppTest.from_file(str(PAGE), default_timeout=60)
+    return signed_in_page(PAGE)
 
 
 def test_page_tells_a_new_operator_where_to_start(dashboard_db: Engine) -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
+from tests.actors import OPERATOR, signed_in_page
 from tests.test_importer import debtor_csv, sample_rows, scalar
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 
 def upload_page() -> AppTest:
-    return AppTest.from_file(str(PAGES / "1_Upload.py"), default_timeout=60)
+    return signed_in_page(PAGES / "1_Upload.py")
 
 
 def test_upload_preview_then_import(dashboard_db: Engine) -> None:
@@ -46,18 +47,19 @@ def test_upload_refuses_a_bad_file_with_one_message(dashboard_db: Engine) -> Non
 
 
 def test_imports_page_lists_history(dashboard_db: Engine) -> None:
-    at = AppTest.from_file(str(PAGES / "2_Imports.py"), default_timeout=60).run()
+    at = signed_in_page(PAGES / "2_Imports.py").run()
     assert "No file imported yet" in at.info[0].value
 
     from billing.importer import import_file
 
     import_file(
+        actor=OPERATOR,
         engine=dashboard_db,
         data=debtor_csv([*sample_rows(3), ("x", "1", "x", "1", "x", "y")]),
         file_name="history.csv",
         lenient_documents=False,
     )
-    at = AppTest.from_file(str(PAGES / "2_Imports.py"), default_timeout=60).run()
+    at = signed_in_page(PAGES / "2_Imports.py").run()
     assert not at.exception
     frame = at.dataframe[0].value
     assert list(frame["file_name"]) == ["history.csv"]

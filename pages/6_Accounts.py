@@ -1,0 +1,90 @@
+"""Accounts (admins): who may sign in, with which role; add, disable, reset, change role."""
+
+import pandas as pd
+import streamlit as st
+
+from billing.accounts import (
+    MIN_PASSWORD_LENGTH,
+    create_account,
+    disable_account,
+    list_accounts,
+    reset_password,
+    set_role,
+)
+from billing.formatting import datetime_br
+from billing.settings import get_settings
+from pages._session import current_actor
+from pages._shared import engine, operator_errors
+
+ROLES = ["viewer", "operator", "admin"]
+actor = current_actor()
+zone = get_settings().timezone
+st.title("Accounts")
+
+accounts = []
+with operator_errors():
+    accounts = list_accounts(engine(), actor=actor)
+if not accounts:
+    st.stop()  # the refusal is on the screen
+
+st.dataframe(
+    pd.DataFrame(
+        {
+            "E-mail": [a.email for a in accounts],
+            "Role": [a.role.value for a in accounts],
+            "Status": ["disabled" if a.disabled else "active" for a in accounts],
+            "Signs in with": [
+                "password" if a.has_password else "company account" for a in accounts
+            ],
+            "Last sign-in": [datetime_br(a.last_sign_in_at, timezone=zone) for a in accounts],
+            "Locked until": [datetime_br(a.locked_until, timezone=zone) for a in accounts],
+            "Created by": [a.created_by for a in accounts],
+        }
+    ),
+    hide_index=True,
+)
+if done := st.session_state.pop("accounts_flash", None):
+    st.success(done)
+
+
+def _done(message: str) -> None:
+    st.session_state["accounts_flash"] = message
+    st.rerun()
+
+
+add_tab, change_tab = st.tabs(["Add an account", "Change an account"])
+with add_tab, st.form("add_account", clear_on_submit=True):
+    email = st.text_input("E-mail")
+    role = st.selectbox("Role", ROLES, index=1)
+    password = st.text_input(
+        f"Password (at least {MIN_PASSWORD_LENGTH} characters; empty: company account only)",
+        type="password",
+        autocomplete="new-password",
+    )
+    if st.form_submit_button("Add the account", type="primary"):
+        with operator_errors():
+            added = create_account(
+                engine(), actor=actor, email=email, role=role, password=password or None
+            )
+            _done(f"Added {added.email} as {added.role.value}.")
+
+with change_tab:
+    chosen = st.selectbox("Account", [a.email for a in accounts])
+    current = next(a for a in accounts if a.email == chosen)
+    role_column, password_column = st.columns(2)
+    with role_column.form("set_role"):
+        new_role = st.selectbox("Role", ROLES, index=ROLES.index(current.role.value))
+        if st.form_submit_button("Change the role"):
+            with operator_errors():
+                changed = set_role(engine(), actor=actor, email=chosen, role=new_role)
+                _done(f"{changed.email} is now {changed.role.value}.")
+    with password_column.form("reset_password", clear_on_submit=True):
+        new_password = st.text_input("New password", type="password", autocomplete="new-password")
+        if st.form_submit_button("Reset the password"):
+            with operator_errors():
+                reset = reset_password(engine(), actor=actor, email=chosen, password=new_password)
+                _done(f"New password set for {reset.email}; their sessions were ended.")
+    if not current.disabled and st.button("Disable this account", key="disable_account"):
+        with operator_errors():
+            disabled = disable_account(engine(), actor=actor, email=chosen)
+            _done(f"{disabled.email} is disabled; their sessions were ended.")

@@ -1,0 +1,200 @@
+"""Who is using this browser tab: the sign-in screens, the session cookie, sign-out.
+
+app.py calls `signed_in_actor()` before any page runs: it returns the acting identity or
+draws the sign-in (or first-administrator) screen and stops the script. Pages read the
+identity with `current_actor()`. The rules (passwords, lockout, idle sessions, roles)
+live in billing.accounts; this module only draws them and keeps the browser's cookie.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from billing.access import Actor
+from billing.accounts import (
+    AUTH_MODES,
+    MIN_PASSWORD_LENGTH,
+    SignInRefused,
+    create_first_admin,
+    needs_first_admin,
+    oidc_actor,
+    resume_session,
+    sign_in,
+    sign_out,
+)
+from billing.audit import Action, record_now
+from billing.errors import OperatorError
+from billing.settings import get_settings
+from pages._shared import engine
+
+COOKIE = "billing_session"
+_ACTOR, _TOKEN = "actor", "session_token"
+
+
+def current_actor() -> Actor:
+    """The signed-in identity of this run; a script reached without one renders nothing."""
+    actor = st.session_state.get(_ACTOR)
+    if not isinstance(actor, Actor):
+        st.stop()
+    return actor
+
+
+def signed_in_actor() -> Actor:
+    """The identity using this tab, checked against the database on every run, or the
+    sign-in screen and a stop."""
+    mode = get_settings().auth_mode
+    if mode not in AUTH_MODES:
+        st.error(f"AUTH_MODE must be {' or '.join(AUTH_MODES)}, not {mode!r}; nobody can sign in.")
+        st.stop()
+    actor = _oidc_actor() if mode == "oidc" else _password_actor()
+    if actor is None:
+        st.session_state.pop(_ACTOR, None)
+        st.stop()
+    st.session_state[_ACTOR] = actor
+    return actor
+
+
+def sign_out_button(actor: Actor) -> None:
+    st.sidebar.caption(f"Signed in as {actor.name} ({actor.role.value})")
+    if st.sidebar.button("Sign out", icon=":material/logout:"):
+        st.session_state.pop(_ACTOR, None)
+        st.session_state["signed_out"] = True
+        if get_settings().auth_mode == "oidc":
+            record_now(
+                engine(),
+                actor=actor,
+                action=Action.SIGN_OUT,
+                subject=actor.name,
+                details={"method": "oidc"},
+            )
+            st.logout()
+        sign_out(engine(), st.session_state.pop(_TOKEN, "") or _cookie_token())
+        st.rerun()
+
+
+# --- Built-in accounts -------------------------------------------------------------------
+
+
+def _cookie_token() -> str:
+    return st.context.cookies.get(COOKIE, "") or ""
+
+
+def _password_actor() -> Actor | None:
+    token = st.session_state.get(_TOKEN) or (
+        "" if st.session_state.get("signed_out") else _cookie_token()
+    )
+    actor = resume_session(engine(), token) if token else None
+    if actor is not None:
+        st.session_state[_TOKEN] = token
+        if token != _cookie_token():
+            _set_cookie(token)
+        return actor
+    st.session_state.pop(_TOKEN, None)
+    if _cookie_token():
+        _set_cookie("")  # ended, idle or unknown: the browser forgets it
+    if needs_first_admin(engine()):
+        _first_admin_screen()
+    else:
+        _sign_in_screen(expired=bool(token) and not st.session_state.get("signed_out"))
+    return None
+
+
+def _sign_in_screen(*, expired: bool) -> None:
+    st.title("Sign in")
+    if expired:
+        st.info("Your session ended (signed out elsewhere, or unused for a while).")
+    elif st.session_state.pop("signed_out", False):
+        st.success("Signed out.")
+    with st.form("sign_in"):
+        email = st.text_input("E-mail", autocomplete="username")
+        password = st.text_input("Password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            signed = sign_in(engine(), email=email, password=password)
+        except SignInRefused as refusal:
+            st.error(f"**{refusal.title}.** {refusal.message}")
+            return
+        _start(signed.token)
+
+
+def _first_admin_screen() -> None:
+    st.title("Create the first administrator")
+    st.write(
+        "No account exists yet. The account created here is an administrator: it can add "
+        "the other accounts. This screen is shown only until one account exists."
+    )
+    with st.form("first_admin"):
+        email = st.text_input("E-mail", autocomplete="username")
+        password = st.text_input(
+            f"Password (at least {MIN_PASSWORD_LENGTH} characters)",
+            type="password",
+            autocomplete="new-password",
+        )
+        again = st.text_input("The password again", type="password", autocomplete="new-password")
+        submitted = st.form_submit_button("Create the administrator", type="primary")
+    if not submitted:
+        return
+    if password != again:
+        st.error("The two passwords differ; type them again.")
+        return
+    try:
+        create_first_admin(engine(), email=email, password=password)
+        signed = sign_in(engine(), email=email, password=password)
+    except OperatorError as refusal:
+        st.error(f"**{refusal.title}.** {refusal.message}")
+        return
+    _start(signed.token)
+
+
+def _start(token: str) -> None:
+    st.session_state[_TOKEN] = token
+    st.session_state.pop("signed_out", None)
+    st.rerun()
+
+
+def _set_cookie(token: str) -> None:
+    """Keep (or, with "", forget) the session token in this browser.
+
+    The token is URL-safe base64 (billing.accounts), so it is written as is; the cookie
+    lives as long as an idle session may, Secure when the page came over HTTPS.
+    """
+    max_age = get_settings().session_idle_minutes * 60 if token else 0
+    st.html(
+        "<script>document.cookie = "
+        f"'{COOKIE}={token}; Path=/; Max-Age={max_age}; SameSite=Strict' + "
+        "(location.protocol === 'https:' ? '; Secure' : '');</script>",
+        unsafe_allow_javascript=True,
+    )
+
+
+# --- The company's identity provider (AUTH_MODE=oidc) --------------------------------------
+
+
+def _oidc_actor() -> Actor | None:
+    if not st.user.is_logged_in:
+        st.title("Sign in")
+        if st.session_state.pop("signed_out", False):
+            st.success("Signed out.")
+        st.write("Sign in with your company account.")
+        if st.button("Sign in with the company account", type="primary"):
+            st.login()
+        return None
+    try:
+        actor = oidc_actor(engine(), email=str(st.user.get("email") or ""))
+    except SignInRefused as refusal:
+        st.title("Sign in")
+        st.error(f"**{refusal.title}.** {refusal.message}")
+        if st.button("Sign out of the company account"):
+            st.logout()
+        return None
+    if st.session_state.get("oidc_signed_in") != actor.name:  # once per browser session
+        st.session_state["oidc_signed_in"] = actor.name
+        record_now(
+            engine(),
+            actor=actor,
+            action=Action.SIGN_IN,
+            subject=actor.name,
+            details={"method": "oidc"},
+        )
+    return actor
