@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +63,14 @@ _LARGEST_AMOUNT = Decimal("999999999999.99")  # numeric(14, 2)
 _EARLIEST_PAYMENT = datetime(2000, 1, 1, tzinfo=UTC)
 _CLOCK_TOLERANCE = timedelta(days=1)
 _HAS_TIME = re.compile(r"\d[Tt ]\d")
+_PLAIN_AMOUNT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")  # ASCII digits: no 1e3, 1_000, Arabic-Indic
+# What a webhook body may hold: a bank's notification is flat and short; anything beyond
+# these is refused with a 4xx before it reaches the database (jsonb keeps no NUL, no lone
+# surrogate, and numbers of at most 16383 decimals).
+MAX_JSON_DEPTH = 32
+MAX_FIELD_CHARS = 200  # debtId, paidBy
+_MAX_EXPONENT = 1000  # |exponent| of any number in the body
+_SHOWN_CHARS = 40  # of a value quoted back in a message
 
 
 class NotFound(OperatorError):
@@ -165,18 +174,21 @@ def parse_paid_amount(value: object) -> Decimal:
     """A positive amount in reais with at most two decimals (a JSON number or a string)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise InvalidPayment("paidAmount must be a number, such as 100000.00.")
+    if isinstance(value, str) and not _PLAIN_AMOUNT.fullmatch(value.strip()):
+        raise InvalidPayment(f"paidAmount must be a number, not {_shown(value)}.")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation as exc:
-        raise InvalidPayment(f"paidAmount must be a number, not {value!r}.") from exc
+        raise InvalidPayment(f"paidAmount must be a number, not {_shown(value)}.") from exc
     if not amount.is_finite():
-        raise InvalidPayment(f"paidAmount must be a number, not {value!r}.")
+        raise InvalidPayment(f"paidAmount must be a number, not {_shown(value)}.")
     if amount <= 0:
-        raise InvalidPayment(f"paidAmount must be greater than zero, not {amount}.")
-    if amount != amount.quantize(_CENT):
-        raise InvalidPayment(f"paidAmount has more than two decimals: {amount}.")
+        raise InvalidPayment(f"paidAmount must be greater than zero, not {_clipped(amount)}.")
+    # Before quantize: 1e30 has no room for cents within Decimal's precision.
     if amount > _LARGEST_AMOUNT:
-        raise InvalidPayment(f"paidAmount is too large: {amount}.")
+        raise InvalidPayment(f"paidAmount is too large: {_clipped(amount)}.")
+    if amount != amount.quantize(_CENT):
+        raise InvalidPayment(f"paidAmount has more than two decimals: {_clipped(amount)}.")
     return amount.quantize(_CENT)
 
 
@@ -192,13 +204,13 @@ def parse_paid_at(value: object, *, timezone: str, now: datetime | None = None) 
         text = value.strip()
         if not _HAS_TIME.search(text):
             raise InvalidPayment(
-                f"paidAt must be a date and time such as 2022-06-09 10:00:00, not {value!r}."
+                f"paidAt must be a date and time such as 2022-06-09 10:00:00, not {_shown(value)}."
             )
         try:
             paid_at = datetime.fromisoformat(text)
         except ValueError as exc:
             raise InvalidPayment(
-                f"paidAt is not a valid date and time: {value!r} "
+                f"paidAt is not a valid date and time: {_shown(value)} "
                 "(expected YYYY-MM-DD HH:MM:SS or ISO 8601)."
             ) from exc
     else:
@@ -207,43 +219,56 @@ def parse_paid_at(value: object, *, timezone: str, now: datetime | None = None) 
         paid_at = paid_at.replace(tzinfo=_zone(timezone))
     now = now or datetime.now(UTC)
     if not _EARLIEST_PAYMENT <= paid_at <= now + _CLOCK_TOLERANCE:
-        raise InvalidPayment(f"paidAt is not a plausible payment time: {value!r}.")
+        raise InvalidPayment(f"paidAt is not a plausible payment time: {_shown(value)}.")
     return paid_at
 
 
 def read_payment_notification(body: bytes, *, timezone: str) -> PaymentNotification:
     """Read a webhook body: a JSON object with debtId, paidAt, paidAmount and paidBy.
 
-    Raises UnreadableBody when it is not a JSON object, InvalidPayment for a field.
-    Other fields are allowed and kept in the stored payload.
+    Raises UnreadableBody (a 400) when it is not a JSON object that can be stored as it
+    came, InvalidPayment (a 422) for a field. Other fields are allowed and kept in the
+    stored payload.
     """
-    try:
-        text = body.decode("utf-8")
-        data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise UnreadableBody("The body is not UTF-8 text.") from exc
-    except json.JSONDecodeError as exc:
-        raise UnreadableBody(
-            f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
-        ) from exc
-    except ValueError as exc:
-        raise UnreadableBody(f"The body is not valid JSON: {exc}.") from exc
-    if not isinstance(data, dict):
-        raise UnreadableBody(
-            "The body must be a JSON object with " + ", ".join(NOTIFICATION_FIELDS) + "."
-        )
+    text, data = _json_object(body)
     missing = [name for name in NOTIFICATION_FIELDS if data.get(name) in (None, "")]
     if missing:
         raise InvalidPayment("Missing field: " + ", ".join(missing) + ".")
-    if _contains_nul(data):
-        raise InvalidPayment("The body contains a NUL character (\\u0000).")
     return PaymentNotification(
         debt_id=_debt_id(data["debtId"]),
         paid_at=parse_paid_at(data["paidAt"], timezone=timezone),
         paid_amount=parse_paid_amount(data["paidAmount"]),
-        paid_by=_required_text(data["paidBy"], "paidBy"),
+        paid_by=_short_text(data["paidBy"], "paidBy"),
         payload=text,
     )
+
+
+def _json_object(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The body as text and as a JSON object that jsonb stores unchanged."""
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_object_without_repeated_keys,
+        )
+    except UnicodeDecodeError as exc:
+        raise UnreadableBody("The body is not UTF-8 text.") from exc
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except json.JSONDecodeError as exc:
+        raise UnreadableBody(
+            f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        ) from exc
+    except ValueError as exc:  # NaN, Infinity, an integer of more than 4300 digits
+        raise UnreadableBody(f"The body is not valid JSON: {_clipped(exc)}.") from exc
+    if not isinstance(data, dict):
+        raise UnreadableBody(
+            "The body must be a JSON object with " + ", ".join(NOTIFICATION_FIELDS) + "."
+        )
+    _check_storable(data)
+    return text, data
 
 
 def idempotency_key(*, debt_id: str, paid_at: datetime, paid_amount: Decimal, paid_by: str) -> str:
@@ -536,7 +561,19 @@ def _locked_charge(conn: Connection, charge_id: int) -> dict[str, Any]:
 def _debt_id(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidPayment('debtId must be a string such as "8291".')
-    return _required_text(str(value), "debtId")
+    return _short_text(str(value), "debtId")
+
+
+def _short_text(value: object, name: str) -> str:
+    """A name or an id: a few printable words, at least one letter or digit among them."""
+    text = _required_text(value, name)
+    if len(text) > MAX_FIELD_CHARS:
+        raise InvalidPayment(f"{name} is longer than {MAX_FIELD_CHARS} characters.")
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise InvalidPayment(f"{name} contains a control character.")
+    if not any(char.isalnum() for char in text):
+        raise InvalidPayment(f"{name} must contain a letter or a digit.")
+    return text
 
 
 def _required_text(value: object, name: str, *, operator: bool = False) -> str:
@@ -566,11 +603,56 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _contains_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(item) for item in value)
-    return False
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; one whose key repeats is ambiguous (which debtId was signed?)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise UnreadableBody(f"The body gives the key {_shown(key)} more than once.")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _check_storable(data: dict[str, Any]) -> None:
+    """Refuse what jsonb cannot keep as received, and nesting no bank sends."""
+    pending: list[tuple[object, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(value, dict):
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_storable_text(value)
+        elif isinstance(value, Decimal) and abs(value.as_tuple().exponent) > _MAX_EXPONENT:
+            raise UnreadableBody(
+                f"The body holds a number too large or too precise to store: {_clipped(value)}."
+            )
+
+
+def _check_storable_text(value: str) -> None:
+    if "\x00" in value:
+        raise UnreadableBody("The body contains a NUL character (\\u0000).")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnreadableBody(
+            "The body contains a lone surrogate escape such as \\ud800, which is no character."
+        ) from exc
+
+
+def _too_deep() -> UnreadableBody:
+    return UnreadableBody(f"The body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels.")
+
+
+def _shown(value: object) -> str:
+    """A value from the body quoted for a message: escaped, and cut short."""
+    return _clipped(repr(value))
+
+
+def _clipped(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"

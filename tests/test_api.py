@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine, text
 
-from billing.api import create_app, signature
+from billing.api import MAX_WEBHOOK_BYTES, create_app, signature
 from billing.errors import OperatorError
 from billing.importer import import_file
 from billing.reading import REQUIRED_COLUMNS
@@ -228,6 +228,177 @@ def test_unusable_payments_are_refused_with_a_reason(
     assert response.status_code == status
     assert message in response.json()["detail"]
     assert "Traceback" not in response.text
+    assert count_payments(db) == 0
+
+
+USABLE_FIELDS = {
+    "debtId": '"8291"',
+    "paidAt": '"2022-06-09 10:00:00"',
+    "paidAmount": "100.00",
+    "paidBy": '"John Doe"',
+}
+
+
+def notification(*members: str, **fields: str) -> bytes:
+    """A payment of 100.00 for debtId 8291 with some fields given as raw JSON instead, and
+    `members` (raw `"key": value` text) added at the start."""
+    written = [f'"{name}": {value}' for name, value in (USABLE_FIELDS | fields).items()]
+    return ("{" + ", ".join([*members, *written]) + "}").encode()
+
+
+def nested(depth: int, innermost: str = "1") -> str:
+    return '{"a": ' * depth + innermost + "}" * depth
+
+
+# Signed correctly, yet unusable: each must get a 4xx with a sentence, never a 500.
+HOSTILE_BODIES = [
+    # paidAmount
+    pytest.param(notification(paidAmount="1e30"), id="amount-1e30"),
+    pytest.param(notification(paidAmount="1e999999999"), id="amount-huge-exponent"),
+    pytest.param(notification(paidAmount="-1e999999999"), id="amount-huge-negative"),
+    pytest.param(notification(paidAmount="1e-999999999"), id="amount-tiny-exponent"),
+    pytest.param(notification(paidAmount="1." + "0" * 20_000), id="amount-20000-decimals"),
+    pytest.param(notification(paidAmount="9" * 4000), id="amount-4000-digit-integer"),
+    pytest.param(notification(paidAmount="9" * 5000), id="amount-5000-digit-integer"),
+    pytest.param(notification(paidAmount="-0"), id="amount-minus-zero"),
+    pytest.param(notification(paidAmount="-0.0"), id="amount-minus-zero-point-zero"),
+    pytest.param(notification(paidAmount="0e99"), id="amount-zero-exponent"),
+    pytest.param(notification(paidAmount="1.005"), id="amount-three-decimals"),
+    pytest.param(notification(paidAmount="NaN"), id="amount-bare-nan"),
+    pytest.param(notification(paidAmount="Infinity"), id="amount-bare-infinity"),
+    pytest.param(notification(paidAmount="-Infinity"), id="amount-bare-minus-infinity"),
+    pytest.param(notification(paidAmount='"NaN"'), id="amount-nan-string"),
+    pytest.param(notification(paidAmount='"nan"'), id="amount-nan-lowercase"),
+    pytest.param(notification(paidAmount='"sNaN"'), id="amount-signalling-nan"),
+    pytest.param(notification(paidAmount='"-Infinity"'), id="amount-infinity-string"),
+    pytest.param(notification(paidAmount='"1e30"'), id="amount-exponent-string"),
+    pytest.param(notification(paidAmount='"1_000"'), id="amount-underscore-string"),
+    pytest.param(notification(paidAmount='"\u0661\u0660\u0660"'), id="amount-arabic-indic-digits"),
+    pytest.param(notification(paidAmount='"\uff11\uff10\uff10"'), id="amount-fullwidth-digits"),
+    pytest.param(notification(paidAmount='"100\\u0000"'), id="amount-nul"),
+    pytest.param(notification(paidAmount='"' + "9" * 60_000 + '"'), id="amount-long-string"),
+    pytest.param(notification(paidAmount='""'), id="amount-empty"),
+    pytest.param(notification(paidAmount='" "'), id="amount-blank"),
+    pytest.param(notification(paidAmount="null"), id="amount-null"),
+    pytest.param(notification(paidAmount="true"), id="amount-bool"),
+    pytest.param(notification(paidAmount="[100]"), id="amount-list"),
+    pytest.param(notification(paidAmount='{"value": 100}'), id="amount-object"),
+    # debtId
+    pytest.param(notification(debtId='["8291"]'), id="debt-id-list"),
+    pytest.param(notification(debtId='{"id": "8291"}'), id="debt-id-object"),
+    pytest.param(notification(debtId="true"), id="debt-id-true"),
+    pytest.param(notification(debtId="false"), id="debt-id-false"),
+    pytest.param(notification(debtId="8291.0"), id="debt-id-float"),
+    pytest.param(notification(debtId="1e30"), id="debt-id-exponent"),
+    pytest.param(notification(debtId="null"), id="debt-id-null"),
+    pytest.param(notification(debtId='""'), id="debt-id-empty"),
+    pytest.param(notification(debtId='"   "'), id="debt-id-blank"),
+    pytest.param(notification(debtId='"-"'), id="debt-id-punctuation"),
+    pytest.param(notification(debtId='"' + "8" * 60_000 + '"'), id="debt-id-long"),
+    pytest.param(notification(debtId="8" * 4000), id="debt-id-4000-digit-integer"),
+    pytest.param(notification(debtId=str(10**30)), id="debt-id-unknown-integer"),
+    pytest.param(notification(debtId='"8291\\u0000"'), id="debt-id-nul"),
+    pytest.param(notification(debtId='"\\ud800"'), id="debt-id-lone-surrogate"),
+    pytest.param(notification(debtId='"\\udfff8291"'), id="debt-id-low-surrogate"),
+    pytest.param(notification(debtId='"82\\n91"'), id="debt-id-newline"),
+    pytest.param(notification(debtId='"\uff18\uff12\uff19\uff11"'), id="debt-id-fullwidth"),
+    pytest.param(notification(debtId='"8291\\u200b"'), id="debt-id-zero-width-space"),
+    pytest.param(notification(debtId='"\\u202e1928"'), id="debt-id-right-to-left"),
+    pytest.param(notification(debtId=nested(8000)), id="debt-id-nested-8000"),
+    pytest.param(notification(debtId=nested(40)), id="debt-id-nested-40"),
+    # paidAt
+    pytest.param(notification(paidAt='"0000-01-01 10:00:00"'), id="paid-at-year-0"),
+    pytest.param(notification(paidAt='"0001-01-01T00:00:00+14:00"'), id="paid-at-year-1"),
+    pytest.param(notification(paidAt='"9999-12-31T23:59:59-14:00"'), id="paid-at-year-9999"),
+    pytest.param(notification(paidAt='"99999-01-01 10:00:00"'), id="paid-at-year-99999"),
+    pytest.param(notification(paidAt='"2022-13-01 10:00:00"'), id="paid-at-month-13"),
+    pytest.param(notification(paidAt='"2022-06-09T10:00:00+99:00"'), id="paid-at-offset-99"),
+    pytest.param(notification(paidAt='"\uff12\uff10\uff12\uff12-06-09 10:00:00"'),
+                 id="paid-at-fullwidth"),
+    pytest.param(notification(paidAt='"2022-06-09 10:00:00\\u0000"'), id="paid-at-nul"),
+    pytest.param(notification(paidAt='"2022-06-09 10:00:00' + "x" * 50_000 + '"'),
+                 id="paid-at-long"),
+    pytest.param(notification(paidAt="20220609"), id="paid-at-number"),
+    pytest.param(notification(paidAt="1654779600"), id="paid-at-epoch"),
+    pytest.param(notification(paidAt="1e999999999"), id="paid-at-huge-number"),
+    pytest.param(notification(paidAt="true"), id="paid-at-bool"),
+    pytest.param(notification(paidAt="null"), id="paid-at-null"),
+    pytest.param(notification(paidAt='["2022-06-09 10:00:00"]'), id="paid-at-list"),
+    pytest.param(notification(paidAt="{}"), id="paid-at-object"),
+    # paidBy
+    pytest.param(notification(paidBy='"\\u0000"'), id="paid-by-nul"),
+    pytest.param(notification(paidBy='"John \\ud800"'), id="paid-by-lone-surrogate"),
+    pytest.param(notification(paidBy='"\\u200b"'), id="paid-by-zero-width-space-only"),
+    pytest.param(notification(paidBy='"John\\u001b[31mDoe"'), id="paid-by-escape-sequence"),
+    pytest.param(notification(paidBy='"' + "J" * 60_000 + '"'), id="paid-by-long"),
+    pytest.param(notification(paidBy="123"), id="paid-by-number"),
+    pytest.param(notification(paidBy='["John"]'), id="paid-by-list"),
+    # anything else in the body, which is stored as received
+    pytest.param(notification(extra="1e999999"), id="extra-huge-number"),
+    pytest.param(notification(extra="1e-20000"), id="extra-tiny-number"),
+    pytest.param(notification(extra='"\\ud800"'), id="extra-lone-surrogate"),
+    pytest.param(notification('"\\u0000": 1'), id="extra-nul-key"),
+    pytest.param(notification('"\\udfff": 1'), id="extra-surrogate-key"),
+    pytest.param(notification(extra="[" * 40 + "]" * 40), id="extra-nested-40"),
+    pytest.param(notification(extra="[" * 20_000 + "]" * 20_000), id="extra-nested-20000"),
+    # repeated keys: which one did the bank mean?
+    pytest.param(notification('"debtId": "9999"'), id="repeated-debt-id"),
+    pytest.param(notification('"paidAmount": 1'), id="repeated-amount"),
+    pytest.param(notification('"debt\\u0049d": "9999"'), id="repeated-escaped-key"),
+    pytest.param(notification(extra='{"a": 1, "a": 2}'), id="repeated-nested-key"),
+    # not a JSON object
+    pytest.param(b"", id="empty"),
+    pytest.param(b" \r\n", id="whitespace"),
+    pytest.param(b"null", id="top-null"),
+    pytest.param(b"true", id="top-bool"),
+    pytest.param(b"42", id="top-number"),
+    pytest.param(b'"8291"', id="top-string"),
+    pytest.param(b"[]", id="top-empty-array"),
+    pytest.param(b"[" + notification() + b"]", id="top-array"),
+    pytest.param(b"[" * 30_000 + b"]" * 30_000, id="top-nested-30000"),
+    pytest.param(b"{" * 60_000, id="top-unbalanced"),
+    pytest.param(notification() + b"x", id="trailing-garbage"),
+    pytest.param(notification() + notification(), id="two-objects"),
+    pytest.param(b"\xef\xbb\xbf" + notification(), id="byte-order-mark"),
+    pytest.param(b"\xff\xfe" + notification(), id="utf-16-mark"),
+    pytest.param(notification().replace(b"John", b"Jo\xc3\x28o"), id="invalid-utf-8-in-string"),
+    pytest.param(b"\xc3\x28", id="invalid-utf-8"),
+    pytest.param(notification().replace(b"John Doe", b"John\x00Doe"), id="raw-nul-byte"),
+    pytest.param(notification().replace(b"John Doe", b"John\xed\xa0\x80Doe"), id="utf-8-surrogate"),
+]  # fmt: skip
+
+
+def test_a_usable_notification_pays(client: httpx.Client, db: Engine) -> None:
+    """The hostile bodies below differ from this one only where they say."""
+    import_charges(db, ("8291", "100.00"))
+    response = post_payment(client, notification())
+    assert response.status_code == 200, response.text
+    assert count_payments(db) == 1
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+def test_a_signed_body_that_cannot_be_used_gets_a_4xx(
+    client: httpx.Client, db: Engine, body: bytes
+) -> None:
+    import_charges(db, ("8291", "100.00"))
+    before = charge_status(db)
+    assert len(body) <= MAX_WEBHOOK_BYTES  # under the size limit: the reading is tested
+
+    response = post_payment(client, body)
+
+    assert response.status_code in (400, 404, 422), response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail.endswith("."), detail
+    assert len(detail) <= 200, detail  # a sentence, not the body quoted back
+    assert count_payments(db) == 0
+    assert charge_status(db) == before
+
+
+def test_a_body_nested_100000_deep_is_refused_for_its_size(
+    client: httpx.Client, db: Engine
+) -> None:
+    response = post_payment(client, b"[" * 100_000 + b"]" * 100_000)
+    assert response.status_code == 413
     assert count_payments(db) == 0
 
 

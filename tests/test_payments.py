@@ -382,11 +382,19 @@ def test_paid_amounts(value, expected: Decimal) -> None:
         (True, "must be a number"),
         (None, "must be a number"),
         ([1], "must be a number"),
+        (Decimal("1E+30"), "too large"),  # no room for cents in Decimal's 28 digits
+        (Decimal("1E+999999999"), "too large"),
+        (10**40, "too large"),
+        ("1e30", "must be a number"),  # strings are plain decimals
+        ("1_000", "must be a number"),
+        ("\u0661\u0660\u0660", "must be a number"),  # Arabic-Indic 100
+        ("9" * 5000, "too large: 99999999"),
     ],
 )
 def test_bad_paid_amounts(value, message: str) -> None:
-    with pytest.raises(InvalidPayment, match=message):
+    with pytest.raises(InvalidPayment, match=message) as refused:
         parse_paid_amount(value)
+    assert len(refused.value.message) < 120  # the value is quoted short
 
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
@@ -470,6 +478,17 @@ def test_reading_a_notification_keeps_the_body_as_received() -> None:
          InvalidPayment, "debtId"),
         (b'{"debtId": "1", "paidAt": "2022-06-09 10:00:00", "paidAmount": 5, "paidBy": "J\\u0000"}',
          InvalidPayment, "NUL"),
+        (b'{"debtId": "1", "paidAt": "2022-06-09 10:00:00", "paidAmount": 5, "paidBy": "\\ud800"}',
+         UnreadableBody, "lone surrogate"),
+        (b'{"debtId": "1", "debtId": "2", "paidAt": "2022-06-09 10:00:00", "paidAmount": 5}',
+         UnreadableBody, "key 'debtId' more than once"),
+        (b'{"debtId": "1", "x": ' + b"[" * 33 + b"]" * 33 + b"}", UnreadableBody, "deeper than 32"),
+        (b"[" * 50_000 + b"]" * 50_000, UnreadableBody, "deeper than 32"),
+        (b'{"debtId": "1", "x": 1e999999}', UnreadableBody, "too large or too precise"),
+        (b'{"debtId": "1", "paidAt": "2022-06-09 10:00:00", "paidAmount": 5, "paidBy": "-"}',
+         InvalidPayment, "paidBy must contain a letter or a digit"),
+        (b'{"debtId": "' + b"1" * 201 + b'", "paidAt": "2022-06-09 10:00:00", "paidAmount": 5,'
+         b' "paidBy": "J"}', InvalidPayment, "debtId is longer than 200"),
     ],
 )  # fmt: skip
 def test_unusable_notifications(body: bytes, error: type, message: str) -> None:
