@@ -93,8 +93,10 @@ def stream_events(
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Every matching event, oldest first, in batches from a server-side cursor."""
     where, params = _where(**filters)
-    result = conn.execution_options(stream_results=True, max_row_buffer=batch_rows).execute(
-        text(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_events{where} ORDER BY id"), params
+    result = conn.execute(
+        text(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_events{where} ORDER BY id"),
+        params,
+        execution_options={"stream_results": True, "max_row_buffer": batch_rows},
     )
     while batch := result.fetchmany(batch_rows):
         yield [tuple(row) for row in batch]
