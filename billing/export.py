@@ -10,7 +10,9 @@ Decisions, so a reader need not rediscover them:
 * Safe to open in a spreadsheet: a text cell starting with = + - @, a tab or a carriage
   return would be read as a formula (CSV injection); it gets a leading apostrophe.
   Amounts are numbers, written as plain decimals ("1234.50"), so they are never
-  touched; dates are ISO (YYYY-MM-DD), which every spreadsheet reads as a date.
+  touched; dates are ISO (YYYY-MM-DD), which every spreadsheet reads as a date. Every
+  cell is quoted. `csv_chunks` is the one writer of every CSV the product hands out
+  (this export, an import's rejected rows), so they are all written the same way.
 * The governmentId is written whole (digits, as stored): the export is the operators'
   working file for collection, where the document identifies the debtor; screens mask
   it, files leave with the operator's own access to the whole record.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -63,11 +65,16 @@ def csv_cell(value: Any) -> str:
     return neutralise(str(value))
 
 
-def csv_chunks(rows: Iterable[Iterable[Iterable[Any]]]) -> Iterator[bytes]:
-    """CSV bytes (header first) for batches of rows, one chunk per batch."""
+def csv_chunks(
+    rows: Iterable[Iterable[Iterable[Any]]], *, header: Sequence[str] = EXPORT_HEADER
+) -> Iterator[bytes]:
+    """CSV bytes for batches of rows, one chunk per batch, after the header and a BOM.
+
+    Every cell quoted and written by `csv_cell`: a text cell never runs as a formula.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(EXPORT_HEADER)
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(header)
     yield buffer.getvalue().encode("utf-8-sig")
     for batch in rows:
         buffer.seek(0)

@@ -27,6 +27,7 @@ from billing import audit
 from billing.access import Actor, Permission, require
 from billing.boletos import boletos_for_rows, issuable
 from billing.errors import FileRefused
+from billing.export import csv_chunks
 from billing.reading import DebtorFile, read_debtor_file
 from billing.search import fold_for_search
 from billing.settings import Settings, get_settings
@@ -464,14 +465,25 @@ class _ChargeRows:
         )
 
 
+# The rejected-rows CSV's header, in db.imports.REJECTED_ROWS_COLUMNS' order: the line
+# in the original file, the upload's own six column names, the reasons.
+REJECTED_ROWS_HEADER = (
+    "line", "name", "governmentId", "email", "debtAmount", "debtDueDate", "debtId", "reasons",
+)  # fmt: skip
+
+
 def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
     """The rejected rows as a CSV to fix and upload again: original columns plus reasons.
 
     The `line` column says where each row was in the original file; the reader ignores
-    it (and `reasons`) as extra columns when the fixed file comes back. UTF-8 with a BOM,
-    so spreadsheet programs read the accents right.
+    it (and `reasons`) as extra columns when the fixed file comes back. Written like the
+    charges export (`billing.export.csv_chunks`): UTF-8 with a BOM, every cell quoted, and
+    a value that a spreadsheet would run as a formula (=1+1, +cmd, @x, -2) gets a leading
+    apostrophe; the values came from an outside file, exactly the ones to distrust.
     """
-    return b"\xef\xbb\xbf" + imports_db.rejected_rows_csv(engine, import_id)
+    with engine.connect() as conn:
+        batches = imports_db.stream_rejected_rows(conn, import_id)
+        return b"".join(csv_chunks(batches, header=REJECTED_ROWS_HEADER))
 
 
 def import_history(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from psycopg import sql as psycopg_sql
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Row, text
 
 INTERRUPTED_MESSAGE = (
     "Interrupted before it finished (the process stopped or the connection was lost); "
@@ -159,30 +159,29 @@ def get_import(engine: Engine, import_id: int) -> dict[str, Any] | None:
         return dict(row) if row else None
 
 
-_REJECTED_ROWS_CSV = """
-COPY (
-    SELECT line, name AS "name", government_id AS "governmentId", email AS "email",
-           debt_amount AS "debtAmount", debt_due_date AS "debtDueDate", debt_id AS "debtId",
-           array_to_string(reasons, '; ') AS reasons
-    FROM import_rejections
-    WHERE import_id = {import_id}
-    ORDER BY line
-) TO STDOUT (FORMAT csv, HEADER true, FORCE_QUOTE *)
-"""
+# The rejected rows' columns, in the order `stream_rejected_rows` returns them: where the
+# row was in the file, the file's six columns as read, and every reason joined by "; ".
+REJECTED_ROWS_COLUMNS = (
+    "line", "name", "government_id", "email", "debt_amount", "debt_due_date", "debt_id",
+    "reasons",
+)  # fmt: skip
 
 
-def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
-    """The rejected rows of an import as CSV, in file order, written by the server itself.
-
-    Header: line, the file's six columns (values as read), reasons.
-    """
-    statement = psycopg_sql.SQL(_REJECTED_ROWS_CSV).format(
-        import_id=psycopg_sql.Literal(int(import_id))
+def stream_rejected_rows(
+    conn: Connection, import_id: int, *, batch_rows: int = 5000
+) -> Iterator[Sequence[Row[Any]]]:
+    """The rejected rows of an import in file order (REJECTED_ROWS_COLUMNS), `batch_rows`
+    at a time from a server-side cursor: never all of them in memory."""
+    result = conn.execution_options(yield_per=batch_rows).execute(
+        text(
+            """
+            SELECT line, name, government_id, email, debt_amount, debt_due_date, debt_id,
+                   array_to_string(reasons, '; ') AS reasons
+            FROM import_rejections
+            WHERE import_id = :import_id
+            ORDER BY line
+            """
+        ),
+        {"import_id": import_id},
     )
-    buffer = bytearray()
-    with engine.connect() as conn:
-        cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(statement) as copy:
-            for chunk in copy:
-                buffer += chunk
-    return bytes(buffer)
+    yield from result.partitions(batch_rows)

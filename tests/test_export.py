@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -21,6 +22,7 @@ from billing.export import (
 )
 from billing.importer import import_file
 from billing.reading import REQUIRED_COLUMNS
+from tests.actors import OPERATOR
 
 TODAY = date(2024, 3, 1)
 
@@ -87,7 +89,9 @@ def read_export(data: bytes) -> list[dict[str, str]]:
 
 
 def test_export_of_the_filtered_charges(db: Engine) -> None:
-    result = import_file(engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True)
+    result = import_file(
+        actor=OPERATOR, engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True
+    )
     assert result.imported == len(HOSTILE_ROWS), result
     charge_filter = ChargeFilter(due_from=date(2024, 1, 11), sort="amount", descending=True)
 
@@ -116,7 +120,9 @@ def test_export_of_the_filtered_charges(db: Engine) -> None:
 
 
 def test_export_file_is_a_raw_file_with_the_same_bytes(db: Engine) -> None:
-    import_file(engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True)
+    import_file(
+        actor=OPERATOR, engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True
+    )
     charge_filter = ChargeFilter(text="conceicao")
     file = charges_csv_file(db, charge_filter=charge_filter, today=TODAY)
     assert isinstance(file, io.RawIOBase)  # what st.download_button reads whole
@@ -127,7 +133,25 @@ def test_export_file_is_a_raw_file_with_the_same_bytes(db: Engine) -> None:
 
 def test_an_empty_export_still_has_its_header(db: Engine) -> None:
     data = b"".join(charges_csv_chunks(db, charge_filter=ChargeFilter(), today=TODAY))
-    assert data.decode("utf-8-sig").strip() == ",".join(EXPORT_HEADER)
+    assert data.decode("utf-8-sig") == ",".join(f'"{name}"' for name in EXPORT_HEADER) + "\r\n"
+
+
+# A CSV record whose every cell is quoted (no cell here holds a line break).
+QUOTED_RECORD = re.compile(r'"(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*')
+
+
+def test_every_cell_of_the_export_is_quoted(db: Engine) -> None:
+    import_file(
+        actor=OPERATOR, engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True
+    )
+    data = b"".join(charges_csv_chunks(db, charge_filter=ChargeFilter(), today=TODAY))
+
+    text = data.decode("utf-8-sig")
+    records = text.split("\r\n")
+    assert len(records) == 1 + len(HOSTILE_ROWS) + 1 and records[-1] == ""
+    assert all(QUOTED_RECORD.fullmatch(record) for record in records[:-1]), records
+    assert '"\'=1+2"' in text  # quoted and neutralised
+    assert '"1500.00"' in text  # numbers quoted too, still plain
 
 
 def test_export_file_name() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 from decimal import Decimal
 
@@ -163,7 +164,7 @@ def test_rejected_rows_are_kept_with_every_reason_and_downloadable(db: Engine) -
     download = rejected_rows_csv(db, result.import_id).decode("utf-8-sig")
     parsed = list(csv.DictReader(io.StringIO(download)))
     assert [row["line"] for row in parsed] == ["4", "5"]
-    assert parsed[0]["debtAmount"] == "-5"
+    assert parsed[0]["debtAmount"] == "'-5"  # as read, kept from running as a formula
     assert set(parsed[0]["reasons"].split("; ")) == {
         "missing name",
         "invalid governmentId (not a valid CPF or CNPJ)",
@@ -172,6 +173,32 @@ def test_rejected_rows_are_kept_with_every_reason_and_downloadable(db: Engine) -
         "invalid debtDueDate",
     }
     assert parsed[1]["reasons"] == "duplicate debtId in file"
+
+
+FORMULAS = ["=1+1", "+cmd|' /C calc'!A0", "@SUM(A1:A9)", "-2"]
+# A CSV record whose every cell is quoted (no cell here holds a line break).
+QUOTED_RECORD = re.compile(r'"(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*')
+
+
+def test_rejected_rows_cannot_run_as_formulas_in_a_spreadsheet(db: Engine) -> None:
+    rows = [(formula, VALID_CPFS[0], formula, "10", "2024-01-01", formula) for formula in FORMULAS]
+    rows.append(("Maria", VALID_CPFS[1], "maria@example", "=HYPERLINK(1)", "@x", "plain-1"))
+    result = run_import(db, debtor_csv([tuple(f'"{v}"' for v in row) for row in rows]))
+    assert (result.imported, result.rejected) == (0, len(rows))
+
+    download = rejected_rows_csv(db, result.import_id)
+
+    assert download.startswith(b"\xef\xbb\xbf")
+    text_lines = download.decode("utf-8-sig").split("\r\n")
+    assert text_lines[-1] == ""
+    assert all(QUOTED_RECORD.fullmatch(line) for line in text_lines[:-1]), text_lines
+    parsed = list(csv.DictReader(io.StringIO(download.decode("utf-8-sig"), newline="")))
+    for row, formula in zip(parsed[: len(FORMULAS)], FORMULAS, strict=True):
+        assert (row["name"], row["email"], row["debtId"]) == (f"'{formula}",) * 3
+    plain = parsed[-1]
+    assert (plain["name"], plain["email"], plain["debtId"]) == ("Maria", "maria@example", "plain-1")
+    assert (plain["debtAmount"], plain["debtDueDate"]) == ("'=HYPERLINK(1)", "'@x")
+    assert plain["line"] == str(len(rows) + 1)
 
 
 def test_fixed_rejected_rows_import_when_uploaded_again(db: Engine) -> None:
