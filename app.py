@@ -8,12 +8,14 @@ again at every action (billing.access).
 import streamlit as st
 
 from billing.access import Actor, Permission
-from pages._session import sign_out_button, signed_in_actor
+from pages._session import sign_in_screen, sign_out_button, signed_in_actor
 
 st.set_page_config(page_title="Cobrança", page_icon=":material/receipt_long:", layout="wide")
 
 
-def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
+def pages_for(actor: Actor | None) -> dict[str, list[st.Page]]:
+    """The pages a role may open; for a visitor every page, hidden, so that a link to one
+    (`/Charges?charge=12`) is kept through the sign-in and opens it afterwards."""
     sections = {
         "Collections": [
             st.Page(
@@ -29,11 +31,11 @@ def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
             st.Page("pages/4_Notifications.py", title="Notifications", icon=":material/mail:"),
         ],
     }
-    if actor.can(Permission.IMPORT):
+    if actor is None or actor.can(Permission.IMPORT):
         sections["Files"].insert(
             0, st.Page("pages/1_Upload.py", title="Upload", icon=":material/upload_file:")
         )
-    if actor.can(Permission.MANAGE_ACCOUNTS):
+    if actor is None or actor.can(Permission.MANAGE_ACCOUNTS):
         sections["Administration"] = [
             st.Page("pages/6_Accounts.py", title="Accounts", icon=":material/group:"),
             st.Page("pages/7_Audit.py", title="Audit", icon=":material/policy:"),
@@ -41,7 +43,9 @@ def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
     return sections
 
 
-actor = signed_in_actor()  # the sign-in screen, and a stop, for anyone else
-navigation = st.navigation(pages_for(actor))
+actor = signed_in_actor()
+navigation = st.navigation(pages_for(actor), position="sidebar" if actor else "hidden")
+if actor is None:
+    sign_in_screen()  # and nothing else: the script stops there
 sign_out_button(actor)
 navigation.run()

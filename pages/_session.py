@@ -39,9 +39,9 @@ def current_actor() -> Actor:
     return actor
 
 
-def signed_in_actor() -> Actor:
-    """The identity using this tab, checked against the database on every run, or the
-    sign-in screen and a stop."""
+def signed_in_actor() -> Actor | None:
+    """The identity using this tab, checked against the database on every run; None for
+    a visitor, who must be shown `sign_in_screen` and nothing else."""
     mode = get_settings().auth_mode
     if mode not in AUTH_MODES:
         st.error(f"AUTH_MODE must be {' or '.join(AUTH_MODES)}, not {mode!r}; nobody can sign in.")
@@ -49,9 +49,21 @@ def signed_in_actor() -> Actor:
     actor = _oidc_actor() if mode == "oidc" else _password_actor()
     if actor is None:
         st.session_state.pop(_ACTOR, None)
-        st.stop()
-    st.session_state[_ACTOR] = actor
+    else:
+        st.session_state[_ACTOR] = actor
     return actor
+
+
+def sign_in_screen() -> None:
+    """What a visitor sees: the first-administrator form on a fresh install, else the
+    sign-in form (or the company account's button); then the script stops."""
+    if get_settings().auth_mode == "oidc":
+        _oidc_sign_in_screen()
+    elif needs_first_admin(engine()):
+        _first_admin_screen()
+    else:
+        _sign_in_screen(expired=st.session_state.pop("expired", False))
+    st.stop()
 
 
 def sign_out_button(actor: Actor) -> None:
@@ -92,10 +104,8 @@ def _password_actor() -> Actor | None:
     st.session_state.pop(_TOKEN, None)
     if _cookie_token():
         _set_cookie("")  # ended, idle or unknown: the browser forgets it
-    if needs_first_admin(engine()):
-        _first_admin_screen()
-    else:
-        _sign_in_screen(expired=bool(token) and not st.session_state.get("signed_out"))
+    if token and not st.session_state.get("signed_out"):
+        st.session_state["expired"] = True
     return None
 
 
@@ -173,20 +183,11 @@ def _set_cookie(token: str) -> None:
 
 def _oidc_actor() -> Actor | None:
     if not st.user.is_logged_in:
-        st.title("Sign in")
-        if st.session_state.pop("signed_out", False):
-            st.success("Signed out.")
-        st.write("Sign in with your company account.")
-        if st.button("Sign in with the company account", type="primary"):
-            st.login()
         return None
     try:
         actor = oidc_actor(engine(), email=str(st.user.get("email") or ""))
     except SignInRefused as refusal:
-        st.title("Sign in")
-        st.error(f"**{refusal.title}.** {refusal.message}")
-        if st.button("Sign out of the company account"):
-            st.logout()
+        st.session_state["oidc_refusal"] = refusal
         return None
     if st.session_state.get("oidc_signed_in") != actor.name:  # once per browser session
         st.session_state["oidc_signed_in"] = actor.name
@@ -198,3 +199,18 @@ def _oidc_actor() -> Actor | None:
             details={"method": "oidc"},
         )
     return actor
+
+
+def _oidc_sign_in_screen() -> None:
+    st.title("Sign in")
+    refusal = st.session_state.pop("oidc_refusal", None)
+    if refusal is not None and st.user.is_logged_in:
+        st.error(f"**{refusal.title}.** {refusal.message}")
+        if st.button("Sign out of the company account"):
+            st.logout()
+        return
+    if st.session_state.pop("signed_out", False):
+        st.success("Signed out.")
+    st.write("Sign in with your company account.")
+    if st.button("Sign in with the company account", type="primary"):
+        st.login()

@@ -20,8 +20,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, text
 
-from billing.formatting import brl
+from billing.accounts import create_account
+from billing.formatting import brl, format_cpf
+from billing.importer import import_file
 from billing.notices import today_in
+from tests.actors import ADMIN
 from tests.browser_support import (
     ARTIFACTS,
     CHROMIUM,
@@ -33,6 +36,8 @@ from tests.browser_support import (
     wait_for_script,
 )
 from tests.test_importer import VALID_CPFS
+
+VALID_CPF_FORMATTED = format_cpf(VALID_CPFS[0])
 
 sync_api = pytest.importorskip(
     "playwright.sync_api",
@@ -48,7 +53,10 @@ expect = sync_api.expect
 pytestmark = pytest.mark.browser
 
 UPLOAD, OVERVIEW, CHARGES = "pages/1_Upload.py", "pages/0_Overview.py", "pages/3_Charges.py"
-WAIT_MS = 30_000  # one rerun on a busy two-core machine; a passing run takes far less
+WAIT_MS = 30_000
+PASSWORD = (
+    "uma senha bem comprida"  # one rerun on a busy two-core machine; a passing run takes far less
+)
 
 
 def debtor_file(today: date) -> tuple[bytes, dict[str, object]]:
@@ -93,10 +101,19 @@ def browser_page():
             browser.close()
 
 
+@pytest.fixture()
+def no_accounts(db: Engine) -> Engine:
+    """A fresh install: no account yet, so the first visit creates the administrator."""
+    with db.begin() as conn:
+        conn.execute(text("DELETE FROM account_sessions"))
+        conn.execute(text("DELETE FROM accounts"))
+    return db
+
+
 def test_operator_journey(
-    db: Engine, app_env: dict[str, str], browser_page, subtests: pytest.Subtests
+    no_accounts: Engine, app_env: dict[str, str], browser_page, subtests: pytest.Subtests
 ) -> None:
-    page, shots = browser_page, Screenshots("operator_journey")
+    db, page, shots = no_accounts, browser_page, Screenshots("operator_journey")
     pages = registered_pages()
     assert UPLOAD in pages, "the Upload page is the way in; app.py must register it"
     data, expected = debtor_file(today_in())
@@ -108,10 +125,25 @@ def test_operator_journey(
             wait_for_script(page)
 
         with (
+            subtests.test("a new install asks for its first administrator, once"),
+            shots.on_failure(page, "first-admin-failed"),
+        ):
+            open_page(UPLOAD)  # a link straight to a page, first thing after the start
+            expect(page.get_by_text("Create the first administrator")).to_be_visible()
+            expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
+            expect(page.get_by_text("Drag a CSV file here")).to_have_count(0)
+            shots.take(page, "first-admin")
+            page.get_by_role("textbox", name="E-mail").fill("chefe@fundo.com.br")
+            page.get_by_label("Password (at least 12 characters)").fill(PASSWORD)
+            page.get_by_label("The password again").fill(PASSWORD)
+            page.get_by_role("button", name="Create the administrator").click()
+            expect(page.get_by_text("Drag a CSV file here")).to_be_visible()
+            expect(page.get_by_text("Signed in as chefe@fundo.com.br (admin)")).to_be_visible()
+
+        with (
             subtests.test("upload a file, preview it, import it"),
             shots.on_failure(page, "upload-failed"),
         ):
-            open_page(UPLOAD)  # a link straight to a page, first thing after the start
             expect(page.get_by_text("Drag a CSV file here")).to_be_visible()
             # The app's own navigation, not Streamlit's listing of every file in pages/.
             navigation = page.get_by_test_id("stSidebarNav")
@@ -211,3 +243,80 @@ def expect_charge(page, *, charge_id: int, debt_id: str, amount: str, status: st
     expect(page.get_by_test_id("stText").filter(has_text=f"debtId: {debt_id}")).to_be_visible()
     expect(metric(page, "Amount")).to_have_text(amount)
     expect(metric(page, "Status")).to_have_text(status)
+
+
+def sign_in(page, url: str, email: str, password: str) -> None:
+    page.goto(url)
+    wait_for_script(page)
+    page.get_by_role("textbox", name="E-mail").fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    wait_for_script(page)
+
+
+def test_sign_in_roles_reload_lockout_and_sign_out(
+    no_accounts: Engine, app_env: dict[str, str], browser_page
+) -> None:
+    page, shots = browser_page, Screenshots("sign_in")
+    pages = registered_pages()
+    data, _ = debtor_file(today_in())
+    for email, role in (("ana@fundo.com.br", "operator"), ("vera@fundo.com.br", "viewer")):
+        create_account(no_accounts, actor=ADMIN, email=email, role=role, password=PASSWORD)
+    import_file(
+        engine=no_accounts, actor=ADMIN, data=data, file_name="d.csv", lenient_documents=False
+    )
+    charge_id = charge_id_of(no_accounts, "e2e-1")
+
+    with running_app(app_env, log_file=ARTIFACTS / "streamlit-sign-in.log") as app:
+        charges = f"{app.url}/{pages[CHARGES]}"
+        with shots.on_failure(page, "anonymous-failed"):
+            for link in (app.url, f"{charges}?status=overdue", f"{charges}?charge={charge_id}"):
+                page.goto(link)
+                wait_for_script(page)
+                expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+                expect(page.get_by_test_id("stMetric")).to_have_count(0)
+                expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
+                expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
+                expect(page.get_by_text("Maria da Concei")).to_have_count(0)
+            expect(page.get_by_text("Create the first administrator")).to_have_count(0)
+            shots.take(page, "sign-in")
+
+        with shots.on_failure(page, "viewer-failed"):
+            sign_in(page, f"{charges}?charge={charge_id}", "vera@fundo.com.br", PASSWORD)
+            expect_charge(page, charge_id=charge_id, **LATE_CHARGE)  # the deep link, kept
+            expect(page.get_by_test_id("stText").first).to_contain_text("***.")
+            for hidden in ("Mark paid", "Cancel the charge", "Show the whole CPF/CNPJ"):
+                expect(page.get_by_role("button", name=hidden)).to_have_count(0)
+            expect(page.get_by_role("button", name=re.compile("Download"))).to_have_count(0)
+            expect(page.get_by_test_id("stSidebarNav")).not_to_contain_text("Upload")
+            shots.take(page, "viewer-charge")
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+        with shots.on_failure(page, "operator-failed"):
+            sign_in(page, f"{charges}?charge={charge_id}", "ana@fundo.com.br", PASSWORD)
+            expect_charge(page, charge_id=charge_id, **LATE_CHARGE)
+            page.reload()  # a reload keeps the session: no password asked again
+            wait_for_script(page)
+            expect_charge(page, charge_id=charge_id, **LATE_CHARGE)
+            second_tab = page.context.new_page()  # a new tab too
+            second_tab.goto(app.url)
+            wait_for_script(second_tab)
+            expect(second_tab.get_by_text("Signed in as ana@fundo.com.br")).to_be_visible()
+            page.get_by_role("button", name="Show the whole CPF/CNPJ").click()
+            expect(page.get_by_test_id("stText").first).to_contain_text(VALID_CPF_FORMATTED)
+            shots.take(page, "operator-revealed")
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+            second_tab.reload()  # signed out everywhere the session was used
+            wait_for_script(second_tab)
+            expect(second_tab.get_by_role("button", name="Sign in")).to_be_visible()
+            second_tab.close()
+
+        with shots.on_failure(page, "lockout-failed"):
+            for attempt in range(5):
+                sign_in(page, app.url, "ana@fundo.com.br", f"wrong password {attempt}")
+            expect(page.get_by_text("locked after 5 wrong passwords")).to_be_visible()
+            sign_in(page, app.url, "ana@fundo.com.br", PASSWORD)
+            expect(page.get_by_text("locked after 5 wrong passwords")).to_be_visible()
+            shots.take(page, "locked")
