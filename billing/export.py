@@ -52,6 +52,8 @@ def neutralise(value: str) -> str:
 
 def csv_cell(value: Any) -> str:
     """One value as written in the CSV."""
+    if isinstance(value, str):  # first: nearly every cell is text
+        return neutralise(value)
     if value is None:
         return ""
     if isinstance(value, bool):
