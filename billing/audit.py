@@ -38,6 +38,7 @@ class Action:
     RETRY_FAILED = "notice.retry_failed"
     SEND_NOW = "notice.send_now"
     EXPORT_CHARGES = "charges.export"
+    EXPORT_REJECTED = "import.export_rejected_rows"
     REVEAL_DOCUMENT = "debtor.reveal_document"
     ACCOUNT_CREATE = "account.create"
     ACCOUNT_DISABLE = "account.disable"

@@ -472,7 +472,7 @@ REJECTED_ROWS_HEADER = (
 )  # fmt: skip
 
 
-def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
+def rejected_rows_csv(engine: Engine, *, actor: Actor, import_id: int) -> bytes:
     """The rejected rows as a CSV to fix and upload again: original columns plus reasons.
 
     The `line` column says where each row was in the original file; the reader ignores
@@ -480,10 +480,20 @@ def rejected_rows_csv(engine: Engine, import_id: int) -> bytes:
     charges export (`billing.export.csv_chunks`): UTF-8 with a BOM, every cell quoted, and
     a value that a spreadsheet would run as a formula (=1+1, +cmd, @x, -2) gets a leading
     apostrophe; the values came from an outside file, exactly the ones to distrust.
+    They carry personal data: for the roles that may export, and the download is audited.
     """
+    require(actor, Permission.EXPORT)
     with engine.connect() as conn:
-        batches = imports_db.stream_rejected_rows(conn, import_id)
-        return b"".join(csv_chunks(batches, header=REJECTED_ROWS_HEADER))
+        batches = list(imports_db.stream_rejected_rows(conn, import_id))
+        data = b"".join(csv_chunks(batches, header=REJECTED_ROWS_HEADER))
+    audit.record_now(
+        engine,
+        actor=actor,
+        action=audit.Action.EXPORT_REJECTED,
+        subject=f"import:{import_id}",
+        details={"rows": sum(len(batch) for batch in batches)},
+    )
+    return data
 
 
 def import_history(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:

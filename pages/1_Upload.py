@@ -71,7 +71,7 @@ def _show_result(result: dict) -> None:
     columns[2].metric("Rejected", count_br(result["rejected"]))
     columns[3].metric("Seconds", f"{result['seconds']:.1f}".replace(".", ","))
     if result["rejected"]:
-        rejected_rows_button(result["import_id"])
+        rejected_rows_button(actor, result["import_id"])
 
 
 if uploaded is None:

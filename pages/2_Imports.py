@@ -63,4 +63,4 @@ if with_rejections and actor.can(Permission.EXPORT):
             f"#{row['id']} {row['file_name']} ({count_br(row['rejected'])} rejected)"
         ),
     )
-    rejected_rows_button(chosen["id"])
+    rejected_rows_button(actor, chosen["id"])

@@ -25,7 +25,7 @@ from billing.accounts import (
 from billing.audit import Action, record_now
 from billing.errors import OperatorError
 from billing.settings import get_settings
-from pages._shared import engine
+from pages._shared import engine, plain
 
 COOKIE = "billing_session"
 _ACTOR, _TOKEN = "actor", "session_token"
@@ -67,7 +67,7 @@ def sign_in_screen() -> None:
 
 
 def sign_out_button(actor: Actor) -> None:
-    st.sidebar.caption(f"Signed in as {actor.name} ({actor.role.value})")
+    st.sidebar.caption(f"Signed in as {plain(actor.name)} ({actor.role.value})")
     if st.sidebar.button("Sign out", icon=":material/logout:"):
         st.session_state.pop(_ACTOR, None)
         st.session_state["signed_out"] = True

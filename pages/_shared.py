@@ -108,7 +108,7 @@ def reveal_button(actor: Actor, debtor_id: int) -> None:
             st.rerun()
 
 
-def rejected_rows_button(import_id: int) -> None:
+def rejected_rows_button(actor: Actor, import_id: int) -> None:
     """The button that downloads an import's rejected rows, with their reasons.
 
     The CSV is written by the database only when the button is clicked (the callable runs
@@ -119,7 +119,7 @@ def rejected_rows_button(import_id: int) -> None:
     current_engine = engine()
     st.download_button(
         "Download the rejected rows (CSV with reasons)",
-        data=lambda: rejected_rows_csv(current_engine, import_id),
+        data=lambda: rejected_rows_csv(current_engine, actor=actor, import_id=import_id),
         on_click="ignore",
         file_name=f"rejected-import-{import_id}.csv",
         mime="text/csv",

@@ -161,7 +161,7 @@ def test_rejected_rows_are_kept_with_every_reason_and_downloadable(db: Engine) -
 
     assert (result.imported, result.rejected) == (2, 2)
     assert result.reason_counts["duplicate debtId in file"] == 1
-    download = rejected_rows_csv(db, result.import_id).decode("utf-8-sig")
+    download = rejected_rows_csv(db, actor=OPERATOR, import_id=result.import_id).decode("utf-8-sig")
     parsed = list(csv.DictReader(io.StringIO(download)))
     assert [row["line"] for row in parsed] == ["4", "5"]
     assert parsed[0]["debtAmount"] == "'-5"  # as read, kept from running as a formula
@@ -186,7 +186,7 @@ def test_rejected_rows_cannot_run_as_formulas_in_a_spreadsheet(db: Engine) -> No
     result = run_import(db, debtor_csv([tuple(f'"{v}"' for v in row) for row in rows]))
     assert (result.imported, result.rejected) == (0, len(rows))
 
-    download = rejected_rows_csv(db, result.import_id)
+    download = rejected_rows_csv(db, actor=OPERATOR, import_id=result.import_id)
 
     assert download.startswith(b"\xef\xbb\xbf")
     text_lines = download.decode("utf-8-sig").split("\r\n")
@@ -206,7 +206,9 @@ def test_fixed_rejected_rows_import_when_uploaded_again(db: Engine) -> None:
     first = run_import(db, debtor_csv(rows))
     assert (first.imported, first.rejected) == (0, 1)
 
-    fixed = rejected_rows_csv(db, first.import_id).replace(b"fix@example", b"fix@example.com")
+    fixed = rejected_rows_csv(db, actor=OPERATOR, import_id=first.import_id).replace(
+        b"fix@example", b"fix@example.com"
+    )
     second = run_import(db, fixed)
     assert (second.imported, second.rejected) == (1, 0)
     assert sorted(second.extra_columns) == ["line", "reasons"]
