@@ -3,13 +3,16 @@
 Defaults suit a laptop: no variable is needed to run the dashboard on the embedded
 PostgreSQL and a local mail catcher. Secrets have no default; the parts that need one
 (the payments webhook) refuse to start without it. Every variable is documented in the
-README's table, and a test checks that none is missing there.
+README's table, and a test checks that none is missing there. A Settings never shows
+a secret when printed or logged: fields named *_password, *_secret or *_token show '***',
+and *_url fields show their URL with the password replaced by '***'.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +20,16 @@ from pathlib import Path
 from billing.errors import OperatorError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HIDDEN = "***"
+SECRET_SUFFIXES = ("_password", "_secret", "_token")
+URL_SUFFIX = "_url"
+# user:password@ in a URL: everything from the first ':' after the user to the last '@'.
+_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:).*@(?=[^@]*$)", re.DOTALL)
+# password=... in a query string or a libpq "key=value" string (sslpassword too).
+_PASSWORD_PARAMETER = re.compile(
+    r"(?P<key>(?:^|[?&;\s])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^&;\s#]*)",
+    re.IGNORECASE,
+)
 
 
 def _env(name: str, default: str = "") -> str:
@@ -102,6 +115,14 @@ class Settings:
     def max_file_bytes(self) -> int:
         return self.max_file_mb * 1024 * 1024
 
+    def __repr__(self) -> str:
+        """Every setting, secrets hidden: safe for logs, tracebacks and test reports."""
+        shown = ", ".join(
+            f"{field.name}={shown_setting(field.name, getattr(self, field.name))!r}"
+            for field in fields(self)
+        )
+        return f"{type(self).__name__}({shown})"
+
     @classmethod
     def from_env(cls) -> Settings:
         d = cls()
@@ -151,6 +172,24 @@ class Settings:
             oidc_operators=_env("OIDC_OPERATORS"),
             oidc_viewers=_env("OIDC_VIEWERS"),
         )
+
+
+def shown_setting(name: str, value: object) -> object:
+    """A setting's value as it may be shown: a secret as '***', a URL without its password."""
+    if not isinstance(value, str) or not value:
+        return value
+    if name.endswith(SECRET_SUFFIXES):
+        return HIDDEN
+    if name.endswith(URL_SUFFIX):
+        return url_without_password(value)
+    return value
+
+
+def url_without_password(url: str) -> str:
+    """`url` (postgresql://user:password@host/db?password=..., or key=value text) with
+    every password replaced by '***'; when unsure where it ends, more is hidden."""
+    hidden = _URL_PASSWORD.sub(rf"\g<head>{HIDDEN}@", url)
+    return _PASSWORD_PARAMETER.sub(rf"\g<key>{HIDDEN}", hidden)
 
 
 # The environment variable behind each setting; the README documents each of them.
