@@ -336,7 +336,9 @@ def _flat(indexes: tuple[Any, ...]) -> tuple[str, ...]:
 
 def _export(engine: Engine, charge_filter: ChargeFilter, *, today: date) -> int:
     lines = 0
-    for chunk in charges_csv_chunks(engine, charge_filter=charge_filter, today=today):
+    for chunk in charges_csv_chunks(
+        engine, actor=cli_actor(), charge_filter=charge_filter, today=today
+    ):
         lines += chunk.count(b"\n")
     return lines - 1  # the header
 

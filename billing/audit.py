@@ -8,11 +8,10 @@ Reading the trail, and exporting it (itself recorded), is for admins.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -137,15 +136,25 @@ def audit_csv_file(
     engine: Engine, *, actor: Actor, audit_filter: AuditFilter, timezone: str
 ) -> io.RawIOBase:
     """Every event matching the filter as a CSV file (admins only); the export is recorded."""
+    from billing.export import csv_chunks  # export reads charges, which record to this trail
+
     require(actor, Permission.READ_AUDIT)
     args = audit_filter.query_args(timezone)
     file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (returned to the caller)
     rows = 0
-    with engine.begin() as conn:
-        file.write(_csv_line(AUDIT_HEADER).encode("utf-8-sig"))
+
+    def batches(conn: Connection) -> Iterator[list[tuple[Any, ...]]]:
+        nonlocal rows
         for batch in audit_db.stream_events(conn, **args):
-            file.write("".join(_csv_line(_cells(row)) for row in batch).encode("utf-8"))
             rows += len(batch)
+            yield [
+                (*row[:-1], json.dumps(row[-1], ensure_ascii=False, sort_keys=True))
+                for row in batch
+            ]
+
+    with engine.begin() as conn:
+        for chunk in csv_chunks(batches(conn), header=AUDIT_HEADER):
+            file.write(chunk)
         record(
             conn,
             actor=actor,
@@ -154,18 +163,3 @@ def audit_csv_file(
         )
     file.seek(0)
     return file
-
-
-def _cells(row: tuple[Any, ...]) -> list[str]:
-    from billing.export import csv_cell  # export reads charges, which records to this trail
-
-    *head, details = row
-    return [csv_cell(value) for value in head] + [
-        csv_cell(json.dumps(details, ensure_ascii=False, sort_keys=True))
-    ]
-
-
-def _csv_line(cells: Any) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerow(cells)
-    return buffer.getvalue()

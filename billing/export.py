@@ -32,6 +32,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from billing import audit
+from billing.access import Actor, Permission, require
 from billing.charges import ChargeFilter
 from db import charges as charges_db
 
@@ -86,32 +88,65 @@ def csv_chunks(
 
 
 def charges_csv_chunks(
-    engine: Engine, *, charge_filter: ChargeFilter, today: date, batch_rows: int = BATCH_ROWS
+    engine: Engine,
+    *,
+    actor: Actor,
+    charge_filter: ChargeFilter,
+    today: date,
+    batch_rows: int = BATCH_ROWS,
 ) -> Iterator[bytes]:
     """The filtered charges as CSV bytes, in the filter's order, a batch at a time.
 
+    For the roles that may export (refused at the call, before any byte); recorded in
+    the audit trail with the filter and the number of rows once the last row is out.
     Suitable for any streaming response; the database cursor stays open while the
     chunks are consumed.
     """
+    require(actor, Permission.EXPORT)
+    return _audited_chunks(
+        engine, actor=actor, charge_filter=charge_filter, today=today, batch_rows=batch_rows
+    )
+
+
+def _audited_chunks(
+    engine: Engine, *, actor: Actor, charge_filter: ChargeFilter, today: date, batch_rows: int
+) -> Iterator[bytes]:
+    rows = 0
+
+    def counted(batches: Iterable[list[Any]]) -> Iterator[list[list[Any]]]:
+        nonlocal rows
+        for batch in batches:
+            rows += len(batch)
+            yield [[row[column] for column in charges_db.EXPORT_COLUMNS] for row in batch]
+
     with engine.connect() as conn:
         batches = charges_db.stream_export_rows(
             conn, charge_filter=charge_filter, today=today, batch_rows=batch_rows
         )
-        yield from csv_chunks(
-            ([row[column] for column in charges_db.EXPORT_COLUMNS] for row in batch)
-            for batch in batches
-        )
+        yield from csv_chunks(counted(batches))
+    audit.record_now(
+        engine,
+        actor=actor,
+        action=audit.Action.EXPORT_CHARGES,
+        details={"filter": charge_filter.to_query_params(), "rows": rows},
+    )
 
 
 def charges_csv_file(
-    engine: Engine, *, charge_filter: ChargeFilter, today: date, batch_rows: int = BATCH_ROWS
+    engine: Engine,
+    *,
+    actor: Actor,
+    charge_filter: ChargeFilter,
+    today: date,
+    batch_rows: int = BATCH_ROWS,
 ) -> io.RawIOBase:
-    """The export written to an anonymous temporary file on disk, rewound."""
+    """The export written to an anonymous temporary file on disk, rewound (and audited)."""
+    chunks = charges_csv_chunks(
+        engine, actor=actor, charge_filter=charge_filter, today=today, batch_rows=batch_rows
+    )
     # Unbuffered: a raw file, which st.download_button accepts (it reads it whole).
     file = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (returned to the caller)
-    for chunk in charges_csv_chunks(
-        engine, charge_filter=charge_filter, today=today, batch_rows=batch_rows
-    ):
+    for chunk in chunks:
         file.write(chunk)
     file.seek(0)
     return file

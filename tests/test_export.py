@@ -9,8 +9,9 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from billing.access import Forbidden
 from billing.charges import ChargeFilter
 from billing.export import (
     EXPORT_HEADER,
@@ -22,7 +23,7 @@ from billing.export import (
 )
 from billing.importer import import_file
 from billing.reading import REQUIRED_COLUMNS
-from tests.actors import OPERATOR
+from tests.actors import OPERATOR, VIEWER
 
 TODAY = date(2024, 3, 1)
 
@@ -95,7 +96,11 @@ def test_export_of_the_filtered_charges(db: Engine) -> None:
     assert result.imported == len(HOSTILE_ROWS), result
     charge_filter = ChargeFilter(due_from=date(2024, 1, 11), sort="amount", descending=True)
 
-    chunks = list(charges_csv_chunks(db, charge_filter=charge_filter, today=TODAY, batch_rows=2))
+    chunks = list(
+        charges_csv_chunks(
+            db, actor=OPERATOR, charge_filter=charge_filter, today=TODAY, batch_rows=2
+        )
+    )
     assert len(chunks) == 1 + 3  # the header, then 5 rows two at a time
     rows = read_export(b"".join(chunks))
 
@@ -124,15 +129,19 @@ def test_export_file_is_a_raw_file_with_the_same_bytes(db: Engine) -> None:
         actor=OPERATOR, engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True
     )
     charge_filter = ChargeFilter(text="conceicao")
-    file = charges_csv_file(db, charge_filter=charge_filter, today=TODAY)
+    file = charges_csv_file(db, actor=OPERATOR, charge_filter=charge_filter, today=TODAY)
     assert isinstance(file, io.RawIOBase)  # what st.download_button reads whole
     data = file.read()
-    assert data == b"".join(charges_csv_chunks(db, charge_filter=charge_filter, today=TODAY))
+    assert data == b"".join(
+        charges_csv_chunks(db, actor=OPERATOR, charge_filter=charge_filter, today=TODAY)
+    )
     assert [row["debtId"] for row in read_export(data)] == ["E-6"]
 
 
 def test_an_empty_export_still_has_its_header(db: Engine) -> None:
-    data = b"".join(charges_csv_chunks(db, charge_filter=ChargeFilter(), today=TODAY))
+    data = b"".join(
+        charges_csv_chunks(db, actor=OPERATOR, charge_filter=ChargeFilter(), today=TODAY)
+    )
     assert data.decode("utf-8-sig") == ",".join(f'"{name}"' for name in EXPORT_HEADER) + "\r\n"
 
 
@@ -144,7 +153,9 @@ def test_every_cell_of_the_export_is_quoted(db: Engine) -> None:
     import_file(
         actor=OPERATOR, engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True
     )
-    data = b"".join(charges_csv_chunks(db, charge_filter=ChargeFilter(), today=TODAY))
+    data = b"".join(
+        charges_csv_chunks(db, actor=OPERATOR, charge_filter=ChargeFilter(), today=TODAY)
+    )
 
     text = data.decode("utf-8-sig")
     records = text.split("\r\n")
@@ -160,3 +171,24 @@ def test_export_file_name() -> None:
         export_file_name(ChargeFilter(statuses=("paid",)), today=TODAY)
         == "charges-filtered-2024-03-01.csv"
     )
+
+
+def test_only_roles_that_export_get_the_file_and_each_export_is_audited(db: Engine) -> None:
+    import_file(
+        actor=OPERATOR, engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True
+    )
+    charge_filter = ChargeFilter(text="conceicao")
+    with pytest.raises(Forbidden):
+        charges_csv_chunks(db, actor=VIEWER, charge_filter=charge_filter, today=TODAY)
+    data = b"".join(
+        charges_csv_chunks(db, actor=OPERATOR, charge_filter=charge_filter, today=TODAY)
+    )
+    with db.connect() as conn:
+        actor, details = conn.execute(
+            text(
+                "SELECT actor, details FROM audit_events WHERE action = 'charges.export' "
+                "ORDER BY id DESC LIMIT 1"
+            )
+        ).one()
+    assert actor == OPERATOR.name
+    assert details == {"filter": {"q": "conceicao"}, "rows": len(data.splitlines()) - 1}
