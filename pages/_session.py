@@ -88,7 +88,8 @@ def sign_out_button(actor: Actor) -> None:
 
 
 def _cookie_token() -> str:
-    return st.context.cookies.get(COOKIE, "") or ""
+    value = st.context.cookies.get(COOKIE)
+    return value if isinstance(value, str) else ""
 
 
 def _password_actor() -> Actor | None:
