@@ -100,3 +100,31 @@ def test_an_unknown_role_is_refused_by_the_parser(no_accounts: Engine, app_env) 
     done = users(["add", "ana@fund.com", "--role", "boss", "--password-stdin"], app_env, PASSWORD)
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+def test_without_the_flag_the_password_is_asked_twice(no_accounts: Engine, app_env) -> None:
+    """No terminal here (a new session): getpass falls back to reading the two answers."""
+    asked = subprocess.run(
+        [sys.executable, "-m", "billing", "users", "add", "bea@fund.com", "--role", "viewer"],
+        env=app_env,
+        input=f"{PASSWORD}\nsomething else entirely\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+    assert asked.returncode == 2
+    assert "differ" in asked.stderr
+    assert accounts.needs_first_admin(no_accounts)
+
+    asked = subprocess.run(
+        [sys.executable, "-m", "billing", "users", "add", "bea@fund.com", "--role", "viewer"],
+        env=app_env,
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert accounts.sign_in(no_accounts, email="bea@fund.com", password=PASSWORD)
