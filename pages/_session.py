@@ -28,6 +28,7 @@ from billing.settings import get_settings
 from pages._shared import engine, plain
 
 COOKIE = "billing_session"
+COOKIE_DAYS = 30
 _ACTOR, _TOKEN = "actor", "session_token"
 
 
@@ -167,10 +168,11 @@ def _start(token: str) -> None:
 def _set_cookie(token: str) -> None:
     """Keep (or, with "", forget) the session token in this browser.
 
-    The token is URL-safe base64 (billing.accounts), so it is written as is; the cookie
-    lives as long as an idle session may, Secure when the page came over HTTPS.
+    The token is URL-safe base64 (billing.accounts), so it is written as is. The browser
+    may keep it for COOKIE_DAYS: whether the session is still open (not idle, not signed
+    out) is the database's answer at every run, not the cookie's. Secure over HTTPS.
     """
-    max_age = get_settings().session_idle_minutes * 60 if token else 0
+    max_age = COOKIE_DAYS * 86_400 if token else 0
     st.html(
         "<script>document.cookie = "
         f"'{COOKIE}={token}; Path=/; Max-Age={max_age}; SameSite=Strict' + "
