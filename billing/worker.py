@@ -172,11 +172,14 @@ async def forget_moved_cycle(queries: RepositoryPort, settings: Settings) -> int
 async def run_worker(*, engine: Engine | None = None, settings: Settings | None = None) -> None:
     """Run jobs and schedules until SIGTERM or SIGINT, then finish the current group."""
     from db.engine import get_engine, libpq_url
-    from db.migrations import migrate
+    from db.migrations import migrate, migrate_database
 
     settings = settings or get_settings()
-    engine = engine or get_engine()
-    migrate(engine)
+    if engine is None:
+        migrate_database()
+        engine = get_engine()
+    else:
+        migrate(engine)
     cron_for(settings.daily_cycle_at)  # refuse a bad time before connecting
     url = libpq_url(engine.url.render_as_string(hide_password=False))
     stop = threading.Event()

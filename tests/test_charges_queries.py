@@ -66,13 +66,13 @@ def debtor_csv(rows: list[tuple[str, ...]]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def charges(engine: Engine) -> dict[str, int]:
+def charges(engine: Engine, owner_engine: Engine) -> dict[str, int]:
     """The rows above imported once for this module, in every status; debtId -> id.
 
     D-002 paid by an operator, D-004 canceled, 50%off partly paid; OLD-1 is due before
     the first date a boleto can carry, so it stays pending. The tests only read.
     """
-    with engine.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE imports, debtors RESTART IDENTITY CASCADE")
     result = import_file(
         actor=OPERATOR,

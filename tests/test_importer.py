@@ -235,9 +235,9 @@ def test_refused_file_is_recorded_and_writes_nothing(
     assert record["error"] == result.error
 
 
-def test_a_failure_mid_load_leaves_nothing_behind(db: Engine) -> None:
+def test_a_failure_mid_load_leaves_nothing_behind(db: Engine, owner_engine: Engine) -> None:
     rows = sample_rows(50)
-    with db.begin() as conn:
+    with owner_engine.begin() as conn:  # the application's role may not add triggers
         conn.exec_driver_sql(
             """
             CREATE FUNCTION fail_on_poison() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -253,7 +253,7 @@ def test_a_failure_mid_load_leaves_nothing_behind(db: Engine) -> None:
         with pytest.raises(Exception, match="disk on fire"):
             run_import(db, debtor_csv(rows))
     finally:
-        with db.begin() as conn:
+        with owner_engine.begin() as conn:
             conn.exec_driver_sql("DROP TRIGGER poison ON charges; DROP FUNCTION fail_on_poison()")
 
     assert scalar(db, "SELECT count(*) FROM charges") == 0
@@ -389,13 +389,13 @@ def test_a_large_load_rebuilds_exactly_the_indexes_and_keys_it_dropped(
 
 
 def test_a_failed_large_load_leaves_the_indexes_as_they_were(
-    db: Engine, monkeypatch: pytest.MonkeyPatch
+    db: Engine, owner_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
     before = _schema_of(db, "charges")
-    with db.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.exec_driver_sql(
             """
             CREATE FUNCTION fail_late() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -408,7 +408,7 @@ def test_a_failed_large_load_leaves_the_indexes_as_they_were(
         with pytest.raises(Exception, match="power cut"):
             run_import(db, debtor_csv(sample_rows(50)))
     finally:
-        with db.begin() as conn:
+        with owner_engine.begin() as conn:
             conn.exec_driver_sql("DROP TRIGGER fail_late ON charges; DROP FUNCTION fail_late()")
 
     assert _schema_of(db, "charges") == before

@@ -40,7 +40,7 @@ def test_names_imported_before_006_are_found_by_their_joined_form(
                 {"government_id": government_id, "name": name, "search_name": search_name},
             )
 
-    assert migrate(empty_database) == ["006_search_apostrophes.sql"]
+    assert migrate(empty_database)[0] == "006_search_apostrophes.sql"
 
     with empty_database.connect() as conn:
         stored = dict(conn.execute(text("SELECT name, search_name FROM debtors")).all())

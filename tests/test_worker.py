@@ -41,9 +41,9 @@ def smtp() -> Iterator[SmtpTestServer]:
 
 
 @pytest.fixture()
-def queue(db: Engine) -> Engine:
+def queue(db: Engine, owner_engine: Engine) -> Engine:
     """The database with PgQueuer's tables emptied too (conftest empties ours)."""
-    with db.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.exec_driver_sql(
             "TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_schedules, pgqueuer_statistics"
         )
