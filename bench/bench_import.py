@@ -2,7 +2,8 @@
 
 (a) is the fastest way PostgreSQL takes the file in: one COPY into a table of six text
 columns with a unique debtId, committed. (b) is ``billing.importer.import_file``:
-reading, validation, staging, set-based upserts and the import's own records. The goal
+reading, validation, staging, set-based upserts and the import's own records, run as the
+product runs it: as a role that owns nothing (the application's role). The goal
 is (b) at most twice (a), and the import's process under 2 GB of memory.
 
 (c) is the floor the schema sets: the very rows (b) wrote, exported after it and COPYed
@@ -48,6 +49,7 @@ from sqlalchemy import Connection, Engine, event
 from bench.generate import default_debtor_count, write_debtor_file
 from bench.support import (
     add_database_url_option,
+    application_role,
     benchmark_server,
     progress,
     scratch_database,
@@ -180,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"file {file_bytes / 1e6:.1f} MB, {rows} rows, in {generate_seconds:.1f} s")
 
         server_url, where = benchmark_server(args.database_url, prefix="bench_import")
-        with scratch_database(server_url, prefix="bench_import") as url:
+        with (
+            scratch_database(server_url, prefix="bench_import") as url,
+            application_role(url, prefix="bench_import") as (app_role, app_url),
+        ):
             engine = make_engine(url)
-            migrate(engine)
+            migrate(engine, app_role=app_role)
             engine.dispose()
             server = f"{server_version(url)} ({where})"
             copy_seconds: list[float] = []
@@ -193,7 +198,14 @@ def main(argv: list[str] | None = None) -> int:
                 copy_seconds.append(plain_copy(url, path, rows=rows))
                 progress(f"round {round_number}/{args.repeat}: (b) project import")
                 imports.append(
-                    project_import(url, path, rows=rows, debtors=debtors, breakdown=args.breakdown)
+                    project_import(
+                        url,
+                        path,
+                        app_url=app_url,
+                        rows=rows,
+                        debtors=debtors,
+                        breakdown=args.breakdown,
+                    )
                 )
                 progress(f"round {round_number}/{args.repeat}: (c) the schema's floor")
                 floor_seconds.append(schema_floor(url, rows=rows, debtors=debtors))
@@ -264,13 +276,16 @@ def plain_copy(url: str, path: Path, *, rows: int) -> float:
     return seconds
 
 
-def project_import(url: str, path: Path, *, rows: int, debtors: int, breakdown: bool) -> ImportRun:
-    """(b): import the file on empty tables, in a fresh process; check it took every row."""
+def project_import(
+    url: str, path: Path, *, app_url: str, rows: int, debtors: int, breakdown: bool
+) -> ImportRun:
+    """(b): import the file on empty tables (emptied by their owner, `url`), in a fresh
+    process connected as the application's role (`app_url`); check it took every row."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute(EMPTY_PROJECT_TABLES)
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        run = pool.submit(_import_in_child, url, str(path), breakdown).result()
+        run = pool.submit(_import_in_child, app_url, str(path), breakdown, url).result()
 
     result = run.result
     if (result["status"], result["rows"], result["imported"], result["rejected"]) != (
@@ -340,8 +355,9 @@ def _copy_in(conn: Connection, table: str, columns: str, data: bytes) -> None:
             copy.write(data[start : start + COPY_CHUNK_BYTES])
 
 
-def _import_in_child(url: str, path: str, breakdown: bool) -> ImportRun:
-    """Runs in its own process, so its peak memory is the import's and nothing else's."""
+def _import_in_child(url: str, path: str, breakdown: bool, owner_url: str) -> ImportRun:
+    """Runs in its own process, so its peak memory is the import's and nothing else's.
+    The import connects as `url`; the CHECKPOINT before it is the owner's to run."""
     data = Path(path).read_bytes()  # not timed
     engine = make_engine(url)
     timeline = _Timeline()
@@ -350,7 +366,7 @@ def _import_in_child(url: str, path: str, breakdown: bool) -> ImportRun:
     try:
         with engine.connect():  # the first connection and its type look-ups, not timed
             pass
-        _checkpoint(url)
+        _checkpoint(owner_url)
         memory_before = _peak_memory_bytes()
         timeline.start()
         started = time.perf_counter()

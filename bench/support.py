@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import secrets
 import shutil
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from psycopg import sql
 from sqlalchemy import make_url
 
 from billing.settings import get_settings
-from db.engine import libpq_url, start_embedded_server
+from db.engine import libpq_url, start_embedded_server, url_as
 
 SCRATCH_DATABASE = "a scratch database is created on it and dropped at the end"
 
@@ -57,6 +58,27 @@ def scratch_database(server_url: str, *, prefix: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextmanager
+def application_role(database_url: str, *, prefix: str) -> Iterator[tuple[str, str]]:
+    """A role that owns nothing, for the product's code to run as (the application's role):
+    yields its name and its URL on the database of `database_url`, whose owner creates it.
+    Dropped at the end, with what it was granted."""
+    role = f"{prefix}_app_{uuid.uuid4().hex[:10]}"
+    password = secrets.token_urlsafe(16)
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+    try:
+        yield role, url_as(database_url, role, password)
+    finally:
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def add_database_url_option(
