@@ -47,7 +47,7 @@ SELECT c.relname,
              WHERE a.grantee = r.oid ORDER BY 1) AS held
 FROM pg_class AS c, pg_roles AS r
 WHERE r.rolname = :role
-  AND c.relnamespace = current_schema()::regnamespace
+  AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
   AND pg_has_role(c.relowner, 'USAGE')
 ORDER BY c.relname
@@ -59,7 +59,7 @@ _ROUTINES_TO_GRANT = """
 SELECT p.oid::regprocedure::text
 FROM pg_proc AS p, pg_roles AS r
 WHERE r.rolname = :role
-  AND p.pronamespace = current_schema()::regnamespace
+  AND p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
   AND pg_has_role(p.proowner, 'USAGE')
   AND NOT has_function_privilege(r.oid, p.oid, 'EXECUTE')
 ORDER BY 1
@@ -200,8 +200,12 @@ def main() -> int:
         )
         return 2
     application = make_url(libpq_url(settings.database_url))
-    if not application.username:
-        print("DATABASE_URL names no user: the application's role cannot be created.")
+    owner = make_url(libpq_url(settings.migration_database_url))
+    if not application.username or application.username == owner.username:
+        print(
+            "DATABASE_URL must name the application's own role, not none and not the "
+            "owner of MIGRATION_DATABASE_URL."
+        )
         return 2
     with psycopg.connect(libpq_url(settings.migration_database_url), autocommit=True) as conn:
         created = ensure_login_role(

@@ -234,3 +234,15 @@ def test_a_role_of_one_s_own_server_made_as_docker_compose_does(
                 conn.exec_driver_sql(f"DROP OWNED BY {role}")
                 conn.exec_driver_sql(f"DROP ROLE {role}")
         owner.dispose()
+
+
+def test_the_role_maker_never_touches_the_owner(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MIGRATION_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        assert create_role_main() == 2
+    finally:
+        get_settings.cache_clear()
