@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from billing.access import API_ACTOR, WEBHOOK_ACTOR
 from billing.errors import OperatorError
 from billing.importer import import_file
 from billing.payments import (
@@ -82,9 +83,9 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
         from db.engine import get_engine
 
         engine = get_engine()
-    from db.migrations import migrate
+    from db.migrations import migrate, migrate_database
 
-    applied = migrate(engine)
+    applied = migrate_database() if own_engine else migrate(engine)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
     if not settings.api_token:
@@ -132,6 +133,7 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
                 paid_by=notification.paid_by,
                 source="webhook",
                 payload=notification.payload,
+                actor=WEBHOOK_ACTOR,
                 timezone=settings.timezone,
             )
         )
@@ -155,6 +157,7 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
         result = await run_in_threadpool(
             lambda: import_file(
                 engine=engine,
+                actor=API_ACTOR,
                 data=data,
                 file_name=file_name,
                 lenient_documents=lenient,

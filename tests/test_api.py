@@ -22,6 +22,7 @@ from billing.errors import OperatorError
 from billing.importer import import_file
 from billing.reading import REQUIRED_COLUMNS
 from billing.settings import Settings
+from tests.actors import OPERATOR
 
 # Secrets as strong as the API demands (32 bytes or more); tests only, never deployed.
 SECRET = "test-webhook-secret-0123456789abcdef"
@@ -63,7 +64,11 @@ def import_charges(db: Engine, *rows: tuple[str, str]) -> None:
         for index, (debt_id, amount) in enumerate(rows, start=1)
     ]
     result = import_file(
-        engine=db, data="\n".join(lines).encode(), file_name="x.csv", lenient_documents=True
+        actor=OPERATOR,
+        engine=db,
+        data="\n".join(lines).encode(),
+        file_name="x.csv",
+        lenient_documents=True,
     )
     assert result.status == "done" and result.imported == len(rows), result
 
