@@ -71,10 +71,14 @@ def registered_pages(app_file: Path = PROJECT_ROOT / "app.py") -> dict[str, str]
 
 
 class StreamlitApp:
-    """`streamlit run app.py` on a free port; `url` is where a browser finds it."""
+    """`streamlit run app.py` on a free port; `url` is where a browser finds it.
 
-    def __init__(self, *, env: dict[str, str], log_file: Path) -> None:
-        self.port = free_port()
+    `port` is for an app whose URL must be known before it starts (st.login's
+    redirect_uri, registered with the identity provider): pick it with free_port().
+    """
+
+    def __init__(self, *, env: dict[str, str], log_file: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
         env = {**env, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
@@ -139,8 +143,10 @@ class StreamlitApp:
 
 
 @contextmanager
-def running_app(env: dict[str, str], *, log_file: Path) -> Iterator[StreamlitApp]:
-    app = StreamlitApp(env=env, log_file=log_file)
+def running_app(
+    env: dict[str, str], *, log_file: Path, port: int | None = None
+) -> Iterator[StreamlitApp]:
+    app = StreamlitApp(env=env, log_file=log_file, port=port)
     try:
         try:
             app.wait_until_healthy()
