@@ -448,9 +448,15 @@ def oidc_role(engine: Engine, *, email: str, settings: Settings | None = None) -
     return None
 
 
-def oidc_actor(engine: Engine, *, email: str, settings: Settings | None = None) -> Actor:
-    """The actor for a provider identity, or SignInRefused (audited) when it has no role."""
-    role = oidc_role(engine, email=email, settings=settings)
+def oidc_actor(
+    engine: Engine, *, email: str, email_verified: bool = True, settings: Settings | None = None
+) -> Actor:
+    """The actor for a provider identity, or SignInRefused (audited) when it has no role.
+
+    An address the provider says it has not verified (`email_verified: false`, as Keycloak,
+    Okta or Auth0 send) is refused: anyone could otherwise claim one of a listed domain.
+    """
+    role = oidc_role(engine, email=email, settings=settings) if email_verified else None
     address = (email or "").strip().lower() or "(no e-mail)"
     if role is None:
         audit.record_now(
@@ -458,10 +464,12 @@ def oidc_actor(engine: Engine, *, email: str, settings: Settings | None = None) 
             actor=address,
             action=Action.SIGN_IN_FAILED,
             subject=address,
-            details={"reason": "no role", "method": "oidc"},
+            details={"reason": "no role" if email_verified else "unverified", "method": "oidc"},
         )
         raise SignInRefused(
             f"{address} has no access to this dashboard. Ask an administrator to give "
             "your account a role."
+            if email_verified
+            else f"The identity provider has not verified {address}; verify it there first."
         )
     return Actor(address, role)

@@ -9,6 +9,7 @@ live in billing.accounts; this module only draws them and keeps the browser's co
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.errors import StreamlitAuthError
 
 from billing.access import Actor
 from billing.accounts import (
@@ -80,7 +81,8 @@ def sign_out_button(actor: Actor) -> None:
                 subject=actor.name,
                 details={"method": "oidc"},
             )
-            st.logout()
+            st.logout()  # a redirect for the browser: a rerun now would clear it unsent
+            st.stop()
         sign_out(engine(), st.session_state.pop(_TOKEN, "") or _cookie_token())
         st.rerun()
 
@@ -185,12 +187,24 @@ def _set_cookie(token: str) -> None:
 
 
 def _oidc_actor() -> Actor | None:
-    if not st.user.is_logged_in:
+    if "is_logged_in" not in st.user:  # Streamlit found no [auth] section
+        st.error(
+            "AUTH_MODE is oidc but Streamlit found no [auth] section in its secrets "
+            "(STREAMLIT_SECRETS_FILES or .streamlit/secrets.toml); nobody can sign in."
+        )
+        st.stop()
+    if not st.user.get("is_logged_in"):
         return None
+    email = str(st.user.get("email") or "")
+    refusal = st.session_state.get("oidc_refusal")
+    if refusal is not None and refusal[0] == email:
+        return None  # refused already in this browser session: audited once
     try:
-        actor = oidc_actor(engine(), email=str(st.user.get("email") or ""))
-    except SignInRefused as refusal:
-        st.session_state["oidc_refusal"] = refusal
+        actor = oidc_actor(
+            engine(), email=email, email_verified=st.user.get("email_verified") is not False
+        )
+    except SignInRefused as refused:
+        st.session_state["oidc_refusal"] = (email, refused)
         return None
     if st.session_state.get("oidc_signed_in") != actor.name:  # once per browser session
         st.session_state["oidc_signed_in"] = actor.name
@@ -206,14 +220,21 @@ def _oidc_actor() -> Actor | None:
 
 def _oidc_sign_in_screen() -> None:
     st.title("Sign in")
-    refusal = st.session_state.pop("oidc_refusal", None)
-    if refusal is not None and st.user.is_logged_in:
-        st.error(f"**{refusal.title}.** {refusal.message}")
+    refusal = st.session_state.get("oidc_refusal")
+    if refusal is not None and st.user.get("is_logged_in"):
+        st.error(f"**{plain(refusal[1].title)}.** {plain(refusal[1].message)}")
         if st.button("Sign out of the company account"):
+            st.session_state.pop("oidc_refusal", None)
             st.logout()
+            st.stop()
         return
     if st.session_state.pop("signed_out", False):
         st.success("Signed out.")
     st.write("Sign in with your company account.")
     if st.button("Sign in with the company account", type="primary"):
-        st.login()
+        try:
+            st.login()
+        except StreamlitAuthError as exc:
+            st.error(f"**The identity provider is not configured.** {plain(exc)}")
+            return
+        st.stop()  # the redirect must reach the browser before any rerun

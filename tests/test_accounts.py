@@ -296,3 +296,15 @@ def test_admins_read_filter_and_export_the_trail(accounts_db: Engine) -> None:
     )[:1]
     assert export["details"]["filter"] == {"action": "account.create"}
     assert export["details"]["rows"] == len(lines) - 1
+
+
+def test_an_address_the_provider_has_not_verified_is_refused(accounts_db: Engine) -> None:
+    settings = Settings(oidc_operators="@fund.com")
+    with pytest.raises(SignInRefused, match="not verified"):
+        accounts.oidc_actor(
+            accounts_db, email="ana@fund.com", email_verified=False, settings=settings
+        )
+    actor = accounts.oidc_actor(accounts_db, email="ana@fund.com", settings=settings)
+    assert actor.role is Role.OPERATOR
+    [refused] = events(accounts_db, "auth.sign_in_failed", "ana@fund.com")
+    assert refused["details"] == {"reason": "unverified", "method": "oidc"}

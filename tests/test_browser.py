@@ -49,6 +49,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 expect = sync_api.expect
+expect.set_options(timeout=30_000)  # a rerun on a busy two-core machine, as WAIT_MS
 
 pytestmark = pytest.mark.browser
 
@@ -251,6 +252,10 @@ def sign_in(page, url: str, email: str, password: str) -> None:
     page.get_by_role("textbox", name="E-mail").fill(email)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
+    # Signed in, or a refusal under the form: either way the rerun is over.
+    expect(
+        page.get_by_text("Signed in as").or_(page.get_by_test_id("stAlertContentError"))
+    ).to_be_visible(timeout=WAIT_MS)
     wait_for_script(page)
 
 
