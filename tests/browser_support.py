@@ -36,6 +36,22 @@ CHROMIUM_ARGS = [
 START_TIMEOUT_SECONDS = 45
 
 
+def playwright_and_chromium():
+    """Playwright's sync API, or a skip of the calling test module saying what is missing."""
+    import pytest
+
+    api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the browser tests need playwright (pip install -r requirements-dev.txt)",
+    )
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"the browser tests drive Debian's Chromium at {CHROMIUM}: apt-get install chromium",
+            allow_module_level=True,
+        )
+    return api
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -125,6 +125,16 @@ def db(engine: Engine, owner_engine: Engine) -> Engine:
     return engine
 
 
+@pytest.fixture()
+def no_accounts(db: Engine) -> Engine:
+    """A fresh install's accounts: none, and no session (the audit trail is append-only
+    and keeps what earlier tests did)."""
+    with db.begin() as conn:
+        conn.execute(text("DELETE FROM account_sessions"))
+        conn.execute(text("DELETE FROM accounts"))
+    return db
+
+
 def _clear_engine_caches() -> None:
     get_settings.cache_clear()
     get_engine.cache_clear()

@@ -22,11 +22,9 @@ TZ = "America/Sao_Paulo"
 
 
 @pytest.fixture()
-def accounts_db(db: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def accounts_db(no_accounts: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """No account yet; failures answered without the production delay."""
-    with db.begin() as conn:
-        conn.execute(text("DELETE FROM account_sessions"))
-        conn.execute(text("DELETE FROM accounts"))
+    db = no_accounts
     monkeypatch.setattr(accounts, "FAILURE_DELAY_SECONDS", 0.0)
     with db.connect() as conn:  # the trail is append-only: earlier tests' rows stay
         _since["id"] = conn.execute(text("SELECT coalesce(max(id), 0) FROM audit_events")).scalar()

@@ -31,6 +31,7 @@ from tests.browser_support import (
     CHROMIUM_ARGS,
     Screenshots,
     metric,
+    playwright_and_chromium,
     registered_pages,
     running_app,
     wait_for_script,
@@ -39,15 +40,7 @@ from tests.test_importer import VALID_CPFS
 
 VALID_CPF_FORMATTED = format_cpf(VALID_CPFS[0])
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="the browser tests need the playwright package (pip install -r requirements-dev.txt)",
-)
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"the browser tests drive Debian's Chromium at {CHROMIUM}: apt-get install chromium",
-        allow_module_level=True,
-    )
+sync_api = playwright_and_chromium()
 expect = sync_api.expect
 expect.set_options(timeout=30_000)  # a rerun on a busy two-core machine, as WAIT_MS
 
@@ -100,15 +93,6 @@ def browser_page():
         finally:
             context.close()
             browser.close()
-
-
-@pytest.fixture()
-def no_accounts(db: Engine) -> Engine:
-    """A fresh install: no account yet, so the first visit creates the administrator."""
-    with db.begin() as conn:
-        conn.execute(text("DELETE FROM account_sessions"))
-        conn.execute(text("DELETE FROM accounts"))
-    return db
 
 
 def test_operator_journey(

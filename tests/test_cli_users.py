@@ -15,7 +15,9 @@ from billing import accounts
 PASSWORD = "a long enough password"
 
 
-def users(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
+def users(
+    args: list[str], env: dict[str, str], stdin: str = "", *, no_terminal: bool = False
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "billing", "users", *args],
         env=env,
@@ -23,15 +25,8 @@ def users(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.C
         capture_output=True,
         text=True,
         timeout=120,
+        start_new_session=no_terminal,
     )
-
-
-@pytest.fixture()
-def no_accounts(db: Engine) -> Engine:
-    with db.begin() as conn:
-        conn.execute(text("DELETE FROM account_sessions"))
-        conn.execute(text("DELETE FROM accounts"))
-    return db
 
 
 def test_add_list_set_role_disable_and_reset(no_accounts: Engine, app_env) -> None:
@@ -104,27 +99,21 @@ def test_an_unknown_role_is_refused_by_the_parser(no_accounts: Engine, app_env) 
 
 def test_without_the_flag_the_password_is_asked_twice(no_accounts: Engine, app_env) -> None:
     """No terminal here (a new session): getpass falls back to reading the two answers."""
-    asked = subprocess.run(
-        [sys.executable, "-m", "billing", "users", "add", "bea@fund.com", "--role", "viewer"],
-        env=app_env,
-        input=f"{PASSWORD}\nsomething else entirely\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        start_new_session=True,
+    asked = users(
+        ["add", "bea@fund.com", "--role", "viewer"],
+        app_env,
+        f"{PASSWORD}\nsomething else entirely\n",
+        no_terminal=True,
     )
     assert asked.returncode == 2
     assert "differ" in asked.stderr
     assert accounts.needs_first_admin(no_accounts)
 
-    asked = subprocess.run(
-        [sys.executable, "-m", "billing", "users", "add", "bea@fund.com", "--role", "viewer"],
-        env=app_env,
-        input=f"{PASSWORD}\n{PASSWORD}\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        start_new_session=True,
+    asked = users(
+        ["add", "bea@fund.com", "--role", "viewer"],
+        app_env,
+        f"{PASSWORD}\n{PASSWORD}\n",
+        no_terminal=True,
     )
     assert asked.returncode == 0, asked.stderr
     assert accounts.sign_in(no_accounts, email="bea@fund.com", password=PASSWORD)

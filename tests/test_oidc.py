@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from billing.accounts import create_account
 from billing.importer import import_file
@@ -28,21 +28,14 @@ from tests.browser_support import (
     Screenshots,
     free_port,
     metric,
+    playwright_and_chromium,
     running_app,
     wait_for_script,
 )
 from tests.oidc_support import IdentityProvider, identity_provider, oidc_app_env
 from tests.test_importer import debtor_csv, sample_rows
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="the browser tests need the playwright package (pip install -r requirements-dev.txt)",
-)
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"the browser tests drive Debian's Chromium at {CHROMIUM}: apt-get install chromium",
-        allow_module_level=True,
-    )
+sync_api = playwright_and_chromium()
 expect = sync_api.expect
 
 pytestmark = [
@@ -65,15 +58,6 @@ SIGN_OUT = re.compile(r"sign out", re.IGNORECASE)
 def provider() -> Iterator[IdentityProvider]:
     with identity_provider() as running:
         yield running
-
-
-@pytest.fixture()
-def no_accounts(db: Engine) -> Engine:
-    """No account: with AUTH_MODE=oidc only the OIDC_* lists give a role, until one is made."""
-    with db.begin() as conn:
-        conn.execute(text("DELETE FROM account_sessions"))
-        conn.execute(text("DELETE FROM accounts"))
-    return db
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from billing import accounts
@@ -18,10 +18,9 @@ PASSWORD = "a long enough password"
 
 
 @pytest.fixture()
-def admin_db(dashboard_db: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    with dashboard_db.begin() as conn:
-        conn.execute(text("DELETE FROM account_sessions"))
-        conn.execute(text("DELETE FROM accounts"))
+def admin_db(
+    dashboard_db: Engine, no_accounts: Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
     monkeypatch.setattr(accounts, "FAILURE_DELAY_SECONDS", 0.0)
     st.cache_data.clear()
     yield dashboard_db
