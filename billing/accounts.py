@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -331,18 +332,12 @@ def _refusal(conn: Connection, row: dict[str, Any] | None, password: str) -> Sig
 
 
 def _locked(until: datetime) -> SignInRefused:
-    local = until.astimezone(_zone())
+    local = until.astimezone(ZoneInfo(get_settings().timezone))
     return SignInRefused(
         f"This account is locked after {FAILURES_BEFORE_LOCK} wrong passwords in a row. "
         f"Try again after {local:%H:%M}, or ask an administrator to reset the password.",
         title="Account locked",
     )
-
-
-def _zone() -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(get_settings().timezone)
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -44,7 +44,7 @@ def engine() -> Engine:
     return engine
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&@])")
 
 
 def plain(text: object) -> str:
