@@ -48,7 +48,8 @@ MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a megabyte "password" is 
 FAILURES_BEFORE_LOCK = 5
 LOCK_MINUTES = 15
 FAILURE_DELAY_SECONDS = 1.0
-SESSION_TOUCH_SECONDS = 60  # last_seen_at is written at most this often per session
+SESSION_TOUCH_SECONDS = 60  # last_seen_at is written at most this often per session...
+SESSION_TOUCH_SHARE = 0.1  # ...and at most a tenth of the idle limit apart
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _hasher = PasswordHasher()
@@ -389,7 +390,8 @@ def resume_session(engine: Engine, token: str, *, settings: Settings | None = No
         if row is None:
             return None
         idle = (accounts_db.now(conn) - row["last_seen_at"]).total_seconds()
-        if idle >= SESSION_TOUCH_SECONDS:
+        limit = settings.session_idle_minutes * 60
+        if idle >= min(SESSION_TOUCH_SECONDS, limit * SESSION_TOUCH_SHARE):
             accounts_db.touch_session(conn, row["session_id"])
         return Actor(row["email"], Role(row["role"]))
 

@@ -306,3 +306,16 @@ def test_an_address_the_provider_has_not_verified_is_refused(accounts_db: Engine
     assert actor.role is Role.OPERATOR
     [refused] = events(accounts_db, "auth.sign_in_failed", "ana@fund.com")
     assert refused["details"] == {"reason": "unverified", "method": "oidc"}
+
+
+def test_activity_keeps_a_short_session_open(accounts_db: Engine) -> None:
+    """With a one-minute limit, a click every 40 s keeps the session: each use counts."""
+    add(accounts_db, "ana@fund.com")
+    signed = accounts.sign_in(accounts_db, email="ana@fund.com", password=PASSWORD)
+    one_minute = Settings(session_idle_minutes=1)
+    for _ in range(3):
+        with accounts_db.begin() as conn:  # 40 s pass between two clicks
+            conn.execute(
+                text("UPDATE account_sessions SET last_seen_at = last_seen_at - interval '40 s'")
+            )
+        assert accounts.resume_session(accounts_db, signed.token, settings=one_minute)
