@@ -14,6 +14,9 @@ What a file looks like, and why:
 * Amounts run from R$ 10 to R$ 100,000, log-uniform (many small debts, few large);
   two rows in five are whole reais (``7811``), the rest have two decimals (``7811.50``).
 * Due dates from 2022-10-01 to 2024-10-31 as ``YYYY-MM-DD``; debtIds are UUID4 strings.
+* Month after month (``write_monthly_debtor_files``): several such files, every debtId
+  distinct across them, about a third of each later file's debtors already owing from an
+  earlier one (same CPF, name and e-mail) and the rest new.
 
 Usage: ``python -m bench.generate OUT.csv [--rows N] [--debtors M] [--seed S]``
 """
@@ -24,6 +27,7 @@ import argparse
 import sys
 import time
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +69,7 @@ LARGEST_AMOUNT_CENTS = 100_000_00
 FORMATTED_CPF_SHARE = 0.2
 WHOLE_REAIS_SHARE = 0.4
 NUMBERED_EMAIL_SHARE = 0.7
+KNOWN_DEBTOR_SHARE = 1 / 3  # write_monthly_debtor_files: debtors of earlier files
 
 _TEXT = StringDType()
 _ROWS_PER_WRITE = 100_000
@@ -109,6 +114,96 @@ def write_debtor_file(
     with path.open("w", encoding="utf-8", newline="") as out:
         out.write(HEADER + "\n")
         for start in range(0, rows, _ROWS_PER_WRITE):
+            lines = columns[0][start : start + _ROWS_PER_WRITE]
+            for column in columns[1:]:
+                lines = np.strings.add(
+                    np.strings.add(lines, ","), column[start : start + _ROWS_PER_WRITE]
+                )
+            out.write("\n".join(lines.tolist()) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class MonthlyFiles:
+    """Files written by write_monthly_debtor_files, oldest first, and who owes in them."""
+
+    paths: list[Path]
+    debtors_per_file: int  # distinct CPFs in each file
+    known_per_file: int  # of those, CPFs of earlier files (none in the first)
+    distinct_debtors: int  # distinct CPFs across all the files
+
+
+def write_monthly_debtor_files(
+    folder: Path,
+    *,
+    files: int = 5,
+    rows: int = 1_100_000,
+    debtors: int | None = None,
+    known_share: float = KNOWN_DEBTOR_SHARE,
+    seed: int = 1,
+) -> MonthlyFiles:
+    """Write `files` CSVs as the fund receives them month after month (``month_1.csv``...).
+
+    Each has `rows` charges owed by `debtors` CPFs (rows // 4 by default), like
+    write_debtor_file's. From the second file on, about `known_share` of those debtors
+    already owed in an earlier file (same CPF, name and e-mail: people owe every month),
+    drawn at random from every earlier file, and the rest are new. Every debtId is
+    distinct across all the files, so each file brings only new charges.
+    """
+    debtors = default_debtor_count(rows) if debtors is None else debtors
+    if files < 1 or rows < 1 or not 1 <= debtors <= rows or not 0 <= known_share < 1:
+        raise ValueError(
+            f"need files >= 1, 1 <= debtors <= rows and 0 <= known_share < 1, not "
+            f"files={files}, rows={rows}, debtors={debtors}, known_share={known_share}"
+        )
+    known = round(debtors * known_share)
+    new_per_file = debtors - known
+    distinct = debtors + (files - 1) * new_per_file
+    rng = np.random.default_rng(seed)
+
+    plain_cpfs, formatted_cpfs = _cpfs(rng, distinct)
+    names, emails = _names_and_emails(rng, distinct)
+    debt_ids = _uuid4s(rng, files * rows)  # one draw: distinct across all the files
+    folder = Path(folder)
+    paths = []
+    seen = 0  # debtors 0..seen-1 owed in an earlier file
+    for number in range(files):
+        if number == 0:
+            returning, new = np.empty(0, dtype=np.int64), np.arange(debtors)
+        else:
+            returning = rng.choice(seen, size=known, replace=False)
+            new = np.arange(seen, seen + new_per_file)
+        seen += len(new)
+        in_file = np.concatenate([returning, new])
+        # Every debtor of the file once, the remaining rows spread at random, then shuffled.
+        debtor_of_row = in_file[
+            rng.permutation(
+                np.concatenate([np.arange(debtors), rng.integers(0, debtors, rows - debtors)])
+            )
+        ]
+        columns = (
+            names[debtor_of_row],
+            np.where(
+                rng.random(rows) < FORMATTED_CPF_SHARE,
+                formatted_cpfs[debtor_of_row],
+                plain_cpfs[debtor_of_row],
+            ),
+            emails[debtor_of_row],
+            _amounts(rng, rows),
+            _due_dates(rng, rows),
+            debt_ids[number * rows : (number + 1) * rows],
+        )
+        paths.append(_write_columns(folder / f"month_{number + 1}.csv", columns))
+    return MonthlyFiles(
+        paths=paths, debtors_per_file=debtors, known_per_file=known, distinct_debtors=distinct
+    )
+
+
+def _write_columns(path: Path, columns: tuple[np.ndarray, ...]) -> Path:
+    """The header, then one line per row of the six columns, comma-joined."""
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER + "\n")
+        for start in range(0, len(columns[0]), _ROWS_PER_WRITE):
             lines = columns[0][start : start + _ROWS_PER_WRITE]
             for column in columns[1:]:
                 lines = np.strings.add(
