@@ -58,6 +58,7 @@ class Settings:
     # Database and files
     database_url: str = ""
     migration_database_url: str = ""  # the schema owner; unset: DATABASE_URL
+    database_read_url: str = ""  # a read replica for the dashboard's reads; unset: DATABASE_URL
     data_dir: Path = PROJECT_ROOT / ".data"
     max_file_mb: int = 250
     max_debt_amount: Decimal = Decimal("99999999.99")
@@ -129,6 +130,7 @@ class Settings:
         return cls(
             database_url=_env("DATABASE_URL"),
             migration_database_url=_env("MIGRATION_DATABASE_URL"),
+            database_read_url=_env("DATABASE_READ_URL"),
             data_dir=Path(_env("BILLING_DATA_DIR", str(d.data_dir))),
             max_file_mb=_env_int("MAX_FILE_MB", d.max_file_mb),
             max_debt_amount=Decimal(_env("MAX_DEBT_AMOUNT", str(d.max_debt_amount))),
@@ -196,6 +198,7 @@ def url_without_password(url: str) -> str:
 ENVIRONMENT_VARIABLES = [
     "DATABASE_URL",
     "MIGRATION_DATABASE_URL",
+    "DATABASE_READ_URL",
     "BILLING_DATA_DIR",
     "MAX_FILE_MB",
     "MAX_DEBT_AMOUNT",

@@ -154,3 +154,19 @@ def get_engine() -> Engine:
 def get_migration_engine() -> Engine:
     """An engine as the schema's owner, for migrations only: dispose of it when done."""
     return make_engine(resolve_migration_url())
+
+
+# --- A read replica for the dashboard's reads (DATABASE_READ_URL) -------------------------
+
+
+def get_read_engine() -> Engine:
+    """The engine for reads that may lag a moment behind the primary: DATABASE_READ_URL (a
+    read replica, as the application's role there) when set, else the very engine of
+    `get_engine()`, so nothing changes without it. Writes always go through `get_engine()`."""
+    url = get_settings().database_read_url
+    return _replica_engine(url) if url else get_engine()
+
+
+@lru_cache(maxsize=1)
+def _replica_engine(url: str) -> Engine:
+    return make_engine(url)

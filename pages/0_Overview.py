@@ -9,7 +9,7 @@ from billing.formatting import brl, date_br
 from billing.notices import today_in
 from billing.settings import get_settings
 from pages._session import current_actor
-from pages._shared import engine, operator_errors
+from pages._shared import operator_errors, read_engine
 
 current_actor()  # renders nothing for a visitor who has not signed in
 
@@ -18,12 +18,12 @@ count = overview.count_br
 
 @st.cache_data(ttl=30, show_spinner="Adding up the charges…")
 def _charge_totals(today: date) -> list[dict]:
-    return overview.charge_totals(engine(), today=today)
+    return overview.charge_totals(read_engine(), today=today)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _activity(today: date) -> dict:
-    return overview.activity(engine(), today=today, timezone=get_settings().timezone)
+    return overview.activity(read_engine(), today=today, timezone=get_settings().timezone)
 
 
 today = today_in()

@@ -9,7 +9,7 @@ from billing.errors import FileRefused
 from billing.formatting import count_br, counted
 from billing.importer import PreparedFile, import_file, prepare_file
 from pages._session import current_actor
-from pages._shared import engine, operator_errors, plain, rejected_rows_button
+from pages._shared import engine, operator_errors, plain, rejected_rows_button, wrote
 
 actor = current_actor()
 
@@ -105,6 +105,7 @@ elif st.button("Import", type="primary", disabled=prepared.valid_count == 0):
                 min(fraction, 1.0), text=message
             ),
         ).as_dict()
+        wrote()
         st.session_state["import_result"] = {"digest": digest, "result": result}
         progress.empty()
         _show_result(result)

@@ -31,13 +31,13 @@ from billing.formatting import brl, count_br
 from billing.notices import today_in
 from pages._charge_view import open_charge
 from pages._session import current_actor
-from pages._shared import engine, operator_errors, plain, whole_number
+from pages._shared import engine, operator_errors, plain, read_engine, whole_number
 
 actor = current_actor()
 
 st.title("Charges")
 
-if not has_charges(engine()):
+if not has_charges(read_engine()):
     st.info("No charges yet: import a debtor file on the Upload page, then come back here.")
     st.stop()
 
@@ -64,7 +64,7 @@ if "c_q" not in st.session_state:  # the page's first run: its widgets start fro
         notes.append(f"Ignored charge={charge_param[:40]!r} from the link: expected a number.")
 
 link_notes = st.container()  # filled below, once the filter is known
-imports = {row["id"]: row for row in import_choices(engine())}
+imports = {row["id"]: row for row in import_choices(read_engine())}
 search_column, in_column = st.columns([3, 1])
 search_column.text_input(
     "Search",
@@ -137,7 +137,7 @@ if state.get("c_pages_of") != charge_filter:
 def _totals(charge_filter: ChargeFilter, today: date, version: tuple) -> tuple[int, Decimal]:
     """Counted once per filter until an import, a payment or an action changes the data:
     a sum over a million charges takes a few hundred milliseconds."""
-    totals = charge_totals(engine(), charge_filter=charge_filter, today=today)
+    totals = charge_totals(read_engine(), charge_filter=charge_filter, today=today)
     return totals.count, totals.amount
 
 
@@ -160,12 +160,14 @@ def _export_button(count: int) -> None:
     )
 
 
-count, amount = _totals(charge_filter, today, data_version(engine()))
+count, amount = _totals(charge_filter, today, data_version(read_engine()))
 count_column, amount_column, _ = st.columns(3)
 count_column.metric("Charges", count_br(count))
 amount_column.metric("Total amount", brl(amount))
 page_number = len(state.c_cursors)
-page = charge_page(engine(), charge_filter=charge_filter, today=today, after=state.c_cursors[-1])
+page = charge_page(
+    read_engine(), charge_filter=charge_filter, today=today, after=state.c_cursors[-1]
+)
 if not page.rows:
     st.info("No charge matches these filters. Clear the search or widen the dates.")
 else:
@@ -205,7 +207,7 @@ with st.form("open_charge", border=False):
     reference = reference_column.text_input("Open a charge by its debtId or number")
     if button_column.form_submit_button("Open"):
         with operator_errors():
-            state.c_open = find_charge_id(engine(), reference)
+            state.c_open = find_charge_id(read_engine(), reference)
             st.rerun()
 
 if state.c_open is not None:

@@ -8,7 +8,7 @@ from billing.dispatch import run_cycle
 from billing.formatting import count_br, counted
 from billing.notices import KIND_LABELS, failed_notices, notice_counts, retry_failed_notices
 from pages._session import current_actor
-from pages._shared import engine, operator_errors, plain
+from pages._shared import engine, operator_errors, plain, read_engine, wrote
 
 actor = current_actor()
 
@@ -21,12 +21,12 @@ st.caption(
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _counts() -> dict[str, int]:
-    return notice_counts(engine())
+    return notice_counts(read_engine())
 
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _failures() -> list[dict]:
-    return failed_notices(engine(), limit=500)
+    return failed_notices(read_engine(), limit=500)
 
 
 def _refresh() -> None:
@@ -39,6 +39,7 @@ may_send = actor.can(Permission.SEND_NOTICES)
 if may_send and retry_column.button("Retry failed", help="Queue every failed notice again."):
     with operator_errors():
         retried = retry_failed_notices(engine(), actor=actor)
+        wrote()
         st.success(f"{counted(retried, 'failed notice', 'failed notices')} queued again.")
     _refresh()
 if may_send and send_column.button(
@@ -46,6 +47,7 @@ if may_send and send_column.button(
 ):
     with operator_errors(), st.spinner("Issuing boletos and sending the notices due today…"):
         result = run_cycle(engine(), actor=actor)
+        wrote()
         st.success(
             f"{counted(result.issued, 'boleto', 'boletos')} issued, "
             f"{counted(result.queued, 'notice', 'notices')} queued, "

@@ -20,9 +20,9 @@ from billing.formatting import brl, count_br, counted
 from billing.notices import today_in
 from pages._session import current_actor
 from pages._shared import (
-    engine,
     operator_errors,
     plain,
+    read_engine,
     reveal_button,
     shown_document,
     whole_number,
@@ -32,7 +32,7 @@ actor = current_actor()
 
 st.title("Debtors")
 
-if not has_charges(engine()):
+if not has_charges(read_engine()):
     st.info("No debtors yet: import a debtor file on the Upload page, then come back here.")
     st.stop()
 
@@ -66,7 +66,7 @@ if state.d_q.strip() and route_search(state.d_q, search_in=state.d_in) is None:
     st.warning(
         f"“{plain(state.d_q)}” has no letters or digits to search for; showing every debtor."
     )
-page = debtor_page(engine(), text=state.d_q, search_in=state.d_in, after=state.d_cursors[-1])
+page = debtor_page(read_engine(), text=state.d_q, search_in=state.d_in, after=state.d_cursors[-1])
 if not page.rows:
     st.info("No debtor matches. Check the spelling, or search by CPF/CNPJ or e-mail.")
 else:
@@ -104,7 +104,7 @@ else:
 if state.d_open is not None:
     today = today_in()
     with operator_errors():
-        debtor = debtor_summary(engine(), state.d_open, today=today)
+        debtor = debtor_summary(read_engine(), state.d_open, today=today)
         st.divider()
         st.subheader(f"Debtor #{debtor['id']}")  # names come from files: shown as plain text
         document = shown_document(debtor["id"], debtor["government_id"])
@@ -121,7 +121,7 @@ if state.d_open is not None:
             "off",
         )
         charges = charge_page(
-            engine(), charge_filter=ChargeFilter(debtor_id=debtor["id"]), today=today
+            read_engine(), charge_filter=ChargeFilter(debtor_id=debtor["id"]), today=today
         )
         st.dataframe(pd.DataFrame(charge_table(charges.rows)), hide_index=True)
         if charges.next_cursor is not None:

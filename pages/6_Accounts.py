@@ -14,7 +14,7 @@ from billing.accounts import (
 from billing.formatting import datetime_br
 from billing.settings import get_settings
 from pages._session import current_actor
-from pages._shared import engine, operator_errors
+from pages._shared import engine, operator_errors, read_engine, wrote
 
 ROLES = ["viewer", "operator", "admin"]
 actor = current_actor()
@@ -23,7 +23,7 @@ st.title("Accounts")
 
 accounts = []
 with operator_errors():
-    accounts = list_accounts(engine(), actor=actor)
+    accounts = list_accounts(read_engine(), actor=actor)
 if not accounts:
     st.stop()  # the refusal is on the screen
 
@@ -48,6 +48,7 @@ if done := st.session_state.pop("accounts_flash", None):
 
 
 def _done(message: str) -> None:
+    wrote()  # the rerun lists the accounts from the primary: the change shows at once
     st.session_state["accounts_flash"] = message
     st.rerun()
 

@@ -9,7 +9,7 @@ from billing.audit import AuditFilter, audit_choices, audit_csv_file, audit_even
 from billing.formatting import datetime_br
 from billing.settings import get_settings
 from pages._session import current_actor
-from pages._shared import engine, operator_errors
+from pages._shared import engine, operator_errors, read_engine
 
 actor = current_actor()
 zone = get_settings().timezone
@@ -18,7 +18,7 @@ st.caption("Every sign-in, every action on money or personal data, every account
 
 choices = None
 with operator_errors():
-    choices = audit_choices(engine(), actor=actor)
+    choices = audit_choices(read_engine(), actor=actor)
 if choices is None:
     st.stop()  # the refusal is on the screen
 
@@ -38,7 +38,7 @@ state = st.session_state
 if state.get("audit_pages_of") != audit_filter:
     state.audit_pages_of, state.audit_cursors = audit_filter, [None]
 rows = audit_events(
-    engine(),
+    read_engine(),
     actor=actor,
     audit_filter=audit_filter,
     timezone=zone,

@@ -16,7 +16,14 @@ from billing.formatting import brl, date_br
 from billing.notices import KIND_LABELS, resend_notice
 from billing.payments import cancel_charge, mark_paid
 from pages._session import current_actor
-from pages._shared import engine, operator_errors, reveal_button, shown_document
+from pages._shared import (
+    engine,
+    operator_errors,
+    read_engine,
+    reveal_button,
+    shown_document,
+    wrote,
+)
 
 FINISHED_NOTICE = {"sent", "failed", "skipped"}
 _FLASH = "charge_flash"  # what the last action did, shown once after the rerun
@@ -25,7 +32,7 @@ _FLASH = "charge_flash"  # what the last action did, shown once after the rerun
 def open_charge(charge_id: int, *, today: date) -> None:
     actor = current_actor()
     with operator_errors():
-        detail = charge_detail(engine(), charge_id, today=today)
+        detail = charge_detail(read_engine(), charge_id, today=today)
         st.divider()
         if done := st.session_state.pop(_FLASH, None):
             st.success(f"Done: the charge was {done}. It shows its new state below.")
@@ -99,6 +106,7 @@ def _notices(detail: ChargeDetail, actor: Actor) -> None:
             if st.form_submit_button("Resend"):
                 with operator_errors():
                     resend_notice(engine(), actor=actor, charge_id=detail.id, kind=kind)
+                    wrote()
                     st.success("Queued: it goes out with the next sending round.")
 
 
@@ -144,5 +152,6 @@ def _act(
 ) -> None:
     with operator_errors():
         action(engine(), charge_id=charge_id, reason=reason, actor=actor)
+        wrote()  # the rerun reads the charge from the primary: it shows its new state
         st.session_state[_FLASH] = done
         st.rerun()

@@ -1,9 +1,10 @@
-"""What every page needs: the database engine (migrated once) and how errors are shown."""
+"""What every page needs: the database engines (migrated once) and how errors are shown."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,6 +43,36 @@ def engine() -> Engine:
     engine = get_engine()
     migrate_database()
     return engine
+
+
+# A read replica replays the primary's changes a moment later. For this long after a
+# session changed something, its reads go to the primary: the page shown right after an
+# action (the charge after Mark paid, the accounts after Add) shows what it just did.
+READ_YOUR_WRITES_SECONDS = 10.0
+_WROTE_AT = "wrote_at"
+
+
+@st.cache_resource(show_spinner="Starting the database…")
+def _replica() -> Engine:
+    from db.engine import get_read_engine
+
+    engine()  # the schema is migrated, or checked, on the primary first
+    return get_read_engine()
+
+
+def read_engine() -> Engine:
+    """The engine for what only reads: the read replica (DATABASE_READ_URL) when there
+    is one, else the same as engine(); the primary for a while after this session wrote
+    (see wrote()). Writes, and reads that must see the latest data, use engine()."""
+    wrote_at = st.session_state.get(_WROTE_AT)
+    if wrote_at is not None and time.monotonic() - wrote_at < READ_YOUR_WRITES_SECONDS:
+        return engine()
+    return _replica()
+
+
+def wrote() -> None:
+    """Call after an action changed data: this session reads from the primary for a while."""
+    st.session_state[_WROTE_AT] = time.monotonic()
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&@])")
@@ -104,6 +135,7 @@ def reveal_button(actor: Actor, debtor_id: int) -> None:
     ):
         with operator_errors():
             whole = reveal_government_id(engine(), actor=actor, debtor_id=debtor_id)
+            wrote()  # an audit row: the Audit page, opened next, lists it
             st.session_state[_REVEALED] = (debtor_id, whole)
             st.rerun()
 
