@@ -340,6 +340,10 @@ def _load_rows(
         present = present_lines.result()
         new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
         bulk = loading.worth_bulk_loading(conn, table="charges", new_rows=new_rows.num_rows)
+        bulk_debtors = loading.worth_bulk_loading(conn, table="debtors", new_rows=debtors.num_rows)
+        loading.lock_for_bulk_load(
+            conn, [t for t, yes in (("charges", bulk), ("debtors", bulk_debtors)) if yes]
+        )
         if not bulk:
             new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
         numbers = _nosso_numeros_of(conn, new_rows)
@@ -351,7 +355,7 @@ def _load_rows(
             for start, part in loading.numbered_slices(new_rows)
         )
         on_progress(0.15, "Updating debtors")
-        upserted = database.submit(loading.upsert_debtors, conn, debtors=debtors)
+        upserted = database.submit(loading.upsert_debtors, conn, debtors=debtors, bulk=bulk_debtors)
         ready = list(_until_done(slices, upserted))
         debtor_ids = _debtor_ids_of(new_rows, upserted.result())
 

@@ -8,7 +8,8 @@ importing at once never create the same charge twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
@@ -17,7 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from psycopg.copy import QueuedLibpqWriter
+from psycopg.errors import LockNotAvailable
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from billing.formatting import count_br
 
@@ -174,17 +177,17 @@ def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
     return np.array(conn.execute(text(_PRESENT_LINES)).scalar_one(), dtype=np.int32)
 
 
-def upsert_debtors(conn: Connection, *, debtors: pa.Table) -> pa.Table:
+def upsert_debtors(conn: Connection, *, debtors: pa.Table, bulk: bool) -> pa.Table:
     """Insert new debtors and refresh the name and e-mail of known ones.
 
     `debtors` has one row per government_id (columns government_id, name, search_name,
-    email); returns their ids as a table government_id, id.
+    email); returns their ids as a table government_id, id. With `bulk` the table's
+    indexes are rebuilt after the insert (it must be locked already: lock_for_bulk_load).
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     copy_csv(conn, table=debtors, target="import_debtors", columns=_DEBTOR_COLUMNS)
     conn.exec_driver_sql("ANALYZE import_debtors")
     conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS)
-    bulk = worth_bulk_loading(conn, table="debtors", new_rows=debtors.num_rows)
     with indexes_rebuilt_after(conn, table="debtors") if bulk else nullcontext():
         conn.exec_driver_sql(_INSERT_NEW_DEBTORS)
     government_ids, ids = conn.execute(text(_DEBTOR_IDS)).one()
@@ -280,10 +283,52 @@ def worth_bulk_loading(conn: Connection, *, table: str, new_rows: int) -> bool:
     return new_rows >= max(present, 0)
 
 
+# Waiting for a table's lock is given up after this long, everything taken since the
+# savepoint let go, and tried again: see lock_for_bulk_load.
+BULK_LOCK_WAIT_MS = 200
+BULK_LOCK_GIVE_UP_SECONDS = 600
+
+
+# Rebuilding a table's keys drops and recreates its foreign keys, which takes ACCESS
+# EXCLUSIVE on the tables they reference too: those are locked with it, up front.
+BULK_LOCKS = {"charges": ("charges", "debtors", "imports"), "debtors": ("debtors",)}
+
+
+def lock_for_bulk_load(conn: Connection, tables: Sequence[str]) -> None:
+    """Take ACCESS EXCLUSIVE on every table a bulk load of `tables` will lock, together.
+
+    Never holds one of them while waiting long for another: a dashboard query that has
+    read one table and waits for the other would otherwise wait for the import while the
+    import waits for it (the `deadlock detected` of a large import while someone browses).
+    Each try waits at most BULK_LOCK_WAIT_MS, well under the server's deadlock_timeout,
+    then lets go of what it took and lets the readers finish before trying again.
+    """
+    locked = sorted({name for table in tables for name in BULK_LOCKS[table]})
+    if not locked:
+        return
+    statement = f"LOCK TABLE {', '.join(locked)} IN ACCESS EXCLUSIVE MODE"  # names from code
+    previous = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    deadline = time.monotonic() + BULK_LOCK_GIVE_UP_SECONDS
+    pause = 0.05
+    while True:
+        conn.exec_driver_sql("SAVEPOINT bulk_lock")
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(BULK_LOCK_WAIT_MS)}")
+        try:
+            conn.exec_driver_sql(statement)
+        except OperationalError as exc:
+            if not isinstance(exc.orig, LockNotAvailable) or time.monotonic() > deadline:
+                raise
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT bulk_lock")
+            time.sleep(pause)  # the readers in the way finish their query
+            pause = min(pause * 2, 1.0)
+            continue
+        conn.exec_driver_sql("RELEASE SAVEPOINT bulk_lock")
+        conn.execute(text("SELECT set_config('lock_timeout', :value, true)"), {"value": previous})
+        return
+
+
 @contextmanager
-def indexes_rebuilt_after(
-    conn: Connection, *, table: str, analyze: bool = True
-) -> Iterator[None]:
+def indexes_rebuilt_after(conn: Connection, *, table: str, analyze: bool = True) -> Iterator[None]:
     """Drop `table`'s secondary indexes and unique/foreign keys, run the body, recreate them.
 
     `table` is `charges` or `debtors` (the functions refuse any other). The primary key

@@ -1,0 +1,101 @@
+"""An import succeeds whatever the dashboard is doing: readers in a loop, both load modes.
+
+A large load into `charges` and `debtors` rebuilds their indexes under an ACCESS EXCLUSIVE
+lock; a dashboard query that had read one table and waited for the other used to meet the
+import in a deadlock, and the import failed. Here three readers run the dashboard's queries
+(Overview figures, the first page of Charges, a Debtors search) in a loop, each on its own
+connection, while imports run: large ones (indexes rebuilt) and a small one (maintained).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+
+from sqlalchemy import Engine, text
+
+from billing import overview
+from billing.charges import ChargeFilter, charge_page, debtor_page
+from billing.importer import import_file
+from db import loading
+from tests.actors import OPERATOR
+from tests.test_importer import debtor_csv
+
+TODAY = date(2030, 1, 1)
+
+
+def rows(count: int, *, start: int, debtors: int) -> list[tuple[str, ...]]:
+    """`count` charges of `debtors` debtors (lenient ids), debtIds from `start`."""
+    return [
+        (
+            f"Devedor {i % debtors}",
+            f"doc-{i % debtors:07d}",
+            f"d{i % debtors}@example.com",
+            f"{100 + i % 900}.50",
+            f"2030-{1 + i % 12:02d}-{1 + i % 28:02d}",
+            f"c-{i:08d}",
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def dashboard_queries(engine: Engine) -> list[Callable[[], object]]:
+    return [
+        lambda: overview.charge_totals(engine, today=TODAY),
+        lambda: charge_page(engine, charge_filter=ChargeFilter(), today=TODAY),
+        lambda: charge_page(engine, charge_filter=ChargeFilter(text="devedor 1"), today=TODAY),
+        lambda: debtor_page(engine, text="devedor 2"),
+    ]
+
+
+@contextmanager
+def readers_in_a_loop(engine: Engine, count: int = 3) -> Iterator[list[BaseException]]:
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read(offset: int) -> None:
+        queries = dashboard_queries(engine)
+        turn = offset
+        while not stop.is_set():
+            try:
+                queries[turn % len(queries)]()
+            except BaseException as exc:
+                errors.append(exc)
+            turn += 1
+
+    threads = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.2)  # the readers are at work before the import starts
+        yield errors
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
+def test_imports_succeed_while_the_dashboard_reads(db: Engine) -> None:
+    size = loading.BULK_LOAD_MIN_ROWS
+    plans = [  # (rows, first debtId, debtors): how each load runs
+        (size, 0, size // 3),  # into empty tables: indexes rebuilt
+        (size, size, size // 2),  # as large as the table: rebuilt again, while it is read
+        (500, 2 * size, 400),  # small: indexes maintained row by row
+    ]
+    with readers_in_a_loop(db) as errors:
+        for count, start, debtors in plans:
+            result = import_file(
+                actor=OPERATOR,
+                engine=db,
+                data=debtor_csv(rows(count, start=start, debtors=debtors)),
+                file_name=f"month-{start}.csv",
+                lenient_documents=True,
+            )
+            assert result.status == "done", result
+            assert result.imported == count
+    assert errors == []
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM charges")).scalar_one() == 2 * size + 500
