@@ -38,6 +38,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import sys
 import tempfile
 import threading
@@ -245,6 +246,7 @@ class MeasuredImport:
     probe: ProbeSummary
     charges_after: int
     debtors_after: int
+    load_average: tuple[float, float]  # the machine's, 1 minute, as it began and ended
 
     @property
     def succeeded(self) -> bool:
@@ -268,6 +270,8 @@ class MeasuredImport:
             "peak_memory_bytes": self.run.peak_memory_bytes,
             "charges_after": self.charges_after,
             "debtors_after": self.debtors_after,
+            "load_average_before": round(self.load_average[0], 2),
+            "load_average_after": round(self.load_average[1], 2),
             "probe": self.probe.as_dict(),
         }
 
@@ -277,8 +281,10 @@ def measured_import(owner_url: str, app_url: str, path: Path, *, label: str) -> 
     progress(f"{label}: {MONTH_PASSES}, then importing {path.name}")
     with psycopg.connect(libpq_url(owner_url), autocommit=True) as conn:
         conn.execute(MONTH_PASSES)
+    load_before = os.getloadavg()[0]
     with Probe(app_url) as probe:
         run = import_in_child(app_url, owner_url, path)
+    load_after = os.getloadavg()[0]
     with psycopg.connect(libpq_url(owner_url)) as conn:
         counts = conn.execute(COUNTS).fetchone()
     assert counts is not None
@@ -289,6 +295,7 @@ def measured_import(owner_url: str, app_url: str, path: Path, *, label: str) -> 
         probe=ProbeSummary.during(probe.runs, began=run.began, ended=run.ended),
         charges_after=counts[0],
         debtors_after=counts[1],
+        load_average=(load_before, load_after),
     )
     worst = measured.probe.worst
     progress(
@@ -489,7 +496,7 @@ def format_report(report: Report) -> str:
         "",
         f"{'import':<16}{'seconds':>8}{'ratio':>7}  {'status':<7}{'imported':>9}"
         f"{'dupl.':>9}{'rej.':>6}{'charges':>10}{'peak RSS':>10}   "
-        f"{'probe':>5}{'p95 s':>7}{'worst s':>8}  worst query",
+        f"{'probe':>5}{'p95 s':>7}{'worst s':>8}{'load':>6}  worst query",
     ]
     for measured in report.all_imports:
         probe = measured.probe
@@ -502,7 +509,8 @@ def format_report(report: Report) -> str:
             f"{_count(measured.figure('rejected')):>6}{measured.charges_after:>10}"
             f"{f'{memory / 1e9:.2f} GB' if memory else '-':>10}   "
             f"{len(probe.runs):>5}{_seconds(probe.p95):>7}"
-            f"{_seconds(worst.seconds if worst else None):>8}  "
+            f"{_seconds(worst.seconds if worst else None):>8}"
+            f"{measured.load_average[1]:>6.1f}  "
             f"{worst.query if worst else '-'}"
         )
     lines.append("")
@@ -526,7 +534,9 @@ def format_report(report: Report) -> str:
         "previous run, as the application's role; runs overlapping each import counted",
         f"files generated in {report.generate_seconds:.1f} s; before each import VACUUM "
         "(ANALYZE) and CHECKPOINT (the month between files, not timed); "
-        f"the benchmark ran in {report.total_seconds / 60:.1f} min",
+        f"the benchmark ran in {report.total_seconds / 60:.1f} min; load: the machine's "
+        f"1-minute load average as the import ended ({os.cpu_count()} cores; the import, "
+        "its server process and the probe are part of it)",
     ]
     lines += [f"goal: {g.text}: {g.verdict} ({g.detail})" for g in report.goals()]
     return "\n".join(lines)
