@@ -53,12 +53,13 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from bench.bench_import import _checkpoint, _peak_memory_bytes
 from bench.generate import MonthlyFiles, write_monthly_debtor_files
 from bench.support import (
     add_database_url_option,
     application_role,
     benchmark_server,
+    checkpoint,
+    peak_memory_bytes,
     progress,
     scratch_database,
     server_version,
@@ -332,7 +333,7 @@ def _import_in_child(app_url: str, owner_url: str, path: str) -> ImportRun:
     try:
         with engine.connect():  # the first connection and its type look-ups, not timed
             pass
-        _checkpoint(owner_url)
+        checkpoint(owner_url)
         result, error = None, None
         began, clock = time.time(), time.perf_counter()
         try:
@@ -354,7 +355,7 @@ def _import_in_child(app_url: str, owner_url: str, path: str) -> ImportRun:
         ended=began + seconds,
         result=result,
         error=error,
-        peak_memory_bytes=_peak_memory_bytes(),
+        peak_memory_bytes=peak_memory_bytes(),
     )
 
 

@@ -33,7 +33,6 @@ import argparse
 import json
 import logging
 import multiprocessing
-import resource
 import statistics
 import sys
 import tempfile
@@ -51,6 +50,8 @@ from bench.support import (
     add_database_url_option,
     application_role,
     benchmark_server,
+    checkpoint,
+    peak_memory_bytes,
     progress,
     scratch_database,
     server_version,
@@ -251,19 +252,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _checkpoint(url: str) -> None:
-    """Write out every dirty page now, so the next step starts from a clean server."""
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-
-
 def plain_copy(url: str, path: Path, *, rows: int) -> float:
     """(a): seconds to COPY the file into a fresh `baseline` table and commit."""
     data = memoryview(path.read_bytes())  # not timed, as for the import
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS baseline")
         conn.execute(CREATE_BASELINE)
-        _checkpoint(url)
+        checkpoint(url)
         started = time.perf_counter()
         with conn.transaction(), conn.cursor() as cursor, cursor.copy(COPY_BASELINE) as copy:
             for start in range(0, len(data), COPY_CHUNK_BYTES):
@@ -320,7 +315,7 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
         charge_columns = ", ".join(CHARGE_COLUMNS)
         charge_rows = _copy_out(conn, f"SELECT {charge_columns} FROM charges ORDER BY id")
         conn.execute("TRUNCATE charges, debtors CASCADE")
-    _checkpoint(url)
+    checkpoint(url)
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -366,8 +361,8 @@ def _import_in_child(url: str, path: str, breakdown: bool, owner_url: str) -> Im
     try:
         with engine.connect():  # the first connection and its type look-ups, not timed
             pass
-        _checkpoint(owner_url)
-        memory_before = _peak_memory_bytes()
+        checkpoint(owner_url)
+        memory_before = peak_memory_bytes()
         timeline.start()
         started = time.perf_counter()
         result = import_file(
@@ -383,25 +378,10 @@ def _import_in_child(url: str, path: str, breakdown: bool, owner_url: str) -> Im
     return ImportRun(
         seconds=seconds,
         result=result.as_dict(),
-        peak_memory_bytes=_peak_memory_bytes(),
+        peak_memory_bytes=peak_memory_bytes(),
         memory_before_bytes=memory_before,
         phases=timeline.lines(),
     )
-
-
-def _peak_memory_bytes() -> int:
-    """This process's peak resident memory.
-
-    On Linux from VmHWM, the high-water mark of this process's own memory: ru_maxrss
-    would also count what the parent held when it forked the child, before the exec.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024  # kB
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux counts kilobytes
 
 
 class _Timeline(logging.Handler):

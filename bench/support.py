@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import resource
 import secrets
 import shutil
 import sys
@@ -99,3 +100,24 @@ def server_version(url: str) -> str:
         row = conn.execute("SHOW server_version").fetchone()
     assert row is not None
     return f"PostgreSQL {str(row[0]).split()[0]}"
+
+
+def checkpoint(url: str) -> None:
+    """Write out every dirty page now, so the next step starts from a clean server."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def peak_memory_bytes() -> int:
+    """This process's peak resident memory.
+
+    On Linux from VmHWM, the high-water mark of this process's own memory: ru_maxrss
+    would also count what the parent held when it forked the child, before the exec.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux counts kilobytes
