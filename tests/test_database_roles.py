@@ -155,7 +155,8 @@ def test_the_application_role_imports_through_the_drop_and_rebuild_path(
 
     # One debtor a row (any governmentId is accepted when lenient), so both tables bulk-load.
     first = run_import(db, debtor_csv(_rows(0, 40)), lenient=True)
-    second = run_import(db, debtor_csv(_rows(40, 100)), lenient=True)  # 60 >= the 40 present
+    # A table in use is never locked for a whole import: the second is maintained row by row.
+    second = run_import(db, debtor_csv(_rows(40, 100)), lenient=True)
 
     assert (first.status, first.imported, second.status, second.imported) == (
         "done",
@@ -165,7 +166,7 @@ def test_the_application_role_imports_through_the_drop_and_rebuild_path(
     )
     drops = [s for s in statements if "drop_secondary_indexes" in s]
     restores = [s for s in statements if "restore_secondary_indexes" in s]
-    assert len(drops) == len(restores) == 4  # debtors and charges, in each import
+    assert len(drops) == len(restores) == 2  # debtors and charges, in the first import only
     assert {table: _schema_of(db, table) for table in before} == before
     assert scalar(db, "SELECT count(*) FROM charges") == 100
     with db.connect() as conn:
