@@ -93,22 +93,8 @@ def write_debtor_file(
 
     plain_cpfs, formatted_cpfs = _cpfs(rng, debtors)
     names, emails = _names_and_emails(rng, debtors)
-    # Every debtor once, the remaining rows spread at random, then shuffled.
-    debtor_of_row = rng.permutation(
-        np.concatenate([np.arange(debtors), rng.integers(0, debtors, rows - debtors)])
-    )
-    columns = (
-        names[debtor_of_row],
-        np.where(
-            rng.random(rows) < FORMATTED_CPF_SHARE,
-            formatted_cpfs[debtor_of_row],
-            plain_cpfs[debtor_of_row],
-        ),
-        emails[debtor_of_row],
-        _amounts(rng, rows),
-        _due_dates(rng, rows),
-        _uuid4s(rng, rows),
-    )
+    debtor_of_row = _spread(rng, np.arange(debtors), rows)
+    columns = _columns(rng, debtor_of_row, names, emails, plain_cpfs, formatted_cpfs)
 
     path = Path(path)
     with path.open("w", encoding="utf-8", newline="") as out:
@@ -175,27 +161,54 @@ def write_monthly_debtor_files(
             new = np.arange(seen, seen + new_per_file)
         seen += len(new)
         in_file = np.concatenate([returning, new])
-        # Every debtor of the file once, the remaining rows spread at random, then shuffled.
-        debtor_of_row = in_file[
-            rng.permutation(
-                np.concatenate([np.arange(debtors), rng.integers(0, debtors, rows - debtors)])
-            )
-        ]
-        columns = (
-            names[debtor_of_row],
-            np.where(
-                rng.random(rows) < FORMATTED_CPF_SHARE,
-                formatted_cpfs[debtor_of_row],
-                plain_cpfs[debtor_of_row],
-            ),
-            emails[debtor_of_row],
-            _amounts(rng, rows),
-            _due_dates(rng, rows),
-            debt_ids[number * rows : (number + 1) * rows],
+        debtor_of_row = _spread(rng, in_file, rows)
+        columns = _columns(
+            rng,
+            debtor_of_row,
+            names,
+            emails,
+            plain_cpfs,
+            formatted_cpfs,
+            debt_ids=debt_ids[number * rows : (number + 1) * rows],
         )
         paths.append(_write_columns(folder / f"month_{number + 1}.csv", columns))
     return MonthlyFiles(
         paths=paths, debtors_per_file=debtors, known_per_file=known, distinct_debtors=distinct
+    )
+
+
+def _spread(rng: np.random.Generator, debtors: np.ndarray, rows: int) -> np.ndarray:
+    """The debtor of each row: every one of `debtors` once, the remaining rows spread at
+    random among them, then shuffled."""
+    count = len(debtors)
+    return debtors[
+        rng.permutation(np.concatenate([np.arange(count), rng.integers(0, count, rows - count)]))
+    ]
+
+
+def _columns(
+    rng: np.random.Generator,
+    debtor_of_row: np.ndarray,
+    names: np.ndarray,
+    emails: np.ndarray,
+    plain_cpfs: np.ndarray,
+    formatted_cpfs: np.ndarray,
+    *,
+    debt_ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, ...]:
+    """A file's six columns for those debtors; fresh debtIds unless `debt_ids` are given."""
+    rows = len(debtor_of_row)
+    return (
+        names[debtor_of_row],
+        np.where(
+            rng.random(rows) < FORMATTED_CPF_SHARE,
+            formatted_cpfs[debtor_of_row],
+            plain_cpfs[debtor_of_row],
+        ),
+        emails[debtor_of_row],
+        _amounts(rng, rows),
+        _due_dates(rng, rows),
+        _uuid4s(rng, rows) if debt_ids is None else debt_ids,
     )
 
 

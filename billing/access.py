@@ -72,11 +72,6 @@ class Actor:
     def can(self, permission: Permission) -> bool:
         return permission in GRANTS[self.role]
 
-    @property
-    def sees_whole_documents(self) -> bool:
-        """Whether lists and files may carry whole governmentIds (exports do)."""
-        return self.can(Permission.EXPORT)
-
 
 def require(actor: Actor, permission: Permission) -> None:
     """Refuse, with a sentence, an action the actor's role does not allow."""

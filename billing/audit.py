@@ -44,6 +44,7 @@ class Action:
     ACCOUNT_SET_ROLE = "account.set_role"
     ACCOUNT_RESET_PASSWORD = "account.reset_password"
     WEBHOOK_PAYMENT = "payment.webhook"
+    PAYMENT = "payment.recorded"  # from any other source
     EXPORT_AUDIT = "audit.export"
 
 

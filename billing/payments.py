@@ -362,7 +362,7 @@ def _audit_payment(
     audit.record(
         conn,
         actor=actor,
-        action=audit.Action.WEBHOOK_PAYMENT if source == "webhook" else "payment.recorded",
+        action=audit.Action.WEBHOOK_PAYMENT if source == "webhook" else audit.Action.PAYMENT,
         subject=f"charge:{outcome.charge_id}",
         details={
             "debtId": outcome.debt_id,
