@@ -17,6 +17,10 @@ when set, API_TOKEN): at least 32 bytes and no placeholder such as .env.example'
     GET  /health              {"status": "ok"} when the database answers, else 503.
 
 Every error is {"detail": "<a sentence>"}; tracebacks go to the log, never a response.
+While the database cannot be reached (stopped, restarting, a connection dropped mid-way)
+every endpoint answers 503 with a Retry-After header, and the API needs no restart when
+it is back: the pool checks each connection before use (pool_pre_ping) and opens new ones.
+A bank retries a 503; nothing was recorded, since each request is one transaction.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -65,6 +70,8 @@ PLACEHOLDERS = frozenset(
 )  # fmt: skip
 SECRET_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 _MULTIPART_OVERHEAD = 1024 * 1024
+RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait before trying again
+UNAVAILABLE = "The database is unavailable; nothing was recorded. Try again in a moment."
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -116,6 +123,7 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
             return JSONResponse(
                 {"status": "unavailable", "detail": "The database does not answer."},
                 status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         return JSONResponse({"status": "ok"})
 
@@ -272,6 +280,17 @@ def _base_name(file_name: str | None) -> str:
     return PureWindowsPath(PurePosixPath(file_name or "").name).name.strip()
 
 
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached now (a 503 to retry), rather than
+    a bug (a 500): no connection, one dropped mid-request, the server shutting down or
+    starting up, or no pooled connection free in time."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError)
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0]
 
@@ -291,6 +310,24 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidPayment, answer(422))
     app.add_exception_handler(NotFound, answer(404))
     app.add_exception_handler(OperatorError, answer(409))
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unreachable(exc):
+            raise exc  # a bug: on to the 500 below, and its traceback in the log
+        log.warning(
+            "%s %s: the database does not answer (%s)",
+            request.method,
+            request.url.path,
+            _first_line(exc),
+        )
+        return JSONResponse(
+            {"detail": UNAVAILABLE},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeout, database_error)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette raises the exception again after this answer: the server logs it
