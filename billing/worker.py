@@ -39,6 +39,7 @@ from billing.mailer import MailServerUnavailable
 from billing.notices import today_in, zone
 from billing.settings import Settings, get_settings
 from db import notices as notices_db
+from db import overview as overview_db
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ def build_worker(
         today = date.fromisoformat(job.payload.decode()) if job.payload else today_in(settings)
         await asyncio.to_thread(issue_and_plan, engine, today=today, settings=settings)
         await enqueue_senders(queries)
+        # The Overview's figures: the day's changes folded and checked (db/overview.py).
+        await asyncio.to_thread(overview_db.keep_charge_totals, engine)
 
     @pgq.entrypoint(SEND_JOB)
     async def send_notices(job: Job) -> None:
