@@ -1,9 +1,10 @@
 """The operators' overview: what is owed, late, received and collected.
 
 Two SQL aggregates feed everything (db/overview.py): charge totals per status, due month
-and aging bucket (a few hundred rows, whatever the number of charges), and the activity
-of payments, notices and imports. The functions below only add those rows up, so the
-page can recompute a KPI for another period without asking the database again.
+and aging bucket (a few hundred rows, whatever the number of charges: added up from
+figures kept as charges and payments change, migration 009), and the activity of
+payments, notices and imports. The functions below only add those rows up, so the page
+can recompute a KPI for another period without asking the database again.
 
 Definitions, the same ones the page states:
 

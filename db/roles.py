@@ -22,11 +22,13 @@ SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
 
 # Tables on which the application's role gets less than ROW_PRIVILEGES: the audit trail is
 # append-only; the migrations' ledger is only read (is the schema current?); what a bulk
-# load dropped is the owner's alone, reached through two SECURITY DEFINER functions.
+# load dropped is the owner's alone, reached through two SECURITY DEFINER functions; the
+# Overview's figures are read, and written only by the owner's triggers and functions.
 TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_events": ("SELECT", "INSERT"),
     "schema_migrations": ("SELECT",),
     "bulk_load_indexes": (),
+    "charge_totals": ("SELECT",),
 }
 # Tables a large import VACUUMs once committed: on PostgreSQL 17 and later the MAINTAIN
 # privilege lets the application's role do it (earlier, autovacuum does; see db/loading.py).
