@@ -63,6 +63,15 @@ class Settings:
     max_file_mb: int = 250
     max_debt_amount: Decimal = Decimal("99999999.99")
 
+    # Time limits on the database (0 turns one off). A dashboard page gives up on a query
+    # past DASHBOARD_STATEMENT_SECONDS with a sentence, instead of holding a page and a
+    # connection for ever; imports, the worker and the API have no statement limit (an
+    # import of a million rows runs for minutes).
+    database_connect_timeout_seconds: int = 10
+    dashboard_statement_seconds: int = 30
+    database_lock_timeout_seconds: int = 60
+    database_idle_in_transaction_seconds: int = 600
+
     # Beneficiary of the boletos (the fund's bank account)
     boleto_layout: str = "caixa_sigcb"
     bank_code: str = "104"
@@ -91,6 +100,8 @@ class Settings:
     mail_attach_pdf: bool = False
     mail_rate_per_second: int = 0  # 0: no limit
     mail_max_attempts: int = 5
+    # First wait when the mail server cannot be reached at all; doubles, up to 15 minutes.
+    mail_server_retry_seconds: int = 30
 
     # Notices and the daily cycle
     notice_on_issue: bool = True
@@ -134,6 +145,18 @@ class Settings:
             data_dir=Path(_env("BILLING_DATA_DIR", str(d.data_dir))),
             max_file_mb=_env_int("MAX_FILE_MB", d.max_file_mb),
             max_debt_amount=Decimal(_env("MAX_DEBT_AMOUNT", str(d.max_debt_amount))),
+            database_connect_timeout_seconds=_env_int(
+                "DATABASE_CONNECT_TIMEOUT_SECONDS", d.database_connect_timeout_seconds
+            ),
+            dashboard_statement_seconds=_env_int(
+                "DASHBOARD_STATEMENT_SECONDS", d.dashboard_statement_seconds
+            ),
+            database_lock_timeout_seconds=_env_int(
+                "DATABASE_LOCK_TIMEOUT_SECONDS", d.database_lock_timeout_seconds
+            ),
+            database_idle_in_transaction_seconds=_env_int(
+                "DATABASE_IDLE_IN_TRANSACTION_SECONDS", d.database_idle_in_transaction_seconds
+            ),
             boleto_layout=_env("BOLETO_LAYOUT", d.boleto_layout),
             bank_code=_env("BANK_CODE", d.bank_code),
             beneficiary_name=_env("BENEFICIARY_NAME", d.beneficiary_name),
@@ -159,6 +182,9 @@ class Settings:
             mail_attach_pdf=_env_bool("MAIL_ATTACH_PDF", d.mail_attach_pdf),
             mail_rate_per_second=_env_int("MAIL_RATE_PER_SECOND", d.mail_rate_per_second),
             mail_max_attempts=_env_int("MAIL_MAX_ATTEMPTS", d.mail_max_attempts),
+            mail_server_retry_seconds=_env_int(
+                "MAIL_SERVER_RETRY_SECONDS", d.mail_server_retry_seconds
+            ),
             notice_on_issue=_env_bool("NOTICE_ON_ISSUE", d.notice_on_issue),
             notice_reminder_days=_env_int("NOTICE_REMINDER_DAYS", d.notice_reminder_days),
             notice_on_due_date=_env_bool("NOTICE_ON_DUE_DATE", d.notice_on_due_date),
@@ -202,6 +228,10 @@ ENVIRONMENT_VARIABLES = [
     "BILLING_DATA_DIR",
     "MAX_FILE_MB",
     "MAX_DEBT_AMOUNT",
+    "DATABASE_CONNECT_TIMEOUT_SECONDS",
+    "DASHBOARD_STATEMENT_SECONDS",
+    "DATABASE_LOCK_TIMEOUT_SECONDS",
+    "DATABASE_IDLE_IN_TRANSACTION_SECONDS",
     "BOLETO_LAYOUT",
     "BANK_CODE",
     "BENEFICIARY_NAME",
@@ -225,6 +255,7 @@ ENVIRONMENT_VARIABLES = [
     "MAIL_ATTACH_PDF",
     "MAIL_RATE_PER_SECOND",
     "MAIL_MAX_ATTEMPTS",
+    "MAIL_SERVER_RETRY_SECONDS",
     "NOTICE_ON_ISSUE",
     "NOTICE_REMINDER_DAYS",
     "NOTICE_ON_DUE_DATE",

@@ -18,6 +18,7 @@ senders run at once across all workers. PgQueuer's tables come with migration 00
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import signal
@@ -40,6 +41,7 @@ from billing.notices import today_in, zone
 from billing.settings import Settings, get_settings
 from db import notices as notices_db
 from db import overview as overview_db
+from db.engine import database_trouble
 
 log = logging.getLogger(__name__)
 
@@ -172,38 +174,118 @@ async def forget_moved_cycle(queries: RepositoryPort, settings: Settings) -> int
     return len(moved)
 
 
+# After the database stops answering, the worker connects again after these waits (in
+# seconds), the last one repeated: quick after a restart, gentle during a long outage.
+RECONNECT_WAITS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+class Reconnecting:
+    """The back-off between tries to reach the database again; reset once connected."""
+
+    def __init__(self, waits: tuple[float, ...] = RECONNECT_WAITS) -> None:
+        self.waits = waits
+        self.tries = 0
+
+    def next_wait(self) -> float:
+        wait = self.waits[min(self.tries, len(self.waits) - 1)]
+        self.tries += 1
+        return wait
+
+    def connected(self) -> None:
+        self.tries = 0
+
+
 async def run_worker(*, engine: Engine | None = None, settings: Settings | None = None) -> None:
-    """Run jobs and schedules until SIGTERM or SIGINT, then finish the current group."""
-    from db.engine import get_engine, libpq_url
+    """Run jobs and schedules until SIGTERM or SIGINT, then finish the current group.
+
+    When PostgreSQL restarts or cannot be reached, the worker waits (RECONNECT_WAITS) and
+    connects again, for as long as it takes: jobs are in the database, so nothing is
+    lost, and a send job cut short leaves its notices to the next sender (at most the
+    group in flight goes again, with the same Message-ID).
+    """
+    from db.engine import connect_arguments, get_engine, libpq_url
     from db.migrations import migrate, migrate_database
 
     settings = settings or get_settings()
-    if engine is None:
-        migrate_database()
-        engine = get_engine()
-    else:
-        migrate(engine)
     cron_for(settings.daily_cycle_at)  # refuse a bad time before connecting
-    url = libpq_url(engine.url.render_as_string(hide_password=False))
+    url = libpq_url((engine or get_engine()).url.render_as_string(hide_password=False))
     stop = threading.Event()
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
-        pgq = build_worker(connection, engine=engine, settings=settings, stop=stop)
-        await forget_moved_cycle(pgq.qm.queries, settings)
+    shutdown = asyncio.Event()
+    running: list[PgQueuer] = []
 
-        def shut_down() -> None:
-            stop.set()
+    def shut_down() -> None:
+        stop.set()
+        shutdown.set()
+        for pgq in running:
             pgq.shutdown.set()
 
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, shut_down)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shut_down)
+    reconnecting = Reconnecting()
+    migrated = False
+    while not stop.is_set():
+        try:
+            if not migrated:
+                if engine is None:
+                    migrate_database()
+                    engine = get_engine()
+                else:
+                    migrate(engine)
+                migrated = True
+            await _serve(
+                url,
+                engine=engine,
+                settings=settings,
+                stop=stop,
+                running=running,
+                connect_args=connect_arguments(settings),
+                connected=reconnecting,
+            )
+        except Exception as exc:
+            if database_trouble(exc) is None:
+                raise
+            wait = reconnecting.next_wait()
+            log.warning(
+                "The database is not answering (%s); connecting again in %.0f s.",
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                wait,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shutdown.wait(), timeout=wait)
+
+
+async def _serve(
+    url: str,
+    *,
+    engine: Engine,
+    settings: Settings,
+    stop: threading.Event,
+    running: list[PgQueuer],
+    connect_args: dict,
+    connected: Reconnecting,
+) -> None:
+    """One connection's life: register the jobs, run them until shut down or the
+    connection is lost (raised)."""
+    async with await psycopg.AsyncConnection.connect(
+        url, autocommit=True, **connect_args
+    ) as connection:
+        pgq = build_worker(connection, engine=engine, settings=settings, stop=stop)
+        await forget_moved_cycle(pgq.qm.queries, settings)
+        running[:] = [pgq]
+        if stop.is_set():
+            return
+        connected.connected()
         log.info(
             "worker ready: daily cycle at %s %s (next %s)",
             settings.daily_cycle_at,
             settings.timezone,
             next_cycle_at(settings).isoformat(timespec="minutes"),
         )
-        await pgq.run(batch_size=1, max_concurrent_tasks=JOBS_PER_WORKER)
+        try:
+            await pgq.run(batch_size=1, max_concurrent_tasks=JOBS_PER_WORKER)
+        finally:
+            running.clear()
 
 
 def enqueue_cycle_now(engine: Engine, *, today: date | None = None) -> bool:

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 
 from billing.errors import OperatorError
-from billing.settings import get_settings
+from billing.settings import Settings, get_settings
 from db.roles import ensure_login_role
 
 log = logging.getLogger(__name__)
@@ -141,7 +144,141 @@ def application_role() -> str | None:
 
 
 def make_engine(url: str) -> Engine:
-    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5)
+    """An engine whose connections give up dialling after DATABASE_CONNECT_TIMEOUT_SECONDS
+    and whose sessions end when idle in a transaction past DATABASE_IDLE_IN_TRANSACTION_
+    SECONDS (a hung process never holds its locks for ever). Statement and lock limits
+    are the caller's choice: see `with_limits`."""
+    url = sqlalchemy_url(url)
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args=connect_arguments(get_settings(), make_url(url).query),
+    )
+    event.listen(engine, "engine_connect", _apply_limits)
+    return engine
+
+
+def connect_arguments(settings: Settings, query: Mapping[str, Any] | None = None) -> dict:
+    """libpq connection arguments with the time limits every process keeps (an `options`
+    already in the URL's query is kept, these added after it)."""
+    arguments: dict[str, Any] = {}
+    if settings.database_connect_timeout_seconds > 0:
+        arguments["connect_timeout"] = settings.database_connect_timeout_seconds
+    if settings.database_idle_in_transaction_seconds > 0:
+        idle_ms = settings.database_idle_in_transaction_seconds * 1000
+        given = (query or {}).get("options") or ""
+        given = given if isinstance(given, str) else " ".join(given)
+        arguments["options"] = f"{given} -c idle_in_transaction_session_timeout={idle_ms}".strip()
+    return arguments
+
+
+# --- Statement and lock limits, per use of an engine --------------------------------------
+
+_LIMITS = "billing_limits"  # execution option: (statement_timeout ms, lock_timeout ms)
+_NO_LIMITS: tuple[int | None, int | None] = (None, None)  # as the server has them
+
+
+def with_limits(
+    engine: Engine, *, statement_seconds: float | None = None, lock_seconds: float | None = None
+) -> Engine:
+    """The same engine and pool, whose connections run under these limits (None or 0:
+    the server's own). For the dashboard: a page gives up on a slow query with a
+    sentence instead of holding a connection for ever. Never for imports, which run for
+    minutes and queue behind each other on a lock."""
+    wanted = tuple(
+        int(seconds * 1000) if seconds else None for seconds in (statement_seconds, lock_seconds)
+    )
+    return engine.execution_options(**{_LIMITS: wanted})
+
+
+def dashboard_read_limits(engine: Engine, settings: Settings | None = None) -> Engine:
+    """`engine` with the dashboard's limits for reading: DASHBOARD_STATEMENT_SECONDS and
+    DATABASE_LOCK_TIMEOUT_SECONDS."""
+    settings = settings or get_settings()
+    return with_limits(
+        engine,
+        statement_seconds=settings.dashboard_statement_seconds,
+        lock_seconds=settings.database_lock_timeout_seconds,
+    )
+
+
+def dashboard_write_limits(engine: Engine, settings: Settings | None = None) -> Engine:
+    """`engine` with the dashboard's limit for its actions and exports: a lock waited for
+    past DATABASE_LOCK_TIMEOUT_SECONDS is given up; no statement limit (an export of a
+    million charges streams for a while)."""
+    settings = settings or get_settings()
+    return with_limits(engine, lock_seconds=settings.database_lock_timeout_seconds)
+
+
+def _apply_limits(conn: Connection) -> None:
+    """Give the pooled session the limits its user asked for, when they differ from what
+    it has (a SET and a COMMIT, only on a change: most checkouts cost nothing)."""
+    wanted = conn.get_execution_options().get(_LIMITS, _NO_LIMITS)
+    pooled = conn.connection
+    if pooled.info.get(_LIMITS, _NO_LIMITS) == wanted:
+        return
+    dbapi = pooled.dbapi_connection
+    assert dbapi is not None
+    with dbapi.cursor() as cursor:
+        for name, milliseconds in zip(("statement_timeout", "lock_timeout"), wanted, strict=True):
+            if milliseconds is None:
+                cursor.execute(sql.SQL("RESET {}").format(sql.Identifier(name)))
+            else:
+                cursor.execute(
+                    "SELECT set_config(%s, %s, false)", (name, f"{int(milliseconds)}ms")
+                )
+    dbapi.commit()
+    pooled.info[_LIMITS] = wanted
+
+
+# --- What went wrong with the database ---------------------------------------------------
+
+
+class DatabaseTrouble(Enum):
+    """Why a statement failed, when it was not the statement's fault."""
+
+    UNAVAILABLE = "unavailable"  # the server is down, restarting, or the connection was lost
+    TOO_SLOW = "too_slow"  # the statement or its wait for a lock passed its time limit
+
+
+# SQLSTATEs: 08xxx connection exceptions; 57P01-57P03 shut down or starting; 25P03 idle in
+# a transaction too long (the session was ended); 57014 canceled (statement_timeout);
+# 55P03 lock_timeout.
+_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "25P03"}
+_TOO_SLOW_STATES = {"57014", "55P03"}
+
+
+def database_trouble(error: BaseException) -> DatabaseTrouble | None:
+    """Whether `error` (or what caused it) means the database is unreachable or too slow,
+    and so deserves a retry and a sentence rather than a bug report; None otherwise."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _trouble_of(current)
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _trouble_of(error: BaseException) -> DatabaseTrouble | None:
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return DatabaseTrouble.UNAVAILABLE
+        return _trouble_of(error.orig) if error.orig is not None else None
+    if not isinstance(error, psycopg.Error):
+        return None
+    state = error.sqlstate or ""
+    if state in _TOO_SLOW_STATES:
+        return DatabaseTrouble.TOO_SLOW
+    if state.startswith("08") or state in _UNAVAILABLE_STATES:
+        return DatabaseTrouble.UNAVAILABLE
+    if isinstance(error, psycopg.OperationalError) and not state:
+        return DatabaseTrouble.UNAVAILABLE  # could not connect, or the connection closed
+    return None
 
 
 @lru_cache(maxsize=1)
