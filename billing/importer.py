@@ -339,12 +339,10 @@ def _load_rows(
         debtors = _newest_debtor_rows(rows)
         present = present_lines.result()
         new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
-        bulk = loading.worth_bulk_loading(conn, table="charges", new_rows=new_rows.num_rows)
+        own_partition = loading.loads_into_own_partition(new_rows.num_rows)
         bulk_debtors = loading.worth_bulk_loading(conn, table="debtors", new_rows=debtors.num_rows)
-        loading.lock_for_bulk_load(
-            conn, [t for t, yes in (("charges", bulk), ("debtors", bulk_debtors)) if yes]
-        )
-        if not bulk:
+        loading.lock_for_bulk_load(conn, ["debtors"] if bulk_debtors else [])
+        if not own_partition:
             new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
         numbers = _nosso_numeros_of(conn, new_rows)
         charges = _ChargeRows(
@@ -367,7 +365,7 @@ def _load_rows(
             for start, part in itertools.chain(ready, slices)
         ),
         total_rows=new_rows.num_rows,
-        bulk=bulk,
+        own_partition=own_partition,
         on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
     )
     issued = int(np.count_nonzero(numbers >= 0))

@@ -40,7 +40,7 @@ ON COMMIT DROP
 _PRESENT_LINES = """
 SELECT coalesce(array_agg(k.line), '{}')
 FROM import_keys AS k
-JOIN charges AS c ON c.debt_id = k.debt_id
+JOIN charge_keys AS c ON c.debt_id = k.debt_id
 """
 
 _CREATE_STAGED_DEBTORS = """
@@ -80,7 +80,7 @@ SELECT coalesce(array_agg(nextval('nosso_numero_seq')), '{}') FROM generate_seri
 """
 
 # Only imports insert charges, one at a time under IMPORT_LOCK_KEY, so the lines found
-# present above are all there is to skip; the unique key would refuse anything else.
+# present above are all there is to skip; charge_keys (sql/010) would refuse anything else.
 CHARGE_COLUMNS = (
     "debt_id",
     "debtor_id",
@@ -145,9 +145,12 @@ def copy_slices(
     total_rows: int,
     target: str,
     columns: str,
+    freeze: bool = False,
     on_progress: Progress = _no_progress,
 ) -> int:
     """COPY Arrow tables into `target` one after the other; return how many rows went.
+
+    `freeze` writes the rows frozen, for a table created in this transaction.
 
     Each slice is written as CSV while the server is still reading the one before: the
     queued writer sends from a thread of its own, and Arrow's CSV writer, like the work
@@ -156,7 +159,8 @@ def copy_slices(
     """
     options = pcsv.WriteOptions(include_header=False)
     cursor = conn.connection.driver_connection.cursor()
-    statement = f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)"
+    options_sql = "FORMAT csv, FREEZE" if freeze else "FORMAT csv"
+    statement = f"COPY {target} ({columns}) FROM STDIN ({options_sql})"
     copied = 0
     with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
         for rows in slices:
@@ -216,49 +220,83 @@ def insert_charges(
     *,
     slices: Iterable[pa.Table],
     total_rows: int,
-    bulk: bool,
+    own_partition: bool,
     on_progress: Progress = _no_progress,
 ) -> int:
-    """COPY new charges (columns CHARGE_COLUMNS) straight into `charges`; return how many.
+    """COPY new charges (columns CHARGE_COLUMNS) into `charges`; return how many.
 
-    With `bulk` (see worth_bulk_loading) the table's indexes are rebuilt afterwards and
-    its statistics left to the VACUUM (ANALYZE) that follows the commit; otherwise rows
-    are best given in debt_id order, so the unique index grows at its right edge.
+    With `own_partition` (see loads_into_own_partition) they go into a partition of their
+    own, attached once full; otherwise through `charges` into its open partition, rows best
+    given in debt_id order, so its debtId index grows at its right edge.
     """
-    # Statistics come from the VACUUM (ANALYZE) after the commit, or, for a role that may
-    # not run it (see vacuum_after_large_load), from an ANALYZE here.
-    rebuilt = indexes_rebuilt_after(
-        conn, table="charges", analyze=bulk and not may_vacuum(conn, tables=("charges",))
-    )
-    with rebuilt if bulk else nullcontext():
+    if not own_partition:
         copied = copy_slices(
             conn,
             slices=slices,
             total_rows=total_rows,
             target="charges",
             columns=", ".join(CHARGE_COLUMNS),
-            on_progress=lambda fraction, message: on_progress(0.75 * fraction, message),
+            on_progress=on_progress,
         )
-        if bulk:
-            on_progress(0.75, "Indexing the new charges")
+        on_progress(1.0, "Charges created")
+        return copied
+    relation, first_id = conn.execute(
+        text(_NEW_PARTITION), {"rows": total_rows}
+    ).one()
+    copied = copy_slices(
+        conn,
+        slices=_with_ids(slices, first_id=first_id),
+        total_rows=total_rows,
+        target=relation,
+        columns=", ".join(("id", *CHARGE_COLUMNS)),
+        freeze=True,
+        on_progress=lambda fraction, message: on_progress(0.75 * fraction, message),
+    )
+    on_progress(0.75, "Indexing the new charges")
+    attached = conn.execute(text(_ATTACH_PARTITION), {"relation": relation}).scalar_one()
+    if attached != copied:  # the partition was sized for total_rows: a mismatch is a bug
+        raise RuntimeError(f"{relation} holds {attached} charges, {copied} were copied")
     on_progress(1.0, "Charges created")
     return copied
 
 
-# A large load into a table that holds (next to) nothing yet rebuilds that table's
-# secondary indexes, unique keys and foreign keys afterwards, each in one sorted pass,
-# instead of updating every one of them row by row: on a 1.1M-row import into an empty
-# table that is the difference between about 15 s and 40 s. The definitions are read from
-# the catalog, so what is rebuilt is exactly what the migrations created. Everything
-# happens in the import's transaction: a failure rolls back to the original indexes. The
-# price is an ACCESS EXCLUSIVE lock on the table (and, for its foreign keys, on the tables
-# they reference) until the import commits: every dashboard query on them waits for the
-# whole import. So it is kept for a fresh install: once a table holds a bulk load's worth of
-# rows, every later file is maintained row by row, however large. Measured with
-# bench_growth (PostgreSQL 15): a second month through the rebuild took 102 s and held a
-# reader 96 s; a third month, maintained, 122 s with no wait over 2 s. The application's
-# role owns no table: two SECURITY DEFINER functions of migration 008 drop and recreate,
-# as the owner, the indexes and keys of `charges` and `debtors` only.
+def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table]:
+    """The slices with an `id` column in front, numbered on from `first_id`."""
+    next_id = first_id
+    for rows in slices:
+        ids = pa.array(np.arange(next_id, next_id + rows.num_rows, dtype=np.int64))
+        next_id += rows.num_rows
+        yield rows.add_column(0, "id", ids)
+
+
+# A file's new charges, when there are at least BULK_LOAD_MIN_ROWS of them, go into a
+# partition of their own (sql/010): a table created for them, filled by COPY with no index
+# (FREEZE: created in this transaction, its pages are written frozen and all-visible, so
+# the dashboard's counts answer from the indexes at once, with no VACUUM), then attached,
+# which builds its indexes in one sorted pass each. The cost is that of the file alone,
+# whatever `charges` holds, and attaching takes only SHARE UPDATE EXCLUSIVE on `charges`:
+# no reader waits. Measured with bench_growth: see the README. Smaller files go through
+# `charges` into its open partition, their index entries added row by row.
+_NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition(:rows)"
+_ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"
+
+
+def loads_into_own_partition(new_rows: int) -> bool:
+    """Whether a file's `new_rows` new charges get a partition of their own."""
+    return new_rows >= BULK_LOAD_MIN_ROWS
+
+
+# A large load into `debtors` while it holds (next to) nothing yet (a fresh install)
+# rebuilds its secondary indexes and unique keys afterwards, each in one sorted pass,
+# instead of updating every one of them row by row. The definitions are read from the
+# catalog, so what is rebuilt is exactly what the migrations created. Everything happens in
+# the import's transaction: a failure rolls back to the original indexes. The price is an
+# ACCESS EXCLUSIVE lock on the table until the import commits, so it is kept for a fresh
+# install: once the table holds a bulk load's worth of rows, every later file is maintained
+# row by row (a month adds about a quarter of a file's rows as new debtors). The application's
+# role owns no table: two SECURITY DEFINER functions of migrations 008 and 010 drop and
+# recreate, as the owner, the indexes and keys of `debtors` only. (`charges` gets a
+# partition per large file instead: see insert_charges.)
 BULK_LOAD_MIN_ROWS = 50_000
 
 _DROP_SECONDARY_INDEXES = "SELECT drop_secondary_indexes(:table)"
@@ -274,7 +312,7 @@ _MAY_VACUUM_SINCE_17 = """
 SELECT bool_and(pg_has_role(relowner, 'USAGE') OR has_table_privilege(oid, 'MAINTAIN'))
 FROM pg_class WHERE oid = ANY (CAST(:tables AS regclass[]))
 """
-VACUUMED_TABLES = ("charges", "debtors")
+VACUUMED_TABLES = ("debtors",)
 
 # Counted, not estimated (statistics can lag many small imports), up to the threshold.
 _PRESENT_ROWS = "SELECT count(*) FROM (SELECT FROM {table} LIMIT :limit) AS present"
@@ -282,7 +320,8 @@ _PRESENT_ROWS = "SELECT count(*) FROM (SELECT FROM {table} LIMIT :limit) AS pres
 
 def worth_bulk_loading(conn: Connection, *, table: str, new_rows: int) -> bool:
     """Whether to rebuild `table`'s indexes after loading `new_rows` rows: a large load into
-    a table that holds less than a large load (a fresh install); never once it is in use."""
+    a table that holds less than a large load (a fresh install); never once it is in use.
+    Only `debtors` is loaded so."""
     if new_rows < BULK_LOAD_MIN_ROWS:
         return False
     if table not in VACUUMED_TABLES:
@@ -297,9 +336,8 @@ BULK_LOCK_WAIT_MS = 200
 BULK_LOCK_GIVE_UP_SECONDS = 600
 
 
-# Rebuilding a table's keys drops and recreates its foreign keys, which takes ACCESS
-# EXCLUSIVE on the tables they reference too: those are locked with it, up front.
-BULK_LOCKS = {"charges": ("charges", "debtors", "imports"), "debtors": ("debtors",)}
+# The tables a bulk load of each table locks (debtors has no foreign key of its own).
+BULK_LOCKS = {"debtors": ("debtors",)}
 
 
 def lock_for_bulk_load(conn: Connection, tables: Sequence[str]) -> None:
@@ -339,8 +377,8 @@ def lock_for_bulk_load(conn: Connection, tables: Sequence[str]) -> None:
 def indexes_rebuilt_after(conn: Connection, *, table: str, analyze: bool = True) -> Iterator[None]:
     """Drop `table`'s secondary indexes and unique/foreign keys, run the body, recreate them.
 
-    `table` is `charges` or `debtors` (the functions refuse any other). The primary key
-    stays, so rows elsewhere that reference this table keep their foreign keys. `analyze`
+    `table` is `debtors` (the functions refuse any other). The primary key stays, so rows
+    elsewhere that reference this table keep their foreign keys. `analyze`
     refreshes the table's statistics at the end, for queries later in the same transaction.
     The lock needs UPDATE on the table, which the application's role has; the transaction
     cannot commit until the indexes are back (a deferred check of migration 008).
@@ -360,15 +398,15 @@ def may_vacuum(conn: Connection, *, tables: tuple[str, ...] = VACUUMED_TABLES) -
 
 
 def vacuum_after_large_load(engine: Engine) -> None:
-    """VACUUM the tables a large import just filled, once it has committed.
+    """VACUUM `debtors` once a large import that filled it has committed.
 
-    Until pages are marked all-visible, the dashboard's counts and sums cannot answer
-    from the indexes alone (index-only scans) and read the table: a minute or two of slow
-    Overview after a million-row import, until autovacuum comes by. VACUUM cannot run in
-    a transaction, hence its own connection in autocommit.
+    Until pages are marked all-visible, the Debtors page's counts cannot answer from the
+    indexes alone (index-only scans) and read the table, until autovacuum comes by. VACUUM
+    cannot run in a transaction, hence its own connection in autocommit. (A large file's
+    charges need none: their partition is written frozen, see insert_charges.)
 
-    Before PostgreSQL 17 only the tables' owner may VACUUM them, not the application's
-    role: the statistics were then refreshed inside the import (see insert_charges) and
+    Before PostgreSQL 17 only the table's owner may VACUUM it, not the application's role:
+    the statistics were then refreshed inside the import (see upsert_debtors) and
     autovacuum, which a large insert wakes, sets the pages all-visible within minutes.
     """
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

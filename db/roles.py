@@ -29,15 +29,16 @@ TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "schema_migrations": ("SELECT",),
     "bulk_load_indexes": (),
     "charge_totals": ("SELECT",),
+    "charge_keys": ("SELECT", "INSERT"),
 }
 # Tables a large import VACUUMs once committed: on PostgreSQL 17 and later the MAINTAIN
 # privilege lets the application's role do it (earlier, autovacuum does; see db/loading.py).
 MAINTAINED_TABLES = ("charges", "debtors")
 MAINTAIN_SINCE = 170_000
 
-# The schema's tables, views and sequences the migrating role owns, with the privileges the
-# application's role holds on each now and the table a sequence belongs to (identity or
-# serial column), if any.
+# The schema's tables, views and sequences the migrating role owns (partitions are reached
+# through their parent only), with the privileges the application's role holds on each now
+# and the table a sequence belongs to (identity or serial column), if any.
 _RELATIONS = """
 SELECT c.relname,
        c.relkind = 'S' AS is_sequence,
@@ -51,6 +52,7 @@ FROM pg_class AS c, pg_roles AS r
 WHERE r.rolname = :role
   AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND NOT c.relispartition
   AND pg_has_role(c.relowner, 'USAGE')
 ORDER BY c.relname
 """

@@ -388,19 +388,20 @@ def test_a_large_load_rebuilds_exactly_the_indexes_and_keys_it_dropped(
         conn.execute(text("UPDATE charges SET debtor_id = -1 WHERE debt_id = 'debt-000001'"))
 
 
-def test_a_failed_large_load_leaves_the_indexes_as_they_were(
+def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
     db: Engine, owner_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
-    before = _schema_of(db, "charges")
-    with owner_engine.begin() as conn:
+    before = {table: _schema_of(db, table) for table in ("charges", "debtors")}
+    partitions = _charge_partitions(db)
+    with owner_engine.begin() as conn:  # fails at the very end: once the partition is attached
         conn.exec_driver_sql(
             """
             CREATE FUNCTION fail_late() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'power cut'; END $$;
-            CREATE TRIGGER fail_late AFTER INSERT ON charges
+            CREATE TRIGGER fail_late AFTER INSERT ON charge_keys
                 FOR EACH STATEMENT EXECUTE FUNCTION fail_late();
             """
         )
@@ -409,10 +410,84 @@ def test_a_failed_large_load_leaves_the_indexes_as_they_were(
             run_import(db, debtor_csv(sample_rows(50)))
     finally:
         with owner_engine.begin() as conn:
-            conn.exec_driver_sql("DROP TRIGGER fail_late ON charges; DROP FUNCTION fail_late()")
+            conn.exec_driver_sql("DROP TRIGGER fail_late ON charge_keys; DROP FUNCTION fail_late()")
 
-    assert _schema_of(db, "charges") == before
+    assert {table: _schema_of(db, table) for table in ("charges", "debtors")} == before
+    assert _charge_partitions(db) == partitions
     assert scalar(db, "SELECT count(*) FROM charges") == 0
+    assert scalar(db, "SELECT count(*) FROM debtors") == 0
+
+
+def _charge_partitions(db: Engine) -> list[tuple[str, str]]:
+    """(name, bounds) of every partition of charges, in order."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+                "JOIN pg_class AS c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = CAST('charges' AS regclass) ORDER BY c.relname"
+            )
+        ).all()
+    return [(name, bounds) for name, bounds in rows]
+
+
+def _partition_counts(db: Engine) -> dict[str, int]:
+    """How many charges each partition holds (the empty ones left out)."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text("SELECT tableoid::regclass::text, count(*) FROM charges GROUP BY 1")
+        ).all()
+    return {name: count for name, count in rows}
+
+
+def test_a_large_file_gets_a_partition_of_its_own_and_a_small_one_the_open_partition(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 30)
+    rows = sample_rows(60)
+
+    large = run_import(db, debtor_csv(rows[:40]))
+    small = run_import(db, debtor_csv(rows[40:]))
+
+    assert (large.imported, small.imported) == (40, 20)
+    counts = _partition_counts(db)
+    [own] = [name for name in counts if name.startswith("charges_file_")]
+    [open_partition] = [name for name in counts if name.startswith("charges_open_")]
+    assert (counts[own], counts[open_partition]) == (40, 20)
+    in_partition = "FROM charges WHERE tableoid = CAST(:name AS regclass)"  # through the parent
+    with db.connect() as conn:
+        [(first_id, last_id)] = conn.execute(
+            text(f"SELECT min(id), max(id) {in_partition}"), {"name": own}
+        ).all()
+        small_ids = conn.execute(
+            text(f"SELECT min(id) {in_partition}"), {"name": open_partition}
+        ).scalar_one()
+    assert last_id - first_id == 39 and small_ids > last_id  # ids in order of arrival
+    # Both partitions answer through charges like one table, with every key in place.
+    assert run_import(db, debtor_csv(rows)).duplicates == 60
+    assert scalar(db, "SELECT count(DISTINCT nosso_numero) FROM charges") == 60
+
+
+def test_a_debt_id_is_charged_once_across_partitions_whatever_the_path(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
+    run_import(db, debtor_csv(sample_rows(20)))  # a partition of its own
+    with pytest.raises(Exception, match="charge_keys_pkey"), db.begin() as conn:
+        conn.execute(  # straight into the open partition, past the importer's own check
+            text(
+                "INSERT INTO charges (debt_id, debtor_id, import_id, amount, due_date, "
+                "payer_name, payer_email) SELECT debt_id, debtor_id, import_id, amount, "
+                "due_date, payer_name, payer_email FROM charges WHERE debt_id = 'debt-000003'"
+            )
+        )
+    with pytest.raises(Exception, match="keeps its debtId"), db.begin() as conn:
+        conn.execute(text("UPDATE charges SET debt_id = 'other' WHERE debt_id = 'debt-000003'"))
+    assert scalar(db, "SELECT count(*) FROM charges") == 20
 
 
 def test_a_load_sent_in_slices_gives_each_charge_its_own_boleto(
