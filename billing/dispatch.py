@@ -53,6 +53,8 @@ GROUP_SECONDS = 0.5
 RETRY_BASE_SECONDS = 120.0  # first wait after a transient failure; doubles each time
 RETRY_MAX_SECONDS = 6 * 3600.0
 
+MAIL_SERVER_WAIT_MAX_SECONDS = 15 * 60.0  # the longest wait for a mail server that is down
+
 COUNT_KEYS = ("sent", "failed", "skipped", "retrying", "released")
 
 
@@ -65,6 +67,7 @@ class SendCounts:
     skipped: int = 0
     retrying: int = 0
     released: int = 0
+    waiting: int = 0  # put off: the mail server could not be reached
 
     def add(self, counts: dict[str, int]) -> None:
         for key in COUNT_KEYS:
@@ -84,6 +87,7 @@ class CycleResult:
     seconds: float
     queued_by_kind: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    waiting: int = 0  # notices put off because the mail server could not be reached
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +138,7 @@ def run_cycle(
         seconds=round(time.monotonic() - started, 3),
         queued_by_kind=planned,
         error=error,
+        waiting=counts.waiting,
     )
     audit.record_now(engine, actor=actor, action=audit.Action.SEND_NOW, details=result.as_dict())
     return result
@@ -181,11 +186,14 @@ def send_due_notices(
     retry_base_seconds: float = RETRY_BASE_SECONDS,
     retry_max_seconds: float = RETRY_MAX_SECONDS,
     counts: SendCounts | None = None,
+    mail_server_wait: float | None = None,
 ) -> SendCounts:
     """Send every notice due now over one SMTP connection, until none is left or `stop`.
 
-    Raises MailServerUnavailable when the server cannot be reached at all; the
-    notices not tried stay queued (for RETRY_BASE_SECONDS) without losing an attempt.
+    Raises MailServerUnavailable when the server cannot be reached at all: then every
+    notice due now waits `mail_server_wait` seconds (MAIL_SERVER_RETRY_SECONDS unless
+    given), queued, without losing an attempt, and is counted as waiting for the mail
+    server (`counts.waiting`); none goes twice.
     """
     settings = settings or get_settings()
     counts = counts if counts is not None else SendCounts()
@@ -227,14 +235,18 @@ def send_due_notices(
                         if not rows:
                             break
                         day = today or today_in(settings)
-                        for index, row in enumerate(rows):
+                        for row in rows:
                             if _stopped(stop):
                                 break  # the rest is put back by _let_go
                             try:
                                 pipeline.send(row, today=day)
                             except MailServerUnavailable as exc:
-                                pipeline.finish(
-                                    [(r["id"], "release", exc.message) for r in rows[index:]]
+                                pipeline.finish()  # what was sent before, recorded
+                                counts.waiting += notices_db.wait_for_mail_server(
+                                    conn,
+                                    token=token,
+                                    reason=exc.message,
+                                    seconds=_server_wait(mail_server_wait, settings),
                                 )
                                 raise
                     pipeline.finish()
@@ -247,6 +259,40 @@ def send_due_notices(
             _let_go(conn, token)
     log.info("sender %d: %s", token, counts)
     return counts
+
+
+def _server_wait(wait: float | None, settings: Settings) -> float:
+    return max(wait if wait is not None else float(settings.mail_server_retry_seconds), 0.0)
+
+
+class MailServerOutage:
+    """How long notices wait while the mail server cannot be reached: as long as the
+    outage has lasted so far, at least MAIL_SERVER_RETRY_SECONDS and at most 15 minutes,
+    so the tries space out (doubling) however many senders meet the outage at once.
+    One per process; `over()` once a sender got through."""
+
+    def __init__(self, first_seconds: float, most_seconds: float = MAIL_SERVER_WAIT_MAX_SECONDS):
+        self.first_seconds = first_seconds
+        self.most_seconds = most_seconds
+        self._lock = threading.Lock()
+        self._since: float | None = None
+
+    def next_wait(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            if self._since is None:
+                self._since = now
+            lasted = now - self._since
+        return min(self.most_seconds, max(self.first_seconds, lasted))
+
+    def over(self) -> None:
+        with self._lock:
+            self._since = None
+
+
+def mail_server_waiting(engine: Engine) -> int:
+    """How many notices wait for the mail server to answer again (the Notifications page)."""
+    return notices_db.waiting_for_mail_server(engine)
 
 
 def _stopped(stop: threading.Event | None) -> bool:

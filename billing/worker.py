@@ -34,7 +34,7 @@ from pgqueuer.domain.models import Job, Schedule
 from pgqueuer.ports import RepositoryPort
 from sqlalchemy import Engine
 
-from billing.dispatch import issue_and_plan, send_due_notices
+from billing.dispatch import MailServerOutage, issue_and_plan, send_due_notices
 from billing.errors import OperatorError
 from billing.mailer import MailServerUnavailable
 from billing.notices import today_in, zone
@@ -124,14 +124,23 @@ def build_worker(
         # The Overview's figures: the day's changes folded and checked (db/overview.py).
         await asyncio.to_thread(overview_db.keep_charge_totals, engine)
 
+    outage = MailServerOutage(float(settings.mail_server_retry_seconds))
+
     @pgq.entrypoint(SEND_JOB)
     async def send_notices(job: Job) -> None:
         try:
-            counts = await asyncio.to_thread(send_due_notices, engine, settings=settings, stop=stop)
+            counts = await asyncio.to_thread(
+                send_due_notices,
+                engine,
+                settings=settings,
+                stop=stop,
+                mail_server_wait=outage.next_wait(),
+            )
         except MailServerUnavailable as exc:
-            # Not the job's fault: the notices stay queued and `due_notices` comes back.
+            # Not the job's fault: the notices wait, queued, and `due_notices` comes back.
             log.error("%s", exc.message)
             return
+        outage.over()
         log.info("sender job %s: %s", job.id, counts)
 
     @pgq.schedule(

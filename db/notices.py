@@ -261,6 +261,49 @@ def release_claimed(conn: Connection, *, token: int) -> int:
     ).rowcount
 
 
+# The start of `last_error` on a notice put off because the mail server could not be
+# reached at all: no attempt counted, the Notifications page counts them apart.
+WAITING_FOR_MAIL_SERVER = "Waiting for the mail server: "
+
+_WAIT_FOR_MAIL_SERVER = """
+UPDATE notices SET status = 'queued', claimed_by = NULL,
+    last_error = :error,
+    next_attempt_at = now() + make_interval(secs => :seconds)
+WHERE (status = 'sending' AND claimed_by = :token)
+   OR id IN (
+        SELECT id FROM notices
+        WHERE status = 'queued' AND next_attempt_at <= now()
+        FOR UPDATE SKIP LOCKED
+   )
+"""
+
+
+def wait_for_mail_server(conn: Connection, *, token: int, reason: str, seconds: float) -> int:
+    """Put off, for `seconds`, what this sender holds and every notice due now: the mail
+    server cannot be reached, so trying them one by one would only fail each. No attempt
+    is counted. Returns how many now wait."""
+    return conn.execute(
+        text(_WAIT_FOR_MAIL_SERVER),
+        {
+            "token": token,
+            "error": (WAITING_FOR_MAIL_SERVER + reason)[:2000],
+            "seconds": float(seconds),
+        },
+    ).rowcount
+
+
+def waiting_for_mail_server(engine: Engine) -> int:
+    """How many queued notices were put off because the mail server could not be reached."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM notices "
+                "WHERE status = 'queued' AND starts_with(last_error, :prefix)"
+            ),
+            {"prefix": WAITING_FOR_MAIL_SERVER},
+        ).scalar_one()
+
+
 def has_due_notices(engine: Engine) -> bool:
     """Whether a sender would find work: notices due now, or left by a dead sender."""
     with engine.connect() as conn:

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from billing.access import Permission
-from billing.dispatch import run_cycle
+from billing.dispatch import mail_server_waiting, run_cycle
 from billing.formatting import count_br, counted
 from billing.notices import KIND_LABELS, failed_notices, notice_counts, retry_failed_notices
 from pages._session import current_actor
@@ -21,7 +21,7 @@ st.caption(
 
 @st.cache_data(ttl=15, show_spinner=False)
 def _counts() -> dict[str, int]:
-    return notice_counts(read_engine())
+    return {**notice_counts(read_engine()), "waiting": mail_server_waiting(read_engine())}
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -55,7 +55,10 @@ if may_send and send_column.button(
             f"{count_br(result.retrying)} to retry later."
         )
         if result.error:
-            st.error(f"**The mail server could not be reached.** {plain(result.error)}")
+            st.error(
+                f"**The mail server could not be reached.** {plain(result.error)} "
+                f"{counted(result.waiting, 'notice waits', 'notices wait')} for it."
+            )
     _refresh()
 
 failures: list[dict] = []
@@ -66,6 +69,13 @@ with operator_errors():
     columns[1].metric("Sent", count_br(counts["sent"]))
     columns[2].metric("Failed", count_br(counts["failed"]))
     columns[3].metric("Skipped (paid or late)", count_br(counts["skipped"]))
+    if counts["waiting"]:
+        st.warning(
+            f"{counted(counts['waiting'], 'notice is', 'notices are')} waiting for the mail "
+            "server, which could not be reached: they go out by themselves once it answers "
+            "(tried again after a wait that grows to 15 minutes), none twice."
+        )
+        st.metric("Waiting for the mail server", count_br(counts["waiting"]))
 
     failures = _failures()
 

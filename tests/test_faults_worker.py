@@ -8,7 +8,6 @@ process; what that server received, by Message-ID, is the evidence.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from billing.notices import notice_counts
 from billing.worker import PARALLEL_SENDERS
 from db.engine import make_engine
 from tests.pg_process import PgProcess, migrated_database
-from tests.smtp_server import SmtpTestServer, free_port
+from tests.smtp_server import SmtpTestServer
 from tests.test_notices import create_charges
 
 FAR_DUE = date(2040, 6, 1)
@@ -152,9 +151,7 @@ def test_the_worker_rides_through_a_database_restart(
             pg.restart()
             pg_db.dispose()
             create_charges(pg_db, {f"d{i:04d}": FAR_DUE for i in range(5)})
-            wait_until(
-                lambda: _enqueued(pg_db), timeout=60, what="a cycle enqueued after restart"
-            )
+            wait_until(lambda: _enqueued(pg_db), timeout=60, what="a cycle enqueued after restart")
             wait_until(
                 lambda: (counts_or_none(pg_db) or {}).get("sent") == 305,
                 timeout=120,
