@@ -7,18 +7,21 @@ loop per row): a 1.1-million-row, 100 MB file reads in well under a second.
 Decisions, so that operators and the import service can rely on them:
 
 * A file that is unusable as a whole raises :class:`~billing.errors.FileRefused` with one
-  sentence: too large, empty, binary (NUL bytes in the first 64 KB, or an Excel
-  workbook), UTF-16 text, a required column missing or repeated, a header with no
-  rows, or a malformed CSV.
+  sentence: too large, empty, binary (an Excel workbook, or a NUL byte anywhere: the
+  first 64 KB are checked before anything else, the rest before parsing, naming the
+  line), UTF-16 text, a required column missing or repeated, a header with no rows, a
+  row longer than the parser's 1 MB block, or a malformed CSV. Nothing else escapes:
+  tests/test_fuzz_intake.py and bench/fuzz_intake.py hold it to that.
 * Encoding: UTF-8 (with or without BOM); otherwise cp1252, the Windows/Excel default in
   Brazil; otherwise latin-1, which decodes any byte. Non-UTF-8 input is transcoded to
   UTF-8 before parsing.
 * Delimiter: comma or semicolon, whichever splits the header into more known column
   names (comma on a tie). Quoted values may contain delimiters, doubled quotes ("")
   and line breaks; CRLF, LF and CR line endings all work.
-* Header names are matched ignoring case, spaces, ``_``, ``-`` and ``.``, through a small
-  alias table (``government_id``, ``cpf_cnpj``, ``amount``, ``due_date``, ``vencimento``...).
-  Unknown columns are ignored and listed in ``DebtorFile.extra_columns``.
+* Header names are matched ignoring case, accents, spaces, ``_``, ``-`` and ``.``, through
+  a small alias table (``government_id``, ``cpf_cnpj``, ``amount``, ``due_date``,
+  ``vencimento``, ``Id da dívida``...). Unknown columns are ignored and listed in
+  ``DebtorFile.extra_columns``.
 * The double quotes of the file must balance. pyarrow reads a quote that is never
   closed near the end of the file as one value running to the end of the file,
   silently swallowing the rows after it; an odd number of quotes refuses the file,
@@ -41,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +57,7 @@ from billing.errors import FileRefused
 REQUIRED_COLUMNS = ("name", "governmentId", "email", "debtAmount", "debtDueDate", "debtId")
 
 _SNIFF_BYTES = 64 * 1024
+_BLOCK_BYTES = 1 << 20  # pyarrow's block: no row of the file may be longer
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 # Header spellings accepted for each column, compared after _header_key().
@@ -115,6 +120,8 @@ def read_debtor_file(data: bytes, *, max_bytes: int) -> DebtorFile:
         raise FileRefused("The file is empty.")
     delimiter, header = _detect_dialect(_header_line(body))
     positions, extra_columns = _locate_columns(header)
+    _refuse_rows_without_header_end(body)
+    _refuse_nul_bytes(body)
     _refuse_unbalanced_quotes(body)
     table = _parse_rows(body, delimiter=delimiter, field_count=len(header), positions=positions)
     if table.num_rows == 0:
@@ -125,7 +132,13 @@ def read_debtor_file(data: bytes, *, max_bytes: int) -> DebtorFile:
 
 
 def _header_key(header: str) -> str:
-    return re.sub(r"[\s_\-.]", "", header).lower()
+    """``"Id da Dívida"`` -> ``"iddadivida"``: no case, accents, spaces or punctuation."""
+    without_accents = "".join(
+        character
+        for character in unicodedata.normalize("NFKD", header)
+        if not unicodedata.combining(character)
+    )
+    return re.sub(r"[\s_\-.]", "", without_accents).lower()
 
 
 def _format_size(size: int) -> str:
@@ -212,6 +225,32 @@ def _header_line(body: memoryview) -> str:
     if text.count('"') % 2:
         raise FileRefused('The header (first line) has an unclosed quote (").')
     return text
+
+
+def _refuse_rows_without_header_end(body: memoryview) -> None:
+    """A header alone, not even ended by a line break, has no rows (pyarrow would call it
+    too short to skip its header)."""
+    if re.search(rb"[\r\n]", bytes(body[:_SNIFF_BYTES])) is None:
+        raise FileRefused("The file has a header but no rows.")
+
+
+def _line_of(body: memoryview, offset: int) -> int:
+    """The line (1 = the header) holding byte `offset`, counting the file's line breaks."""
+    before = bytes(body[:offset])
+    line_break = b"\n" if b"\n" in bytes(body[:_SNIFF_BYTES]) else b"\r"
+    return before.count(line_break) + 1
+
+
+def _refuse_nul_bytes(body: memoryview) -> None:
+    """A NUL byte past the first 64 KB: a damaged or binary file, which PostgreSQL could not
+    store as text either. Refused naming its line, as a NUL early is refused as binary."""
+    whole = body.obj if isinstance(body.obj, bytes) and len(body.obj) == len(body) else None
+    position = (whole if whole is not None else bytes(body)).find(b"\x00")
+    if position >= 0:
+        raise FileRefused(
+            f"Line {_line_of(body, position)} contains a NUL byte (binary data): "
+            "the file is damaged or is not a CSV file."
+        )
 
 
 def _refuse_unbalanced_quotes(body: memoryview) -> None:
@@ -306,7 +345,9 @@ def _csv_options(
     names = [_column_name(position) for position in range(field_count)]
     wanted = [names[positions[column]] for column in REQUIRED_COLUMNS]
     return {
-        "read_options": pcsv.ReadOptions(column_names=names, skip_rows=1, use_threads=use_threads),
+        "read_options": pcsv.ReadOptions(
+            column_names=names, skip_rows=1, use_threads=use_threads, block_size=_BLOCK_BYTES
+        ),
         "parse_options": pcsv.ParseOptions(
             delimiter=delimiter,
             quote_char='"',
@@ -353,9 +394,10 @@ def _malformed(
     """A sentence for a pyarrow parse error; finds the offending line when it can."""
     detail = str(error)
     if "straddl" in detail:
+        # The quotes balance (checked before parsing), so a row runs past a whole block.
         return FileRefused(
-            'The file has a quoted value that is never closed (a stray " character); '
-            "fix that value and upload the file again."
+            f"A row of the file is longer than {_BLOCK_BYTES // (1024 * 1024)} MB, which no "
+            "debtor row is: the file is damaged, or a quoted value runs on for too long."
         )
     if "Expected" in detail and "columns" in detail:
         bad_rows: list[pcsv.InvalidRow] = []

@@ -19,6 +19,10 @@ Decisions:
   real calendar date in the years 2000..2099.
 * Duplicates are looked for across all rows, whatever else is wrong with them: the
   first row with a given debtId is not a duplicate, every later one is.
+* Identifiers are short: a debtId or a governmentId (as normalised) longer than
+  ``MAX_ID_CHARS`` is "too long", not also invalid. Both are keys of unique indexes,
+  which refuse an entry beyond a few kilobytes; a row that long is a damaged export
+  (found by fuzzing: one such row used to fail the whole import in the database).
 * ``line`` counts the header as line 1 (see billing.reading for blank lines).
 """
 
@@ -36,6 +40,9 @@ from billing.reading import REQUIRED_COLUMNS, DebtorFile
 
 MISSING = {column: f"missing {column}" for column in REQUIRED_COLUMNS}
 INVALID_GOVERNMENT_ID = "invalid governmentId (not a valid CPF or CNPJ)"
+MAX_ID_CHARS = 100
+GOVERNMENT_ID_TOO_LONG = f"governmentId too long (over {MAX_ID_CHARS} characters)"
+DEBT_ID_TOO_LONG = f"debtId too long (over {MAX_ID_CHARS} characters)"
 INVALID_EMAIL = "invalid email"
 INVALID_AMOUNT = "invalid debtAmount"
 AMOUNT_TOO_LARGE = "debtAmount too large"
@@ -47,6 +54,7 @@ REASONS = (
     MISSING["name"],
     MISSING["governmentId"],
     INVALID_GOVERNMENT_ID,
+    GOVERNMENT_ID_TOO_LONG,
     MISSING["email"],
     INVALID_EMAIL,
     MISSING["debtAmount"],
@@ -55,6 +63,7 @@ REASONS = (
     MISSING["debtDueDate"],
     INVALID_DUE_DATE,
     MISSING["debtId"],
+    DEBT_ID_TOO_LONG,
     DUPLICATE_DEBT_ID,
 )
 
@@ -183,6 +192,8 @@ def _check_columns(
         invalid_government_id = present["governmentId"] & ~valid_normalised_government_ids(
             government_ids
         )
+    government_id_too_long = _longer_than(government_ids, MAX_ID_CHARS)
+    invalid_government_id &= ~government_id_too_long
     amounts = _parse_amounts(
         columns["debtAmount"], brazilian=brazilian_amounts, max_amount=max_amount
     )
@@ -190,10 +201,12 @@ def _check_columns(
 
     found = {MISSING[column]: missing[column] for column in REQUIRED_COLUMNS} | {
         INVALID_GOVERNMENT_ID: invalid_government_id,
+        GOVERNMENT_ID_TOO_LONG: government_id_too_long,
         INVALID_EMAIL: present["email"] & ~_valid_emails(columns["email"]),
         INVALID_AMOUNT: present["debtAmount"] & ~amounts.well_formed,
         AMOUNT_TOO_LARGE: present["debtAmount"] & amounts.too_large,
         INVALID_DUE_DATE: present["debtDueDate"] & ~valid_due_date,
+        DEBT_ID_TOO_LONG: _longer_than(columns["debtId"], MAX_ID_CHARS),
         DUPLICATE_DEBT_ID: present["debtId"] & ~_first_occurrences(columns["debtId"]),
     }
     return _Checked(
@@ -208,6 +221,10 @@ def _contiguous(values: pa.ChunkedArray | pa.Array) -> pa.StringArray:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks else pa.array([], pa.string())
     return pc.fill_null(values.cast(pa.string()), "")
+
+
+def _longer_than(values: pa.StringArray, characters: int) -> np.ndarray:
+    return pc.utf8_length(values).to_numpy(zero_copy_only=False) > characters
 
 
 def _mask(values: pa.BooleanArray) -> np.ndarray:
