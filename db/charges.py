@@ -10,7 +10,7 @@ way its index is defined, so the planner can use it:
 * name words    -> debtors_search_name_idx: to_tsvector('simple', search_name) @@ tsquery
 * e-mail prefix -> debtors_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
 * CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
-* debtId prefix -> charges_debt_id_key (a "C" column): debt_id LIKE 'prefix%'
+* debtId prefix -> charges_debt_id_idx (a "C" column): debt_id LIKE 'prefix%'
 
 Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date,
 status and debtor indexes carry the amount (INCLUDE) so counts and sums read no table.
