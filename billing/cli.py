@@ -41,6 +41,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _add_users_parser(commands)
 
+    backing_up = commands.add_parser(
+        "backup", help="write the whole database to FILE (a pg_dump custom-format archive)"
+    )
+    backing_up.add_argument("file", type=Path)
+    restoring = commands.add_parser(
+        "restore", help="load a backup into an empty database (--force: replace what it holds)"
+    )
+    restoring.add_argument("file", type=Path)
+    restoring.add_argument(
+        "--force", action="store_true", help="drop everything the database holds first"
+    )
+
     serving = commands.add_parser("api", help="serve the payments API on API_PORT")
     serving.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
     serving.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 8000)")
@@ -145,6 +157,37 @@ def _api(args: argparse.Namespace) -> int:
     settings = get_settings()
     port = args.port or settings.api_port
     uvicorn.run(create_app(settings=settings), host=args.host, port=port)
+    return EXIT_OK
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from billing.backup import backup_database
+    from db.engine import resolve_migration_url
+
+    result = backup_database(actor=cli_actor(), owner_url=resolve_migration_url(), path=args.file)
+    print(
+        f"backed up to {result.path}: {result.size_bytes:,} bytes in {result.seconds:.1f} s "
+        f"({result.tool}); sha256 {result.sha256}"
+    )
+    return EXIT_OK
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from billing.backup import restore_database
+    from db.engine import application_role, resolve_migration_url
+
+    owner_url = resolve_migration_url()
+    result = restore_database(
+        actor=cli_actor(),
+        owner_url=owner_url,
+        path=args.file,
+        force=args.force,
+        app_role=application_role(),
+    )
+    replaced = " (what the database held was dropped first)" if result.replaced else ""
+    print(f"restored {result.path} in {result.seconds:.1f} s{replaced} ({result.tool})")
+    if result.migrations_applied:
+        print("then applied: " + ", ".join(result.migrations_applied))
     return EXIT_OK
 
 
@@ -260,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         "dispatch": _dispatch,
         "api": _api,
         "users": _users,
+        "backup": _backup,
+        "restore": _restore,
     }
     try:
         return handlers[args.command](args)
