@@ -9,6 +9,7 @@ import streamlit as st
 
 from billing.access import Actor, Permission
 from pages._session import sign_in_screen, sign_out_button, signed_in_actor
+from pages._shared import database_trouble_shown
 
 st.set_page_config(page_title="Cobrança", page_icon=":material/receipt_long:", layout="wide")
 
@@ -43,9 +44,10 @@ def pages_for(actor: Actor | None) -> dict[str, list[st.Page]]:
     return sections
 
 
-actor = signed_in_actor()
-navigation = st.navigation(pages_for(actor), position="sidebar" if actor else "hidden")
-if actor is None:
-    sign_in_screen()  # and nothing else: the script stops there
-sign_out_button(actor)
-navigation.run()
+with database_trouble_shown():  # a database down or too slow: a sentence, and a retry
+    actor = signed_in_actor()
+    navigation = st.navigation(pages_for(actor), position="sidebar" if actor else "hidden")
+    if actor is None:
+        sign_in_screen()  # and nothing else: the script stops there
+    sign_out_button(actor)
+    navigation.run()

@@ -8,9 +8,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, text
 
+# What an import cut short says, on its row (closed at the next look by
+# mark_interrupted_imports) and to whoever started it (page or CLI).
 INTERRUPTED_MESSAGE = (
-    "Interrupted before it finished (the process stopped or the connection was lost); "
-    "nothing from this file was saved. Import the file again."
+    "The import stopped before it finished: the program running it ended, or its "
+    "connection to the database was lost. Nothing from this file was saved. "
+    "Import the file again."
+)
+IMPORT_CONNECTION_LOST = (
+    "The import stopped because the database connection was lost; nothing from this "
+    "file was saved. Import the file again once the database answers."
 )
 
 

@@ -36,13 +36,24 @@ def _use_app_navigation() -> None:
 
 
 @st.cache_resource(show_spinner="Starting the database…")
-def engine() -> Engine:
+def import_engine() -> Engine:
+    """The engine for imports: no statement or lock limit (a large file runs for minutes,
+    and an import waits for the one before it to finish)."""
     from db.engine import get_engine
     from db.migrations import migrate_database
 
     engine = get_engine()
     migrate_database()
     return engine
+
+
+@st.cache_resource(show_spinner="Starting the database…")
+def engine() -> Engine:
+    """The engine for actions and for reads that must see the latest data: the primary,
+    a lock waited for past DATABASE_LOCK_TIMEOUT_SECONDS given up."""
+    from db.engine import dashboard_write_limits
+
+    return dashboard_write_limits(import_engine())
 
 
 # A read replica replays the primary's changes a moment later. For this long after a
@@ -54,10 +65,10 @@ _WROTE_AT = "wrote_at"
 
 @st.cache_resource(show_spinner="Starting the database…")
 def _replica() -> Engine:
-    from db.engine import get_read_engine
+    from db.engine import dashboard_read_limits, get_read_engine
 
     engine()  # the schema is migrated, or checked, on the primary first
-    return get_read_engine()
+    return dashboard_read_limits(get_read_engine())
 
 
 def read_engine() -> Engine:
@@ -93,18 +104,111 @@ def whole_number(text: str) -> int | None:
 
 
 @contextmanager
-def operator_errors() -> Iterator[None]:
-    """Show an operator's mistake as a sentence and a bug as a short note; log the bug."""
+def operator_errors(*, when_database_lost: str | None = None) -> Iterator[None]:
+    """Show an operator's mistake as a sentence, a database that is down or too slow as a
+    sentence (see database_trouble_shown; `when_database_lost`, if given, is said instead
+    when the database went away mid-way), and a bug as a short note; log the bug."""
     try:
         yield
     except OperatorError as exc:
         st.error(f"**{plain(exc.title)}.** {plain(exc.message)}")
-    except Exception:
+    except Exception as exc:
+        if when_database_lost and _database_lost(exc):
+            log.warning("the database went away: %s", str(exc).splitlines()[0])
+            st.error(when_database_lost)
+            return
+        if _show_database_trouble(exc):
+            return
         log.exception("dashboard action failed")
         st.error(
             "Something went wrong on our side and nothing was changed. "
             "The details are in the server log; please tell the team."
         )
+
+
+# --- When the database is down or too slow ------------------------------------------------
+
+# A page that met a database that is not answering tries again this often, by itself.
+DATABASE_RETRY_SECONDS = 5
+DATABASE_DOWN = "The database is not answering; retrying…"
+_DOWN_SINCE = "database_down_since"
+
+
+@contextmanager
+def database_trouble_shown() -> Iterator[None]:
+    """Around a whole page (app.py): a database that is down, restarting or too slow shows
+    a sentence instead of an exception, and a page that met a database down reruns by
+    itself once it answers again. Anything else goes on up."""
+    try:
+        yield
+    except Exception as exc:
+        if not _show_database_trouble(exc):
+            raise
+
+
+def _show_database_trouble(exc: BaseException) -> bool:
+    """Show what `exc` means if it is the database's trouble; False if it is not."""
+    from db.engine import DatabaseTrouble, database_trouble
+
+    trouble = database_trouble(exc)
+    if trouble is None:
+        return False
+    if trouble is DatabaseTrouble.TOO_SLOW:
+        log.warning("a dashboard query was stopped: %s", str(exc).splitlines()[0])
+        st.warning(_too_slow_message())
+        return True
+    log.warning("the database is not answering: %s", str(exc).splitlines()[0])
+    st.warning(DATABASE_DOWN, icon=":material/sync_problem:")
+    st.caption(
+        "The page comes back by itself once the database answers again; nothing you did "
+        "was lost. If this lasts, tell the team."
+    )
+    st.session_state[_DOWN_SINCE] = time.monotonic()
+    _rerun_when_the_database_answers()
+    return True
+
+
+def _database_lost(exc: BaseException) -> bool:
+    from db.engine import DatabaseTrouble, database_trouble
+
+    return database_trouble(exc) is DatabaseTrouble.UNAVAILABLE
+
+
+def _too_slow_message() -> str:
+    from billing.settings import get_settings
+
+    limit = get_settings().dashboard_statement_seconds
+    return (
+        f"This took longer than the dashboard waits ({limit} s) and was stopped; nothing "
+        "was changed. Narrow the filters, or try again in a moment: the database may be "
+        "busy with an import."
+    )
+
+
+@st.fragment(run_every=DATABASE_RETRY_SECONDS)
+def _rerun_when_the_database_answers() -> None:
+    """Every few seconds, while the message is on the screen: once the database answers,
+    the whole page runs again. (Not on the run that drew the message: a database that
+    answers a ping but not the page would otherwise rerun it without pause.)"""
+    since = st.session_state.get(_DOWN_SINCE)
+    if since is None or time.monotonic() - since < DATABASE_RETRY_SECONDS * 0.8:
+        return
+    if _database_answers():
+        st.session_state.pop(_DOWN_SINCE, None)
+        st.rerun(scope="app")
+
+
+def _database_answers() -> bool:
+    from db.engine import database_trouble
+
+    try:
+        with engine().connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        if database_trouble(exc) is None:
+            raise
+        return False
+    return True
 
 
 _REVEALED = "revealed_document"  # (debtor id, whole CPF/CNPJ): one at a time
