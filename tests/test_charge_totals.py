@@ -26,9 +26,12 @@ from bench.generate import write_debtor_file
 from billing import overview
 from billing.access import WEBHOOK_ACTOR
 from billing.boletos import issue_boletos
+from billing.charges import ChargeFilter
+from billing.charges import charge_totals as charge_totals_of_filter
 from billing.importer import import_file
 from billing.payments import cancel_charge, mark_paid, record_payment
 from billing.settings import Settings
+from billing.statuses import UNPAID_STATUSES
 from db import loading
 from db import overview as overview_db
 from tests.actors import OPERATOR, operator
@@ -492,3 +495,44 @@ def test_an_operator_never_waits_for_an_import(db: Engine) -> None:
     assert outcome["import"].imported == 500
     kept = assert_figures_match(db)
     assert sum(row[3] for row in kept) == 8 + 500
+
+
+# --- the Charges page's count and sum -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "charge_filter",
+    [
+        ChargeFilter(),
+        ChargeFilter(statuses=("paid",)),
+        ChargeFilter(statuses=("overdue",)),
+        ChargeFilter(statuses=("overdue", "pending", "canceled")),
+        ChargeFilter(due_from=date(2024, 5, 1), due_to=date(2024, 6, 10)),
+        ChargeFilter(statuses=("issued", "overdue"), due_to=date(2024, 6, 1)),
+        ChargeFilter(statuses=("paid",), amount_min=Decimal("150")),  # read from charges
+    ],
+)
+def test_the_charges_page_s_count_and_sum_equal_the_charges(
+    db: Engine, charge_filter: ChargeFilter
+) -> None:
+    """Filters on status and due dates alone are answered from the kept figures."""
+    load_ledger(db)
+    import_bytes(db, small_file(30, prefix="q"))
+    mark_paid(db, charge_id=charge_id(db, "q-000004"), reason="Settled", actor=OPERATOR)
+    with db.connect() as conn:
+        charges = conn.execute(text("SELECT status, due_date, amount FROM charges")).all()
+
+    def matches(status: str, due: date, amount: Decimal) -> bool:
+        overdue = status in UNPAID_STATUSES and due < TODAY
+        wanted = charge_filter.statuses
+        return (
+            (not wanted or status in wanted or ("overdue" in wanted and overdue))
+            and (charge_filter.due_from is None or due >= charge_filter.due_from)
+            and (charge_filter.due_to is None or due <= charge_filter.due_to)
+            and (charge_filter.amount_min is None or amount >= charge_filter.amount_min)
+        )
+
+    chosen = [row for row in charges if matches(*row)]
+    totals = charge_totals_of_filter(db, charge_filter=charge_filter, today=TODAY)
+    assert (totals.count, totals.amount) == (len(chosen), sum((r.amount for r in chosen), 0))
+    assert totals.count > 0
