@@ -108,9 +108,16 @@ def _print_import(result: dict, *, as_json: bool) -> None:
         print(f"  ignored columns: {', '.join(result['extra_columns'])}")
 
 
+DATABASE_UNREACHABLE = (
+    "The database is not answering, so nothing was imported. Check DATABASE_URL, or "
+    "that the server is running, and import the file again."
+)
+
+
 def _import(args: argparse.Namespace) -> int:
     from billing.importer import ImportResult, import_file
-    from db.engine import get_engine
+    from db.engine import DatabaseTrouble, database_trouble, get_engine
+    from db.imports import IMPORT_CONNECTION_LOST
     from db.migrations import migrate_database
 
     file_name = args.file.name
@@ -124,15 +131,26 @@ def _import(args: argparse.Namespace) -> int:
             error=f"Cannot read {args.file}: {exc.strerror or exc}.",
         ).as_dict()
     else:
-        engine = get_engine()
-        migrate_database()
-        result = import_file(
-            engine=engine,
-            actor=cli_actor(),
-            data=data,
-            file_name=file_name,
-            lenient_documents=args.lenient_documents,
-        ).as_dict()
+        started = False
+        try:
+            engine = get_engine()
+            migrate_database()
+            started = True
+            result = import_file(
+                engine=engine,
+                actor=cli_actor(),
+                data=data,
+                file_name=file_name,
+                lenient_documents=args.lenient_documents,
+            ).as_dict()
+        except Exception as exc:
+            if database_trouble(exc) is not DatabaseTrouble.UNAVAILABLE:
+                raise
+            logging.getLogger("billing").info("import failed", exc_info=True)
+            error = IMPORT_CONNECTION_LOST if started else DATABASE_UNREACHABLE
+            _report_failure(args, status="failed", error=error)
+            print(f"Failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
     _print_import(result, as_json=args.json)
     if result["status"] == "refused":
         print(f"File refused: {result['error']}", file=sys.stderr)

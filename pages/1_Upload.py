@@ -8,8 +8,9 @@ from billing.access import Permission
 from billing.errors import FileRefused
 from billing.formatting import count_br, counted
 from billing.importer import PreparedFile, import_file, prepare_file
+from db.imports import IMPORT_CONNECTION_LOST
 from pages._session import current_actor
-from pages._shared import engine, operator_errors, plain, rejected_rows_button, wrote
+from pages._shared import import_engine, operator_errors, plain, rejected_rows_button, wrote
 
 actor = current_actor()
 
@@ -93,9 +94,9 @@ if done and done["digest"] == digest:
     _show_result(done["result"])
 elif st.button("Import", type="primary", disabled=prepared.valid_count == 0):
     progress = st.progress(0.0, text="Starting")
-    with operator_errors():
+    with operator_errors(when_database_lost=IMPORT_CONNECTION_LOST):
         result = import_file(
-            engine=engine(),
+            engine=import_engine(),
             actor=actor,
             data=data,
             file_name=uploaded.name,
