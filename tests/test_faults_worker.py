@@ -8,6 +8,7 @@ process; what that server received, by Message-ID, is the evidence.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -171,3 +172,27 @@ def _enqueued(engine: Engine) -> bool:
         return enqueue_cycle_now(engine)
     except Exception:
         return False
+
+
+def test_the_cli_import_says_in_a_sentence_that_the_database_is_not_answering(
+    pg: PgProcess, app_url: str, tmp_path: Path
+) -> None:
+    from billing.cli import DATABASE_UNREACHABLE
+    from tests.test_importer import debtor_csv, sample_rows
+
+    path = tmp_path / "debtors.csv"
+    path.write_bytes(debtor_csv(sample_rows(3)))
+    pg.stop()
+
+    done = subprocess.run(
+        [sys.executable, "-m", "billing", "import", str(path), "--json"],
+        env=process_env(pg, app_url, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"] == DATABASE_UNREACHABLE
+    assert done.stderr.strip() == f"Failed: {DATABASE_UNREACHABLE}"
