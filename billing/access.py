@@ -38,6 +38,7 @@ class Permission(StrEnum):
     REVEAL_DOCUMENT = "reveal a governmentId"
     MANAGE_ACCOUNTS = "manage accounts"
     READ_AUDIT = "read the audit trail"
+    BANK_FILES = "exchange files with the bank"  # remessas and retornos (CNAB 240)
 
 
 _OPERATOR = {
@@ -47,6 +48,7 @@ _OPERATOR = {
     Permission.SEND_NOTICES,
     Permission.EXPORT,
     Permission.REVEAL_DOCUMENT,
+    Permission.BANK_FILES,
 }
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),

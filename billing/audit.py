@@ -46,6 +46,10 @@ class Action:
     WEBHOOK_PAYMENT = "payment.webhook"
     PAYMENT = "payment.recorded"  # from any other source
     EXPORT_AUDIT = "audit.export"
+    REMESSA = "bank_file.remessa"  # a remessa generated: its NSA, counts and sum
+    REMESSA_DOWNLOAD = "bank_file.remessa_download"  # personal data leaving again
+    RETORNO = "bank_file.retorno"  # a retorno imported: its counts
+    WRITTEN_OFF = "charge.written_off"  # a baixa in a retorno canceled an open charge
 
 
 AUDIT_HEADER = ("id", "at", "actor", "action", "subject", "details")

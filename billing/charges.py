@@ -34,8 +34,8 @@ from billing.documents import normalise_government_id
 from billing.errors import OperatorError
 from billing.formatting import brl, date_br, format_government_id, mask_government_id
 from billing.search import search_words
+from billing.statuses import REGISTRATION_REJECTED, REGISTRATION_REJECTED_LABEL, STATUSES
 from billing.statuses import STATUS_LABELS as STORED_STATUS_LABELS
-from billing.statuses import STATUSES
 from db import charges as charges_db
 from db import payments as payments_db
 
@@ -47,8 +47,12 @@ PAGE_SIZE = 50
 # ~130 ms at 4,000 (db.charges._charge_search).
 BROAD_SEARCH_DEBTORS = 4000
 OVERDUE = "overdue"
-STATUS_CHOICES = (*STATUSES, OVERDUE)
-STATUS_LABELS = {**STORED_STATUS_LABELS, OVERDUE: "Overdue"}
+STATUS_CHOICES = (*STATUSES, OVERDUE, REGISTRATION_REJECTED)
+STATUS_LABELS = {
+    **STORED_STATUS_LABELS,
+    OVERDUE: "Overdue",
+    REGISTRATION_REJECTED: REGISTRATION_REJECTED_LABEL,
+}
 SORTS = ("due_date", "amount")
 SORT_LABELS = {
     ("due_date", False): "Due date, oldest first",

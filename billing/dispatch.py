@@ -149,7 +149,9 @@ def _skip_reason(row: dict[str, Any], today: date) -> str | None:
     status, kind = row["charge_status"], row["kind"]
     if status in ("paid", "canceled"):
         return f"Not sent: the charge was {status.replace('_', ' ')} before the notice went out."
-    if status not in notices_db.UNPAID or (kind == "issued" and status != "issued"):
+    if status not in notices_db.UNPAID or (
+        kind == "issued" and status not in ("issued", "registered")
+    ):
         return f"Not sent: the charge is {status.replace('_', ' ')}."
     if not row["digitable_line"]:
         return "Not sent: the charge has no boleto."

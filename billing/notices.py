@@ -107,6 +107,7 @@ def plan_notices(
                 domain=domain,
                 on_issue=settings.notice_on_issue,
                 timezone=settings.timezone,
+                requires_registration=settings.notice_requires_registration,
             )
     return planned
 

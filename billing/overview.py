@@ -8,15 +8,16 @@ can recompute a KPI for another period without asking the database again.
 
 Definitions, the same ones the page states:
 
-- Outstanding: what is still owed on pending, issued and partially paid charges, their
-  amounts minus what was already received on them.
-- Overdue: issued or partially paid charges due before today (a pending charge has no
-  boleto yet, so it cannot be late); their outstanding amount and their count.
+- Outstanding: what is still owed on pending, issued, registered and partially paid
+  charges, their amounts minus what was already received on them.
+- Overdue: issued, registered or partially paid charges due before today (a pending
+  charge has no boleto yet, so it cannot be late); their outstanding amount and count.
 - Received this month: payments whose paid_at falls in the current calendar month where
   the fund works (TIMEZONE), on any charge.
 - Collection rate of a period: over the charges due in that period, canceled ones left
   out, the amount received on them (each capped at its amount) divided by the amount due.
-- Aging: the outstanding amount of issued and partially paid charges by days past due.
+- Aging: the outstanding amount of issued, registered and partially paid charges by days
+  past due.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ AGING_BUCKETS = ("Current", "1-30 days", "31-60 days", "61-90 days", "Over 90 da
 COLORS = {
     "Pending (no boleto yet)": "#9e9e9e",
     "Issued": "#1f77b4",
+    "Registered at the bank": "#17becf",
     "Partially paid": "#ff7f0e",
     "Paid": "#2ca02c",
     "Canceled": "#d0d0d0",

@@ -55,7 +55,7 @@ from db import payments as payments_db
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("webhook", "operator")
+SOURCES = ("webhook", "operator", "retorno")  # retorno: a liquidação in a CNAB 240 file
 NOTIFICATION_FIELDS = ("debtId", "paidAt", "paidAmount", "paidBy")
 
 _CENT = Decimal("0.01")

@@ -44,6 +44,14 @@ def _env_int(name: str, default: int) -> int:
         raise OperatorError(f"{name} must be a whole number, not {value!r}.") from exc
 
 
+def _env_decimal(name: str, default: Decimal) -> Decimal:
+    value = _env(name).replace(",", ".")
+    try:
+        return Decimal(value) if value else default
+    except ArithmeticError as exc:
+        raise OperatorError(f"{name} must be a number such as 2.00, not {value!r}.") from exc
+
+
 def _env_bool(name: str, default: bool) -> bool:
     value = _env(name).lower()
     if not value:
@@ -83,6 +91,14 @@ class Settings:
     beneficiary_wallet: str = "14"
     beneficiary_code: str = "005507"
     beneficiary_address: str = ""
+    beneficiary_wallet_variation: str = "019"  # Banco do Brasil's variação da carteira
+
+    # What a remessa asks the bank to charge after the due date, and the discount before
+    # it (billing.cnab): percentages of the amount; 0 leaves one out.
+    bank_fine_percent: Decimal = Decimal("2.00")  # multa, once (the most the CDC allows)
+    bank_interest_monthly_percent: Decimal = Decimal("1.00")  # juros de mora, per month
+    bank_discount_percent: Decimal = Decimal("0")  # desconto for paying early
+    bank_discount_days: int = 0  # the discount holds until this many days before the due date
 
     # Pix (hybrid boleto): off when no key is configured
     pix_key: str = ""
@@ -108,6 +124,9 @@ class Settings:
     notice_reminder_days: int = 3  # 0 turns the reminder off
     notice_on_due_date: bool = True
     notice_overdue_days: int = 1  # days after the due date; 0 turns it off
+    # Only e-mail boletos the bank has registered (a retorno confirmed them): off, so the
+    # product works without exchanging files with a bank.
+    notice_requires_registration: bool = False
     daily_cycle_at: str = "08:00"
     timezone: str = "America/Sao_Paulo"
 
@@ -169,6 +188,15 @@ class Settings:
             beneficiary_wallet=_env("BENEFICIARY_WALLET", d.beneficiary_wallet),
             beneficiary_code=_env("BENEFICIARY_CODE", d.beneficiary_code),
             beneficiary_address=_env("BENEFICIARY_ADDRESS", d.beneficiary_address),
+            beneficiary_wallet_variation=_env(
+                "BENEFICIARY_WALLET_VARIATION", d.beneficiary_wallet_variation
+            ),
+            bank_fine_percent=_env_decimal("BANK_FINE_PERCENT", d.bank_fine_percent),
+            bank_interest_monthly_percent=_env_decimal(
+                "BANK_INTEREST_MONTHLY_PERCENT", d.bank_interest_monthly_percent
+            ),
+            bank_discount_percent=_env_decimal("BANK_DISCOUNT_PERCENT", d.bank_discount_percent),
+            bank_discount_days=_env_int("BANK_DISCOUNT_DAYS", d.bank_discount_days),
             pix_key=_env("PIX_KEY"),
             pix_merchant_name=_env("PIX_MERCHANT_NAME"),
             pix_merchant_city=_env("PIX_MERCHANT_CITY", d.pix_merchant_city),
@@ -189,6 +217,9 @@ class Settings:
             notice_reminder_days=_env_int("NOTICE_REMINDER_DAYS", d.notice_reminder_days),
             notice_on_due_date=_env_bool("NOTICE_ON_DUE_DATE", d.notice_on_due_date),
             notice_overdue_days=_env_int("NOTICE_OVERDUE_DAYS", d.notice_overdue_days),
+            notice_requires_registration=_env_bool(
+                "NOTICE_REQUIRES_REGISTRATION", d.notice_requires_registration
+            ),
             daily_cycle_at=_env("DAILY_CYCLE_AT", d.daily_cycle_at),
             timezone=_env("TIMEZONE", d.timezone),
             webhook_secret=_env("WEBHOOK_SECRET"),
@@ -242,6 +273,11 @@ ENVIRONMENT_VARIABLES = [
     "BENEFICIARY_WALLET",
     "BENEFICIARY_CODE",
     "BENEFICIARY_ADDRESS",
+    "BENEFICIARY_WALLET_VARIATION",
+    "BANK_FINE_PERCENT",
+    "BANK_INTEREST_MONTHLY_PERCENT",
+    "BANK_DISCOUNT_PERCENT",
+    "BANK_DISCOUNT_DAYS",
     "PIX_KEY",
     "PIX_MERCHANT_NAME",
     "PIX_MERCHANT_CITY",
@@ -260,6 +296,7 @@ ENVIRONMENT_VARIABLES = [
     "NOTICE_REMINDER_DAYS",
     "NOTICE_ON_DUE_DATE",
     "NOTICE_OVERDUE_DAYS",
+    "NOTICE_REQUIRES_REGISTRATION",
     "DAILY_CYCLE_AT",
     "TIMEZONE",
     "WEBHOOK_SECRET",

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 from datetime import date
 
-STATUSES = ("pending", "issued", "partially_paid", "paid", "canceled")
+STATUSES = ("pending", "issued", "registered", "partially_paid", "paid", "canceled")
 STATUS_LABELS = {
     "pending": "Pending (no boleto yet)",
     "issued": "Issued",
+    "registered": "Registered at the bank",
     "partially_paid": "Partially paid",
     "paid": "Paid",
     "canceled": "Canceled",
 }
 # Still owed, in full or in part: what the outstanding totals add up.
-OPEN_STATUSES = ("pending", "issued", "partially_paid")
+OPEN_STATUSES = ("pending", "issued", "registered", "partially_paid")
 # Owed with a boleto out: only these can be overdue. A pending charge has no boleto yet,
-# so the debtor has had nothing to pay with; it shows as pending, not as late.
-UNPAID_STATUSES = ("issued", "partially_paid")
+# so the debtor has had nothing to pay with; it shows as pending, not as late. A
+# registered charge is an issued one the bank confirmed (a CNAB 240 retorno): payable at
+# any bank, and late like an issued one.
+UNPAID_STATUSES = ("issued", "registered", "partially_paid")
+# A charge whose registration the bank refused is flagged for an operator (the bank's
+# reason is kept on the charge); its status stays 'issued'. Not a status: a filter.
+REGISTRATION_REJECTED = "registration_rejected"
+REGISTRATION_REJECTED_LABEL = "Registration rejected by the bank"
 
 
 def is_overdue(*, status: str, due_date: date, today: date) -> bool:

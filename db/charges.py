@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-from billing.statuses import OPEN_STATUSES, UNPAID_STATUSES
+from billing.statuses import OPEN_STATUSES, REGISTRATION_REJECTED, UNPAID_STATUSES
 
 if TYPE_CHECKING:  # billing.charges imports this module; only the types come back
     from billing.charges import ChargeFilter, Cursor, DebtorCursor, TextSearch
@@ -140,13 +140,15 @@ def _charge_where(
     conditions: list[str] = []
     params: dict[str, Any] = {"today": today, "unpaid": list(UNPAID_STATUSES)}
 
-    stored = [s for s in charge_filter.statuses if s != "overdue"]
+    stored = [s for s in charge_filter.statuses if s not in ("overdue", REGISTRATION_REJECTED)]
     status_parts = []
     if stored:
         status_parts.append("c.status = ANY(CAST(:statuses AS text[]))")
         params["statuses"] = stored
     if "overdue" in charge_filter.statuses:
         status_parts.append(_OVERDUE)
+    if REGISTRATION_REJECTED in charge_filter.statuses:  # flagged by a retorno's 03
+        status_parts.append("c.registration_rejection IS NOT NULL")
     if status_parts:
         conditions.append("(" + " OR ".join(status_parts) + ")")
 
@@ -342,6 +344,7 @@ def charge_with_debtor(conn: Connection, charge_id: int, *, today: date) -> dict
                 SELECT c.id, c.debt_id, c.amount, c.due_date, c.status, c.payer_name,
                        c.payer_email, c.nosso_numero, c.barcode, c.digitable_line,
                        c.pix_code, c.issued_at, c.created_at, c.import_id, c.debtor_id,
+                       c.registered_at, c.registration_rejection, c.written_off_at,
                        d.name, d.government_id, d.email,
                        i.file_name AS import_file, i.started_at AS imported_at,
                        coalesce((SELECT sum(p.paid_amount) FROM payments AS p

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, text
 
 NOTICE_CLAIM_LOCK_CLASS = 7_301_003  # pg_advisory_lock(class, token): a live sender's claim
 
-UNPAID = ("issued", "partially_paid")
+UNPAID = ("issued", "registered", "partially_paid")
 
 # One statement per kind: INSERT ... SELECT ... ON CONFLICT DO NOTHING over all charges.
 # NOT EXISTS skips the pairs already planned without going through the conflict path;
@@ -43,26 +43,32 @@ _ISSUED_BEFORE = """
 _PLAN_WHERE = {
     # The boleto exists and is not due yet (an overdue one gets the overdue notice).
     "issued": """
-  AND c.status = 'issued' AND c.due_date >= CAST(:today AS date)
+  AND c.status IN ('issued', 'registered') AND c.due_date >= CAST(:today AS date)
 """,
     # Due within the next N days (a missed day still gets its reminder the day after).
     "reminder": """
-  AND c.status IN ('issued', 'partially_paid')
+  AND c.status IN ('issued', 'registered', 'partially_paid')
   AND c.due_date > CAST(:today AS date)
   AND c.due_date <= CAST(:today AS date) + CAST(:days AS integer)
 """
     + _ISSUED_BEFORE.format(day="c.due_date - CAST(:days AS integer)"),
     "due": """
-  AND c.status IN ('issued', 'partially_paid')
+  AND c.status IN ('issued', 'registered', 'partially_paid')
   AND c.due_date = CAST(:today AS date)
 """
     + _ISSUED_BEFORE.format(day="c.due_date"),
     # Still unpaid N days (or more) after the due date.
     "overdue": """
-  AND c.status IN ('issued', 'partially_paid')
+  AND c.status IN ('issued', 'registered', 'partially_paid')
   AND c.due_date <= CAST(:today AS date) - CAST(:days AS integer)
 """,
 }
+
+
+# NOTICE_REQUIRES_REGISTRATION: only boletos the bank confirmed (a retorno's 02) are sent.
+_REGISTERED_ONLY = """
+  AND (NOT CAST(:requires_registration AS boolean) OR c.registered_at IS NOT NULL)
+"""
 
 
 def plan_kind(
@@ -74,9 +80,10 @@ def plan_kind(
     domain: str,
     on_issue: bool,
     timezone: str,
+    requires_registration: bool = False,
 ) -> int:
     """Queue the notices of one kind due on `today`; return how many are new."""
-    sql = _PLAN_HEAD + _PLAN_WHERE[kind] + _PLAN_TAIL
+    sql = _PLAN_HEAD + _PLAN_WHERE[kind] + _REGISTERED_ONLY + _PLAN_TAIL
     return conn.execute(
         text(sql),
         {
@@ -86,6 +93,7 @@ def plan_kind(
             "domain": domain,
             "on_issue": on_issue,
             "tz": timezone,
+            "requires_registration": requires_registration,
         },
     ).rowcount
 

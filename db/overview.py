@@ -18,14 +18,14 @@ from sqlalchemy import Connection, Engine, text
 log = logging.getLogger(__name__)
 
 # The aging bucket of a (status, due_date) row d, and the months, from :today:
-# set only where a boleto is out and unpaid (issued, partially_paid): 0 not yet due,
+# set only where a boleto is out and unpaid (issued, registered, partially_paid): 0 not yet due,
 # 1 = 1-30 days late, 2 = 31-60, 3 = 61-90, 4 = over 90.
 _BY_MONTH_AND_BUCKET = """
     SELECT
         d.status,
         CAST(date_trunc('month', d.due_date) AS date) AS due_month,
         CASE
-            WHEN d.status NOT IN ('issued', 'partially_paid') THEN NULL
+            WHEN d.status NOT IN ('issued', 'registered', 'partially_paid') THEN NULL
             WHEN d.due_date >= :today THEN 0
             WHEN d.due_date >= CAST(:today AS date) - 30 THEN 1
             WHEN d.due_date >= CAST(:today AS date) - 60 THEN 2

@@ -19,6 +19,7 @@ from pages._session import current_actor
 from pages._shared import (
     engine,
     operator_errors,
+    plain,
     read_engine,
     reveal_button,
     shown_document,
@@ -58,6 +59,9 @@ def _summary(detail: ChargeDetail, actor: Actor) -> None:
         help=status_label(charge["status"], overdue=charge["overdue"]),
     )
     top[3].metric("Still owed", brl(detail.outstanding))
+    if charge.get("registration_rejection"):  # the bank refused the boleto (a retorno's 03)
+        refusal = plain(charge["registration_rejection"])
+        st.warning(f"The bank refused to register this boleto: {refusal}")
     # Plain text: names and e-mails come from uploaded files, never read as Markdown.
     document = shown_document(charge["debtor_id"], charge["government_id"])
     st.text(

@@ -1,0 +1,336 @@
+"""Writing a CNAB 240 remessa: file header, one batch of P/Q(/R) registrations and P
+write-off requests, trailers with their counts and sums, a line at a time.
+
+Pure formatting, no database: `RemessaWriter` takes one charge at a time (a mapping
+whose keys are the layout's field names, as db.bank_files streams them) and writes
+each line to a sink as soon as it is made, so a remessa of any size needs the memory
+of one line group, never of the file. The sink also hashes the bytes and compresses
+them, for the copy the database keeps.
+
+Lines are 240 ASCII characters ended by CR LF, the way bank software writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, BinaryIO
+
+from billing.boleto import (
+    LAYOUT_CAIXA_SIGCB,
+    SIGCB_ISSUED_BY_BENEFICIARY,
+    SIGCB_REGISTERED,
+    Beneficiary,
+)
+from billing.cnab.layouts import (
+    MAX_BATCH_RECORDS,
+    MOVEMENT_REGISTER,
+    MOVEMENT_WRITE_OFF,
+    BankLayout,
+)
+
+LINE_END = b"\r\n"
+REMESSA, RETORNO = "1", "2"  # file header position 143
+_FLUSH_LINES = 2048
+_NOT_PRINTABLE = re.compile(r"[^ -~]")
+
+
+def cnab_text(value: object) -> str:
+    """Text as banks read it: ASCII upper case, accents dropped ("Conceição" ->
+    "CONCEICAO"), anything else unprintable turned into a space."""
+    text = str(value or "")
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return _NOT_PRINTABLE.sub(" ", text.upper())
+
+
+def document_type(government_id: str) -> str:
+    """FEBRABAN's tipo de inscrição: 1 CPF (11 characters), 2 CNPJ (14)."""
+    return "1" if len(government_id) == 11 else "2"
+
+
+@dataclass(frozen=True)
+class RemessaTerms:
+    """What the remessa asks the bank to apply to every boleto (settings BANK_*)."""
+
+    fine_percent: Decimal = Decimal("2.00")
+    interest_monthly_percent: Decimal = Decimal("1.00")
+    discount_percent: Decimal = Decimal("0")
+    discount_days: int = 0
+
+    @property
+    def has_fine(self) -> bool:
+        return self.fine_percent > 0
+
+    def segments_per_registration(self) -> int:
+        """P and Q always; R only to carry a fine (its other fields would be empty)."""
+        return 3 if self.has_fine else 2
+
+
+def records_per_item(kind: str, terms: RemessaTerms) -> int:
+    return terms.segments_per_registration() if kind == "registration" else 1
+
+
+@dataclass(frozen=True)
+class RemessaTotals:
+    """What a finished file holds: counts, the sum of its titles, size, sha256, and
+    the file zlib-compressed (what the database keeps)."""
+
+    registrations: int
+    write_offs: int
+    records: int  # every line, headers and trailers included
+    total_amount: Decimal
+    size_bytes: int
+    sha256: str
+    compressed: bytes
+
+
+class _Sink:
+    """Lines out to the file, the hash and the compressor together, in groups."""
+
+    def __init__(self, out: BinaryIO | None) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.compressor = zlib.compressobj(6)
+        self.compressed: list[bytes] = []
+        self.size = 0
+        self.pending: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.pending.append(text)
+        if len(self.pending) >= _FLUSH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        data = ("\r\n".join(self.pending) + "\r\n").encode("ascii")
+        self.pending.clear()
+        self.size += len(data)
+        self.digest.update(data)
+        self.compressed.append(self.compressor.compress(data))
+        if self.out is not None:
+            self.out.write(data)
+
+    def close(self) -> bytes:
+        self.flush()
+        self.compressed.append(self.compressor.flush())
+        return b"".join(self.compressed)
+
+
+class RemessaWriter:
+    """One remessa file: `registration(...)` and `write_off(...)` per charge, then
+    `finish()`. The header is written when the writer is made."""
+
+    def __init__(
+        self,
+        *,
+        layout: BankLayout,
+        beneficiary: Beneficiary,
+        terms: RemessaTerms,
+        nsa: int,
+        generated_at: datetime,
+        out: BinaryIO | None,
+        wallet_variation: str = "019",
+    ) -> None:
+        if not 1 <= nsa <= 999_999:
+            raise ValueError(f"the NSA must be between 1 and 999999, not {nsa}")
+        self.layout = layout
+        self.terms = terms
+        self._sink = _Sink(out)
+        self._details = 0
+        self._registrations = 0
+        self._write_offs = 0
+        self._titles_cents = 0
+        self._registration_records = terms.segments_per_registration()
+        account = account_values(layout, beneficiary, wallet_variation)
+        self._bb = beneficiary.layout != LAYOUT_CAIXA_SIGCB
+        self._convenio = beneficiary.beneficiary_code
+        day = generated_at.strftime("%d%m%Y")
+        header = {
+            **account,
+            "file_kind": REMESSA,
+            "generated_on": day,
+            "generated_time": generated_at.strftime("%H%M%S"),
+            "nsa": nsa,
+            "company_reserved": "REMESSA-PRODUCAO" if not self._bb else "",
+        }
+        batch_values = {**account, "batch": 1, "operation": "R", "file_number": nsa,
+                        "recorded_on": day}  # fmt: skip
+        self._sink.line(layout.file_header.write(header))
+        self._sink.line(layout.batch_header.write(batch_values))
+        title_constants = {
+            key: value for key, value in account.items() if key in layout.segment_p.variable_names
+        }
+        title_constants.update(
+            batch=1, species=layout.species, write_off_days=layout.write_off_days,
+            **_terms_constants(terms),
+        )  # fmt: skip
+        if not self._bb:
+            modality = SIGCB_REGISTERED + SIGCB_ISSUED_BY_BENEFICIARY
+            title_constants["nosso_numero_modality"] = modality
+        else:
+            title_constants["wallet_code"] = "7" if beneficiary.wallet == "17" else "1"
+        self._p = layout.segment_p.compile(_only(layout.segment_p, title_constants))
+        self._q = layout.segment_q.compile({"bank_code": layout.bank_code, "batch": 1})
+        fine = {
+            "bank_code": layout.bank_code,
+            "batch": 1,
+            "fine_code": "2",
+            "fine_amount": _hundredths(terms.fine_percent),
+        }
+        self._r = layout.segment_r.compile(fine)
+
+    @property
+    def detail_records(self) -> int:
+        return self._details
+
+    def room_for(self, kind: str) -> bool:
+        """Whether one more item of `kind` fits in the batch (99,999 detail records)."""
+        return self._details + records_per_item(kind, self.terms) <= MAX_BATCH_RECORDS
+
+    def registration(self, charge: Mapping[str, Any]) -> None:
+        """P, Q and (with a fine) R asking the bank to register `charge`'s boleto."""
+        values = self._title_values(charge, MOVEMENT_REGISTER)
+        self._sink.line(self._p.line(values))
+        values["sequence"] += 1
+        values["payer_document"] = charge["payer_document"]
+        values["payer_document_type"] = document_type(charge["payer_document"])
+        values["payer_name"] = cnab_text(charge["payer_name"])
+        values.update(_NO_ADDRESS)
+        self._sink.line(self._q.line(values))
+        if self.terms.has_fine:
+            values["sequence"] += 1
+            values["fine_date"] = charge["day_after_due"]
+            self._sink.line(self._r.line(values))
+        self._details += self._registration_records
+        self._registrations += 1
+        self._titles_cents += charge["amount"]
+
+    def write_off(self, charge: Mapping[str, Any]) -> None:
+        """A P asking the bank to write off (baixar) `charge`'s boleto."""
+        self._sink.line(self._p.line(self._title_values(charge, MOVEMENT_WRITE_OFF)))
+        self._details += 1
+        self._write_offs += 1
+        self._titles_cents += charge["amount"]
+
+    def finish(self) -> RemessaTotals:
+        """The trailers, with the counts and the sum; the file is complete after this."""
+        titles = self._registrations + self._write_offs
+        batch_trailer = {
+            "bank_code": self.layout.bank_code,
+            "batch": 1,
+            "record_count": self._details + 2,
+            "simple_count": titles,
+            "simple_amount": self._titles_cents,
+        }
+        file_trailer = {
+            "bank_code": self.layout.bank_code,
+            "batch_count": 1,
+            "record_count": self._details + 4,
+        }
+        self._sink.line(self.layout.batch_trailer.write(batch_trailer))
+        self._sink.line(self.layout.file_trailer.write(file_trailer))
+        compressed = self._sink.close()
+        return RemessaTotals(
+            registrations=self._registrations,
+            write_offs=self._write_offs,
+            records=self._details + 4,
+            total_amount=Decimal(self._titles_cents) / 100,
+            size_bytes=self._sink.size,
+            sha256=self._sink.digest.hexdigest(),
+            compressed=compressed,
+        )
+
+    def _title_values(self, charge: Mapping[str, Any], movement: str) -> dict[str, Any]:
+        if (
+            self._details
+            + records_per_item(
+                "registration" if movement == MOVEMENT_REGISTER else "write_off", self.terms
+            )
+            > MAX_BATCH_RECORDS
+        ):
+            raise ValueError(f"a batch holds at most {MAX_BATCH_RECORDS} detail records")
+        number = charge["nosso_numero"]
+        return {
+            "sequence": self._details + 1,
+            "movement": movement,
+            "nosso_numero": f"{self._convenio}{number:010d}" if self._bb else number,
+            "document_number": str(charge["id"]),
+            "due_date": charge["due_date"],
+            "amount": charge["amount"],
+            "issued_on": charge["issued_on"],
+            "interest_date": charge["day_after_due"],
+            "interest_amount": charge["interest_per_day"],
+            "discount_date": charge["discount_date"],
+            "discount_amount": charge["discount_amount"],
+            "company_reference": cnab_text(charge["debt_id"]),
+        }
+
+
+# The debtor file carries no postal address: the fields go out empty (see README).
+_NO_ADDRESS = {
+    "payer_address": "",
+    "payer_district": "",
+    "payer_zip": 0,
+    "payer_zip_suffix": 0,
+    "payer_city": "",
+    "payer_state": "",
+}
+
+
+def account_values(
+    layout: BankLayout, beneficiary: Beneficiary, wallet_variation: str
+) -> dict[str, Any]:
+    """The fund's identification, as the headers and segment P hold it."""
+    document = "".join(ch for ch in beneficiary.document if ch.isalnum()).upper()
+    values: dict[str, Any] = {
+        "bank_code": layout.bank_code,
+        "company_document_type": document_type(document),
+        "company_document": document,
+        "company_name": cnab_text(beneficiary.name),
+        "agency": beneficiary.agency,
+        "agency_digit": beneficiary.agency_digit or "0",
+    }
+    if beneficiary.layout == LAYOUT_CAIXA_SIGCB:
+        values["beneficiary_code"] = beneficiary.beneficiary_code
+        values["agreement_code"] = beneficiary.beneficiary_code
+    else:
+        values.update(
+            convenio=beneficiary.beneficiary_code,
+            wallet=beneficiary.wallet,
+            wallet_variation=wallet_variation,
+            test_flag="",
+            account=beneficiary.account,
+            account_digit=beneficiary.account_digit,
+        )
+    return values
+
+
+def _terms_constants(terms: RemessaTerms) -> dict[str, Any]:
+    """Interest and discount fields fixed for the whole file when they are off."""
+    constants: dict[str, Any] = {}
+    if terms.interest_monthly_percent > 0:
+        constants["interest_code"] = "1"  # valor por dia
+    else:
+        constants.update(interest_code="3", interest_date=0, interest_amount=0)  # isento
+    if terms.discount_percent > 0:
+        constants["discount_code"] = "1"  # valor fixo até a data informada
+    else:
+        constants.update(discount_code="0", discount_date=0, discount_amount=0)
+    return constants
+
+
+def _hundredths(value: Decimal) -> int:
+    return int((value * 100).to_integral_value())
+
+
+def _only(layout: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    names = {item.name for item in layout.fields}
+    return {key: value for key, value in values.items() if key in names}
