@@ -151,27 +151,28 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
     async def upload_debtors(request: Request) -> JSONResponse:
         _check_token(request, settings)
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > settings.max_file_bytes + _MULTIPART_OVERHEAD:
+        limit = settings.max_import_file_bytes
+        if length.isdigit() and int(length) > limit + _MULTIPART_OVERHEAD:
             raise HTTPException(413, _too_large(settings))
+        # The form spools the file to disk past 1 MB; the import reads it a piece at a time.
         async with request.form(max_files=1, max_fields=10) as form:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise HTTPException(422, "Send the debtor file as the multipart form field 'file'.")
             lenient = _form_flag(form.get("lenient_documents"), "lenient_documents")
-            data = await upload.read(settings.max_file_bytes + 1)
             file_name = _base_name(upload.filename) or "upload.csv"
-        if len(data) > settings.max_file_bytes:
-            raise HTTPException(413, _too_large(settings))
-        result = await run_in_threadpool(
-            lambda: import_file(
-                engine=engine,
-                actor=API_ACTOR,
-                data=data,
-                file_name=file_name,
-                lenient_documents=lenient,
-                settings=settings,
+            if (upload.size or 0) > limit:
+                raise HTTPException(413, _too_large(settings))
+            result = await run_in_threadpool(
+                lambda: import_file(
+                    engine=engine,
+                    actor=API_ACTOR,
+                    source=upload.file,
+                    file_name=file_name,
+                    lenient_documents=lenient,
+                    settings=settings,
+                )
             )
-        )
         body = result.as_dict()
         if result.status == "refused":
             return JSONResponse({"detail": result.error, **body}, status_code=422)
@@ -296,7 +297,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _too_large(settings: Settings) -> str:
-    return f"The file is larger than {settings.max_file_mb} MB (MAX_FILE_MB)."
+    return f"The file is larger than {settings.max_import_file_mb} MB (MAX_IMPORT_FILE_MB)."
 
 
 def _add_error_handlers(app: FastAPI) -> None:

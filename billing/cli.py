@@ -122,7 +122,7 @@ def _import(args: argparse.Namespace) -> int:
 
     file_name = args.file.name
     try:
-        data = args.file.read_bytes()
+        source = args.file.open("rb")  # read a piece at a time: memory stays flat
     except OSError as exc:
         result = ImportResult(
             status="refused",
@@ -139,7 +139,7 @@ def _import(args: argparse.Namespace) -> int:
             result = import_file(
                 engine=engine,
                 actor=cli_actor(),
-                data=data,
+                source=source,
                 file_name=file_name,
                 lenient_documents=args.lenient_documents,
             ).as_dict()
@@ -151,6 +151,8 @@ def _import(args: argparse.Namespace) -> int:
             _report_failure(args, status="failed", error=error)
             print(f"Failed: {error}", file=sys.stderr)
             return EXIT_FAILED
+        finally:
+            source.close()
     _print_import(result, as_json=args.json)
     if result["status"] == "refused":
         print(f"File refused: {result['error']}", file=sys.stderr)

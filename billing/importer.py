@@ -8,15 +8,18 @@ only the charges whose debtId is new and counts the rest as duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -28,10 +31,10 @@ from billing.access import Actor, Permission, require
 from billing.boletos import boletos_for_rows, issuable
 from billing.errors import FileRefused
 from billing.export import csv_chunks
-from billing.reading import DebtorFile, read_debtor_file
+from billing.reading import DebtorFile, file_pieces, file_size, read_debtor_file
 from billing.search import fold_for_search
 from billing.settings import Settings, get_settings
-from billing.validation import ValidatedRows, validate_rows
+from billing.validation import REASONS, DebtIdSet, ValidatedRows, validate_rows
 from db import imports as imports_db
 from db import loading
 
@@ -47,38 +50,40 @@ def _no_progress(fraction: float, message: str) -> None:
 
 @dataclass(frozen=True)
 class PreparedFile:
-    """A file read and validated, not yet written anywhere (what the preview shows)."""
+    """A file read and validated without writing anything: what the page's preview shows.
 
-    file: DebtorFile
-    rows: ValidatedRows
-    lenient_documents: bool
+    Built a piece at a time (billing.reading.file_pieces): it keeps the counts, the first
+    rows and the first lines of each reason, never the whole file.
+    """
 
-    @property
-    def row_count(self) -> int:
-        return self.file.row_count
-
-    @property
-    def valid_count(self) -> int:
-        return self.rows.valid.num_rows
-
-    @property
-    def rejected_count(self) -> int:
-        return self.rows.rejected.num_rows
+    row_count: int
+    valid_count: int
+    rejected_count: int
+    reason_counts: dict[str, int]  # reason -> rows having it, most frequent first
+    example_lines: dict[str, list[int]]  # reason -> the first lines having it
+    first_rows: pa.Table  # as parsed (trimmed strings)
+    encoding: str
+    delimiter: str
+    extra_columns: list[str]
 
     def preview(self, limit: int = 20) -> pa.Table:
         """The first rows as parsed (trimmed strings), for the operator to eyeball."""
-        return self.file.table.slice(0, limit)
+        return self.first_rows.slice(0, limit)
 
     def reason_summary(self, examples: int = 3) -> list[dict[str, Any]]:
         """One entry per reason: how many rows have it and the first lines that do."""
-        rejected = self.rows.rejected
-        lines = rejected.column("line").to_pylist()
-        reasons = rejected.column("reasons").to_pylist()
-        summary = []
-        for reason, count in self.rows.reason_counts.items():
-            first = [line for line, text in zip(lines, reasons, strict=True) if reason in text]
-            summary.append({"reason": reason, "rows": count, "example lines": first[:examples]})
-        return summary
+        return [
+            {
+                "reason": reason,
+                "rows": count,
+                "example lines": self.example_lines[reason][:examples],
+            }
+            for reason, count in self.reason_counts.items()
+        ]
+
+
+_EXAMPLE_LINES = 3
+_PREVIEW_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -107,45 +112,120 @@ def prepare_file(
 ) -> PreparedFile:
     """Read and validate a file without writing anything; raises FileRefused."""
     settings = settings or get_settings()
-    debtor_file = read_debtor_file(data, max_bytes=settings.max_file_bytes)
-    rows = validate_rows(
-        debtor_file,
+    pieces = _read_pieces(
+        io.BytesIO(data),
+        max_bytes=settings.max_file_bytes,
         lenient_documents=lenient_documents,
-        max_amount=settings.max_debt_amount,
+        settings=settings,
     )
-    return PreparedFile(file=debtor_file, rows=rows, lenient_documents=lenient_documents)
+    first = next(pieces)
+    reason_counts: Counter[str] = Counter()
+    example_lines: dict[str, list[int]] = {}
+    rows = valid = 0
+    first_rows = [first.file.table.slice(0, _PREVIEW_ROWS)]
+    for piece in itertools.chain([first], pieces):
+        if rows and rows < _PREVIEW_ROWS:
+            first_rows.append(piece.file.table.slice(0, _PREVIEW_ROWS - rows))
+        rows += piece.file.row_count
+        valid += piece.rows.valid.num_rows
+        reason_counts.update(piece.rows.reason_counts)
+        _add_example_lines(example_lines, piece.rows.rejected)
+    return PreparedFile(
+        row_count=rows,
+        valid_count=valid,
+        rejected_count=rows - valid,
+        reason_counts=dict(reason_counts.most_common()),
+        example_lines=example_lines,
+        first_rows=pa.concat_tables(first_rows),
+        encoding=first.file.encoding,
+        delimiter=first.file.delimiter,
+        extra_columns=list(first.file.extra_columns),
+    )
+
+
+def _add_example_lines(example_lines: dict[str, list[int]], rejected: pa.Table) -> None:
+    """Add the first lines of `rejected` having each reason, up to a few per reason."""
+    for reason in REASONS:
+        found = example_lines.setdefault(reason, [])
+        if len(found) >= _EXAMPLE_LINES:
+            continue
+        having = pc.match_substring(rejected.column("reasons"), reason)
+        lines = pc.filter(rejected.column("line"), having).slice(0, _EXAMPLE_LINES)
+        found.extend(lines.to_pylist()[: _EXAMPLE_LINES - len(found)])
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A piece of a file (billing.reading.file_pieces), read and validated."""
+
+    file: DebtorFile
+    rows: ValidatedRows
+    last: bool
+
+
+def _read_pieces(
+    source: BinaryIO, *, max_bytes: int, lenient_documents: bool, settings: Settings
+) -> Iterator[_Piece]:
+    """The file's pieces in order, each read and validated; raises FileRefused.
+
+    A debtId repeated in a later piece is a duplicate as within one (DebtIdSet).
+    """
+    earlier_debt_ids = DebtIdSet()
+    next_line = 2  # the header is line 1
+    for number, piece in enumerate(file_pieces(source, max_bytes=max_bytes)):
+        debtor_file = read_debtor_file(
+            piece.data, max_bytes=len(piece.data), lines_before=piece.lines_before
+        )
+        rows = validate_rows(
+            debtor_file,
+            lenient_documents=lenient_documents,
+            max_amount=settings.max_debt_amount,
+            first_line=next_line,
+            earlier_debt_ids=None if number == 0 and piece.last else earlier_debt_ids,
+        )
+        next_line += debtor_file.row_count
+        yield _Piece(file=debtor_file, rows=rows, last=piece.last)
 
 
 def import_file(
     *,
     engine: Engine,
     actor: Actor,
-    data: bytes,
     file_name: str,
     lenient_documents: bool,
-    prepared: PreparedFile | None = None,
+    data: bytes | None = None,
+    source: BinaryIO | None = None,
     on_progress: Progress = _no_progress,
     settings: Settings | None = None,
 ) -> ImportResult:
     """Import a debtor file for `actor` (an operator or more); a refused file is recorded,
     audited and reported, never raised.
 
-    `prepared` skips reading again a file the caller already validated (the page's preview).
-    Unexpected errors roll everything back, record the import as failed and propagate.
+    The file is `data` (the dashboard's upload, already in memory; at most MAX_FILE_MB) or
+    `source`, an open binary file (the CLI's, the API's; at most MAX_IMPORT_FILE_MB). Either
+    is read a piece at a time (billing.reading.file_pieces), so memory does not grow with
+    the file. Unexpected errors roll everything back, record the import as failed and
+    propagate.
     """
     require(actor, Permission.IMPORT)
+    if (data is None) == (source is None):
+        raise TypeError("import_file takes the file's data or a source to read, one of them")
+    settings = settings or get_settings()
+    if source is None:
+        source, max_bytes = io.BytesIO(data), settings.max_file_bytes
+    else:
+        max_bytes = settings.max_import_file_bytes
     started = time.monotonic()
     imports_db.mark_interrupted_imports(engine)
-    audited = _ImportAudit(
-        actor=actor, file_name=file_name, sha256=hashlib.sha256(data).hexdigest()
-    )
+    size, sha256 = _size_and_sha256(source)
+    audited = _ImportAudit(actor=actor, file_name=file_name, sha256=sha256)
     with engine.connect() as conn:
         with conn.begin():
             import_id = imports_db.create_import(
                 conn,
                 file_name=file_name,
                 sha256=audited.sha256,
-                size_bytes=len(data),
+                size_bytes=size,
                 lenient_documents=lenient_documents,
             )
             imports_db.hold_import(conn, import_id)
@@ -153,10 +233,10 @@ def import_file(
             result = _run_import(
                 conn,
                 import_id=import_id,
-                data=data,
+                source=source,
+                max_bytes=max_bytes,
                 file_name=file_name,
                 lenient_documents=lenient_documents,
-                prepared=prepared,
                 on_progress=on_progress,
                 settings=settings,
                 started=started,
@@ -171,6 +251,18 @@ def import_file(
                 imports_db.release_import(conn, import_id)
                 conn.commit()
     return result
+
+
+def _size_and_sha256(source: BinaryIO) -> tuple[int, str]:
+    """The file's size and SHA-256, read in 1 MB blocks; `source` left at its start."""
+    digest = hashlib.sha256()
+    size = 0
+    source.seek(0)
+    while block := source.read(1 << 20):
+        digest.update(block)
+        size += len(block)
+    source.seek(0)
+    return size, digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -235,21 +327,37 @@ def _run_import(
     conn: Connection,
     *,
     import_id: int,
-    data: bytes,
+    source: BinaryIO,
+    max_bytes: int,
     file_name: str,
     lenient_documents: bool,
-    prepared: PreparedFile | None,
     on_progress: Progress,
-    settings: Settings | None,
+    settings: Settings,
     started: float,
     audited: _ImportAudit,
 ) -> ImportResult:
+    size = file_size(source)
     with conn.begin():
         on_progress(0.02, "Reading and validating the file")
         try:
-            prepared = prepared or prepare_file(
-                data, lenient_documents=lenient_documents, settings=settings
+            pieces = _read_pieces(
+                source,
+                max_bytes=max_bytes,
+                lenient_documents=lenient_documents,
+                settings=settings,
             )
+            first = next(pieces)  # most refusals come with it, before waiting for the lock
+            on_progress(0.05, "Waiting for other imports to finish")
+            loading.lock_imports(conn)
+            with conn.begin_nested():  # a piece refused further on takes every row back
+                load = _FileLoad(conn, import_id=import_id, settings=settings)
+                done = 0.0  # the share of the file loaded
+                for piece in itertools.chain([first], pieces):
+                    upto = 1.0 if piece.last else min(source.tell() / max(size, 1), 1.0)
+                    load.add(piece, on_progress=_between(on_progress, done, upto))
+                    done = upto
+                on_progress(0.95, "Indexing the new charges")
+                load.finish()
         except FileRefused as refusal:
             seconds = time.monotonic() - started
             imports_db.finish_import(
@@ -264,30 +372,19 @@ def _run_import(
             )
             audited.record(conn, refused)
             return refused
-        on_progress(0.1, "Waiting for other imports to finish")
-        loading.lock_imports(conn)
-        counts = _load_rows(
-            conn,
-            import_id=import_id,
-            rows=prepared.rows.valid,
-            settings=settings or get_settings(),
-            on_progress=lambda f, m: on_progress(0.1 + 0.85 * f, m),
-        )
-        on_progress(0.96, "Keeping the rejected rows")
-        loading.store_rejections(conn, import_id=import_id, rejected=prepared.rows.rejected)
         seconds = time.monotonic() - started
         result = ImportResult(
             status="done",
             import_id=import_id,
             file_name=file_name,
-            rows=prepared.row_count,
-            imported=counts.imported,
-            duplicates=counts.duplicates,
-            rejected=prepared.rejected_count,
-            issued=counts.issued,
+            rows=load.rows,
+            imported=load.imported,
+            duplicates=load.duplicates,
+            rejected=load.rejected,
+            issued=load.issued,
             seconds=round(seconds, 3),
-            reason_counts=prepared.rows.reason_counts,
-            extra_columns=list(prepared.file.extra_columns),
+            reason_counts=dict(load.reason_counts.most_common()),
+            extra_columns=list(first.file.extra_columns),
         )
         imports_db.finish_import(
             conn,
@@ -301,8 +398,8 @@ def _run_import(
                 "rejected": result.rejected,
             },
             reason_counts=result.reason_counts,
-            encoding=prepared.file.encoding,
-            delimiter=prepared.file.delimiter,
+            encoding=first.file.encoding,
+            delimiter=first.file.delimiter,
             extra_columns=result.extra_columns,
         )
         audited.record(conn, result)
@@ -314,6 +411,17 @@ def _run_import(
     return result
 
 
+def _between(on_progress: Progress, start: float, end: float) -> Progress:
+    """A piece's progress as the import's: the piece spans `start` to `end` of the file,
+    and loading the file spans 5 % to 95 % of the import."""
+
+    def report(fraction: float, message: str) -> None:
+        share = start + (end - start) * min(fraction, 1.0)
+        on_progress(round(0.05 + 0.9 * share, 6), message)
+
+    return report
+
+
 @dataclass(frozen=True)
 class _LoadCounts:
     imported: int
@@ -321,55 +429,109 @@ class _LoadCounts:
     issued: int
 
 
-def _load_rows(
-    conn: Connection, *, import_id: int, rows: pa.Table, settings: Settings, on_progress: Progress
-) -> _LoadCounts:
-    """Debtors upserted, then the new charges COPYed in already issued, in one transaction.
+class _FileLoad:
+    """The rows of a file loaded piece after piece, in the import's transaction.
 
-    The server's two look-ups (debtIds already charged, then the debtors' upsert) run on
-    a helper thread while this one prepares what comes next: the debtors to upsert, then
-    the first charge slices with their boletos. The connection is only ever used by one
-    thread at a time: the helper while its future is pending, this thread otherwise.
+    Debtors are upserted and charges copied for each piece; what spans the file is decided
+    at its first piece: whether `debtors` is bulk-loaded (a fresh install: its indexes
+    dropped until finish), and whether the charges get a partition of their own (attached
+    at finish, see db.loading.insert_charges).
     """
-    on_progress(0.05, "Looking for charges already imported")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-db") as database:
-        present_lines = database.submit(
-            loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
-        )
-        debtors = _newest_debtor_rows(rows)
-        present = present_lines.result()
-        new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
-        own_partition = loading.loads_into_own_partition(new_rows.num_rows)
-        bulk_debtors = loading.worth_bulk_loading(conn, table="debtors", new_rows=debtors.num_rows)
-        loading.lock_for_bulk_load(conn, ["debtors"] if bulk_debtors else [])
-        if not own_partition:
-            new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
-        numbers = _nosso_numeros_of(conn, new_rows)
-        charges = _ChargeRows(
-            import_id=import_id, issued_at=loading.transaction_time(conn), settings=settings
-        )
-        slices = (
-            (start, charges.with_boletos(part, nosso_numeros=numbers[start : start + len(part)]))
-            for start, part in loading.numbered_slices(new_rows)
-        )
-        on_progress(0.15, "Updating debtors")
-        upserted = database.submit(loading.upsert_debtors, conn, debtors=debtors, bulk=bulk_debtors)
-        ready = list(_until_done(slices, upserted))
-        debtor_ids = _debtor_ids_of(new_rows, upserted.result())
 
-    on_progress(0.3, "Issuing boletos and creating charges")
-    imported = loading.insert_charges(
-        conn,
-        slices=(
-            _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows))
-            for start, part in itertools.chain(ready, slices)
-        ),
-        total_rows=new_rows.num_rows,
-        own_partition=own_partition,
-        on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
-    )
-    issued = int(np.count_nonzero(numbers >= 0))
-    return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
+    def __init__(self, conn: Connection, *, import_id: int, settings: Settings) -> None:
+        self.conn = conn
+        self.import_id = import_id
+        self.settings = settings
+        self.rows = self.imported = self.duplicates = self.rejected = self.issued = 0
+        self.reason_counts: Counter[str] = Counter()
+        self._debtor_indexes = contextlib.ExitStack()
+        self._partition: loading.ChargePartition | None = None
+        self._decided_partition = False
+        self._first = True
+
+    def add(self, piece: _Piece, *, on_progress: Progress) -> None:
+        self.rows += piece.file.row_count
+        self.rejected += piece.rows.rejected.num_rows
+        self.reason_counts.update(piece.rows.reason_counts)
+        counts = self._load_rows(piece, on_progress=on_progress)
+        on_progress(1.0, "Keeping the rejected rows")
+        loading.store_rejections(self.conn, import_id=self.import_id, rejected=piece.rows.rejected)
+        self.imported += counts.imported
+        self.duplicates += counts.duplicates
+        self.issued += counts.issued
+
+    def finish(self) -> None:
+        """Attach the file's partition and rebuild what a bulk load dropped."""
+        if self._partition is not None:
+            attached = loading.attach_charge_partition(self.conn, self._partition)
+            if attached != self.imported:  # every new charge went into it: else a bug
+                raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
+        self._debtor_indexes.close()
+
+    def _load_rows(self, piece: _Piece, *, on_progress: Progress) -> _LoadCounts:
+        """Debtors upserted, then the piece's new charges COPYed in already issued.
+
+        The server's two look-ups (debtIds already charged, then the debtors' upsert) run
+        on a helper thread while this one prepares what comes next: the debtors to upsert,
+        then the first charge slices with their boletos. The connection is only ever used
+        by one thread at a time: the helper while its future is pending, this thread
+        otherwise.
+        """
+        conn, rows = self.conn, piece.rows.valid
+        on_progress(0.05, "Looking for charges already imported")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-db") as database:
+            present_lines = database.submit(
+                loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
+            )
+            debtors = _newest_debtor_rows(rows)
+            present = present_lines.result()
+            new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
+            self._decide_bulk_loads(
+                debtors=debtors.num_rows, new_rows=new_rows.num_rows, piece=piece
+            )
+            if self._partition is None:
+                new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
+            numbers = _nosso_numeros_of(conn, new_rows)
+            charges = _ChargeRows(
+                import_id=self.import_id,
+                issued_at=loading.transaction_time(conn),
+                settings=self.settings,
+            )
+            slices = (
+                (start, charges.with_boletos(part, nosso_numeros=numbers[start:][: len(part)]))
+                for start, part in loading.numbered_slices(new_rows)
+            )
+            on_progress(0.15, "Updating debtors")
+            upserted = database.submit(loading.upsert_debtors, conn, debtors=debtors)
+            ready = list(_until_done(slices, upserted))
+            debtor_ids = _debtor_ids_of(new_rows, upserted.result())
+
+        on_progress(0.3, "Issuing boletos and creating charges")
+        imported = loading.insert_charges(
+            conn,
+            slices=(
+                _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows))
+                for start, part in itertools.chain(ready, slices)
+            ),
+            total_rows=new_rows.num_rows,
+            partition=self._partition,
+            on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
+        )
+        issued = int(np.count_nonzero(numbers >= 0))
+        return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
+
+    def _decide_bulk_loads(self, *, debtors: int, new_rows: int, piece: _Piece) -> None:
+        if self._first:
+            self._first = False
+            if loading.worth_bulk_loading(self.conn, table="debtors", new_rows=debtors):
+                loading.lock_for_bulk_load(self.conn, ["debtors"])
+                self._debtor_indexes.enter_context(
+                    loading.indexes_rebuilt_after(self.conn, table="debtors")
+                )
+        if not self._decided_partition and new_rows:
+            self._decided_partition = True
+            if loading.loads_into_own_partition(new_rows, more_to_come=not piece.last):
+                self._partition = loading.start_charge_partition(self.conn)
 
 
 def _until_done(items: Iterator[_T], future: Future[Any]) -> Iterator[_T]:

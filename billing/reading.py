@@ -43,9 +43,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -111,8 +114,13 @@ def canonical_column_name(header: str) -> str | None:
     return _CANONICAL_BY_KEY.get(_header_key(header))
 
 
-def read_debtor_file(data: bytes, *, max_bytes: int) -> DebtorFile:
-    """Decode and parse an uploaded debtor CSV; raise FileRefused when it is unusable."""
+def read_debtor_file(data: bytes, *, max_bytes: int, lines_before: int = 0) -> DebtorFile:
+    """Decode and parse an uploaded debtor CSV; raise FileRefused when it is unusable.
+
+    `data` may be a piece of a larger file (see file_pieces): the header, then some of its
+    rows; `lines_before` says how many of the file's lines came between its header and the
+    piece's first row, so that a refusal names the line as the file numbers it.
+    """
     _refuse_unusable_bytes(data, max_bytes=max_bytes)
     body, encoding = _decode(data)
     body = body[_count_leading_line_breaks(body) :]
@@ -121,9 +129,15 @@ def read_debtor_file(data: bytes, *, max_bytes: int) -> DebtorFile:
     delimiter, header = _detect_dialect(_header_line(body))
     positions, extra_columns = _locate_columns(header)
     _refuse_rows_without_header_end(body)
-    _refuse_nul_bytes(body)
-    _refuse_unbalanced_quotes(body)
-    table = _parse_rows(body, delimiter=delimiter, field_count=len(header), positions=positions)
+    _refuse_nul_bytes(body, lines_before=lines_before)
+    _refuse_unbalanced_quotes(body, lines_before=lines_before)
+    table = _parse_rows(
+        body,
+        delimiter=delimiter,
+        field_count=len(header),
+        positions=positions,
+        lines_before=lines_before,
+    )
     if table.num_rows == 0:
         raise FileRefused("The file has a header but no rows.")
     return DebtorFile(
@@ -241,19 +255,19 @@ def _line_of(body: memoryview, offset: int) -> int:
     return before.count(line_break) + 1
 
 
-def _refuse_nul_bytes(body: memoryview) -> None:
+def _refuse_nul_bytes(body: memoryview, *, lines_before: int) -> None:
     """A NUL byte past the first 64 KB: a damaged or binary file, which PostgreSQL could not
     store as text either. Refused naming its line, as a NUL early is refused as binary."""
     whole = body.obj if isinstance(body.obj, bytes) and len(body.obj) == len(body) else None
     position = (whole if whole is not None else bytes(body)).find(b"\x00")
     if position >= 0:
         raise FileRefused(
-            f"Line {_line_of(body, position)} contains a NUL byte (binary data): "
+            f"Line {_line_of(body, position) + lines_before} contains a NUL byte (binary data): "
             "the file is damaged or is not a CSV file."
         )
 
 
-def _refuse_unbalanced_quotes(body: memoryview) -> None:
+def _refuse_unbalanced_quotes(body: memoryview, *, lines_before: int) -> None:
     """Refuse a file with an odd number of double quotes.
 
     pyarrow reads a quote that is never closed near the end of the file as one value
@@ -275,8 +289,8 @@ def _refuse_unbalanced_quotes(body: memoryview) -> None:
     quote_lines = np.searchsorted(breaks, np.flatnonzero(characters == ord('"')))
     odd_lines = np.flatnonzero(np.bincount(quote_lines) % 2)
     raise FileRefused(
-        f'Line {int(odd_lines[0]) + 1} has an unmatched double quote ("): a quoted value is '
-        'never closed, or a quote inside a value is not written twice ("").'
+        f'Line {int(odd_lines[0]) + 1 + lines_before} has an unmatched double quote ("): '
+        'a quoted value is never closed, or a quote inside a value is not written twice ("").'
     )
 
 
@@ -368,14 +382,19 @@ def _csv_options(
 
 
 def _parse_rows(
-    body: memoryview, *, delimiter: str, field_count: int, positions: dict[str, int]
+    body: memoryview,
+    *,
+    delimiter: str,
+    field_count: int,
+    positions: dict[str, int],
+    lines_before: int,
 ) -> pa.Table:
     """Parse with pyarrow and return the six columns, canonical names, trimmed, never null."""
     options = _csv_options(delimiter, field_count, positions, use_threads=True)
     try:
         parsed = pcsv.read_csv(pa.BufferReader(pa.py_buffer(body)), **options)
     except pa.ArrowInvalid as error:
-        raise _malformed(error, body, delimiter, field_count, positions) from None
+        raise _malformed(error, body, delimiter, field_count, positions, lines_before) from None
     columns = []
     for column in REQUIRED_COLUMNS:
         values = parsed.column(_column_name(positions[column]))
@@ -390,6 +409,7 @@ def _malformed(
     delimiter: str,
     field_count: int,
     positions: dict[str, int],
+    lines_before: int,
 ) -> FileRefused:
     """A sentence for a pyarrow parse error; finds the offending line when it can."""
     detail = str(error)
@@ -422,8 +442,98 @@ def _malformed(
             )
             fields = "field" if row.actual_columns == 1 else "fields"
             return FileRefused(
-                f"Line {row.number} has {row.actual_columns} {fields}, "
+                f"Line {row.number + lines_before} has {row.actual_columns} {fields}, "
                 f"the header has {row.expected_columns}.{hint}"
             )
     reason = detail.removeprefix("CSV parse error: ").splitlines()[0][:200]
     return FileRefused(f"The file is not a well-formed CSV file: {reason}")
+
+
+# --------------------------------------------------------------------------------------
+# Large files, a piece at a time
+# --------------------------------------------------------------------------------------
+
+# A file larger than this is read in pieces of about this size, each a CSV of its own (the
+# header, then whole records), so an import's memory does not grow with the file: a piece
+# of 64 MB is about 550,000 rows, and its parsed and validated columns about 0.4 GB.
+PIECE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FilePiece:
+    """Part of a debtor file that read_debtor_file reads like a whole file."""
+
+    data: bytes  # the file's header line, then whole records of it
+    lines_before: int  # the file's lines between its header and this piece's first row
+    last: bool  # no piece follows
+
+
+def file_size(source: BinaryIO) -> int:
+    """The size of a seekable binary file, left positioned at its start."""
+    size = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    return size
+
+
+def file_pieces(
+    source: BinaryIO, *, max_bytes: int, piece_bytes: int | None = None
+) -> Iterator[FilePiece]:
+    """The file from `source` in pieces of about `piece_bytes`, cut only between records.
+
+    A cut falls on a line break outside quotes: the double quotes before it, from the
+    start of the piece, are even in number (0x22 is a quote in every encoding accepted).
+    A file that fits in one piece is one piece, exactly its bytes. The whole file's size
+    is checked first, so a file over `max_bytes` is refused before anything is read.
+    """
+    piece_bytes = piece_bytes or PIECE_BYTES
+    size = file_size(source)
+    if size > max_bytes:
+        raise FileRefused(f"The file is larger than the limit of {_format_size(max_bytes)}.")
+    buffer = source.read(piece_bytes)
+    if len(buffer) == size:
+        yield FilePiece(data=buffer, lines_before=0, last=True)
+        return
+    header_end = _end_of_header(buffer)
+    header = buffer[:header_end]  # the first piece keeps a BOM, which names the encoding
+    line_break = b"\n" if b"\n" in buffer[:_SNIFF_BYTES] else b"\r"
+    buffer, lines_before, at_end = buffer[header_end:], 0, False
+    while buffer or not at_end:
+        while not at_end and len(buffer) < piece_bytes:
+            more = source.read(piece_bytes)
+            at_end = not more
+            buffer += more
+        cut: int | None = len(buffer)
+        if len(buffer) > piece_bytes:
+            cut = _last_record_end(buffer[:piece_bytes], line_break) or _last_record_end(
+                buffer, line_break
+            )
+        if cut is None:  # a record longer than a piece: read on, up to what a row may be
+            if not at_end and len(buffer) < piece_bytes + 2 * _BLOCK_BYTES:
+                buffer += source.read(piece_bytes)
+                at_end = source.tell() >= size
+                continue
+            cut = len(buffer)  # and the parser refuses the row as too long
+        rows, buffer = buffer[:cut], buffer[cut:]
+        last = at_end and not buffer
+        if rows.strip(b"\r\n") or (last and lines_before == 0):  # blank lines are no records
+            yield FilePiece(data=header + rows, lines_before=lines_before, last=last)
+        header = header.removeprefix(_UTF8_BOM).lstrip(b"\r\n")
+        lines_before += rows.count(line_break)
+
+
+def _end_of_header(head: bytes) -> int:
+    """Where the first record after the header starts (the header's line break included)."""
+    match = re.search(rb"[^\r\n][\r\n]", head[:_SNIFF_BYTES])
+    if match is None:
+        return len(head)  # read_debtor_file says what is wrong with such a header
+    end = match.end()
+    return end + 1 if head[end - 1 : end + 1] == b"\r\n" else end
+
+
+def _last_record_end(buffer: bytes, line_break: bytes) -> int | None:
+    """Just past the last line break of `buffer` with an even number of quotes before it."""
+    characters = np.frombuffer(buffer, dtype=np.uint8)
+    breaks = np.flatnonzero(characters == line_break[0])
+    quotes = np.flatnonzero(characters == ord('"'))
+    outside = breaks[np.searchsorted(quotes, breaks) % 2 == 0]
+    return int(outside[-1]) + 1 if len(outside) else None

@@ -68,7 +68,8 @@ class Settings:
     migration_database_url: str = ""  # the schema owner; unset: DATABASE_URL
     database_read_url: str = ""  # a read replica for the dashboard's reads; unset: DATABASE_URL
     data_dir: Path = PROJECT_ROOT / ".data"
-    max_file_mb: int = 250
+    max_file_mb: int = 250  # the dashboard's upload, held in memory by the browser's session
+    max_import_file_mb: int = 4096  # the CLI's and the API's, read a piece at a time
     max_debt_amount: Decimal = Decimal("99999999.99")
 
     # Time limits on the database (0 turns one off). A dashboard page gives up on a query
@@ -146,6 +147,10 @@ class Settings:
     def max_file_bytes(self) -> int:
         return self.max_file_mb * 1024 * 1024
 
+    @property
+    def max_import_file_bytes(self) -> int:
+        return self.max_import_file_mb * 1024 * 1024
+
     def __repr__(self) -> str:
         """Every setting, secrets hidden: safe for logs, tracebacks and test reports."""
         shown = ", ".join(
@@ -163,6 +168,7 @@ class Settings:
             database_read_url=_env("DATABASE_READ_URL"),
             data_dir=Path(_env("BILLING_DATA_DIR", str(d.data_dir))),
             max_file_mb=_env_int("MAX_FILE_MB", d.max_file_mb),
+            max_import_file_mb=_env_int("MAX_IMPORT_FILE_MB", d.max_import_file_mb),
             max_debt_amount=Decimal(_env("MAX_DEBT_AMOUNT", str(d.max_debt_amount))),
             database_connect_timeout_seconds=_env_int(
                 "DATABASE_CONNECT_TIMEOUT_SECONDS", d.database_connect_timeout_seconds
@@ -258,6 +264,7 @@ ENVIRONMENT_VARIABLES = [
     "DATABASE_READ_URL",
     "BILLING_DATA_DIR",
     "MAX_FILE_MB",
+    "MAX_IMPORT_FILE_MB",
     "MAX_DEBT_AMOUNT",
     "DATABASE_CONNECT_TIMEOUT_SECONDS",
     "DASHBOARD_STATEMENT_SECONDS",

@@ -114,16 +114,26 @@ class ValidatedRows:
 
 
 def validate_rows(
-    file: DebtorFile, *, lenient_documents: bool, max_amount: Decimal = Decimal("99999999.99")
+    file: DebtorFile,
+    *,
+    lenient_documents: bool,
+    max_amount: Decimal = Decimal("99999999.99"),
+    first_line: int = 2,
+    earlier_debt_ids: DebtIdSet | None = None,
 ) -> ValidatedRows:
     """Check every row of ``file`` and split the rows into valid and rejected.
 
     With ``lenient_documents`` any non-empty governmentId is accepted (normalised all the
     same), for portfolios whose identifiers are not real CPFs or CNPJs.
+
+    For a piece of a larger file (billing.reading.file_pieces): ``first_line`` is the line
+    of its first row in the whole file, and ``earlier_debt_ids`` the debtIds of the pieces
+    before it, which make a row here a duplicate too; this piece's are added to it.
     """
     columns = {column: _contiguous(file.table.column(column)) for column in REQUIRED_COLUMNS}
     checked = _check_columns(
         columns,
+        earlier_debt_ids=earlier_debt_ids,
         lenient_documents=lenient_documents,
         brazilian_amounts=file.delimiter == ";",
         max_amount=min(
@@ -134,7 +144,9 @@ def validate_rows(
     for bit, reason in enumerate(REASONS):
         reason_bits |= checked.reasons[reason].astype(np.uint32) << bit
     is_rejected = reason_bits != 0
-    lines = np.arange(2, file.table.num_rows + 2, dtype=np.int32)
+    lines = np.arange(first_line, first_line + file.table.num_rows, dtype=np.int32)
+    if earlier_debt_ids is not None:
+        earlier_debt_ids.add(columns["debtId"])
 
     keep = pa.array(~is_rejected)
     valid = pa.table(
@@ -174,6 +186,7 @@ class _Checked:
 def _check_columns(
     columns: dict[str, pa.StringArray],
     *,
+    earlier_debt_ids: DebtIdSet | None,
     lenient_documents: bool,
     brazilian_amounts: bool,
     max_amount: Decimal,
@@ -207,7 +220,7 @@ def _check_columns(
         AMOUNT_TOO_LARGE: present["debtAmount"] & amounts.too_large,
         INVALID_DUE_DATE: present["debtDueDate"] & ~valid_due_date,
         DEBT_ID_TOO_LONG: _longer_than(columns["debtId"], MAX_ID_CHARS),
-        DUPLICATE_DEBT_ID: present["debtId"] & ~_first_occurrences(columns["debtId"]),
+        DUPLICATE_DEBT_ID: present["debtId"] & _repeated(columns["debtId"], earlier_debt_ids),
     }
     return _Checked(
         reasons={reason: found[reason] for reason in REASONS},
@@ -302,6 +315,31 @@ def _parse_due_dates(dates: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     first_of_month = months_since_epoch.astype("datetime64[M]").astype("datetime64[D]")
     days[valid] = first_of_month.astype(np.int64) + day[valid] - 1
     return days, valid
+
+
+def _repeated(debt_ids: pa.StringArray, earlier: DebtIdSet | None) -> np.ndarray:
+    """True for a row whose debtId an earlier row of the file holds."""
+    repeated = ~_first_occurrences(debt_ids)
+    if earlier is not None:
+        repeated |= earlier.contains(debt_ids)
+    return repeated
+
+
+class DebtIdSet:
+    """The debtIds of the pieces of a file read so far (about 40 bytes a row: 0.2 GB for
+    5.5M rows, where a Python set would take several times that)."""
+
+    def __init__(self) -> None:
+        self._pieces: list[pa.Array] = []
+
+    def add(self, debt_ids: pa.StringArray) -> None:
+        self._pieces.append(pc.filter(debt_ids, pc.not_equal(debt_ids, "")))
+
+    def contains(self, debt_ids: pa.StringArray) -> np.ndarray:
+        if not self._pieces:
+            return np.zeros(len(debt_ids), dtype=bool)
+        earlier = pa.chunked_array(self._pieces, type=pa.string())
+        return _mask(pc.is_in(debt_ids, value_set=earlier))
 
 
 def _first_occurrences(values: pa.StringArray) -> np.ndarray:

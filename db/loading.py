@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -30,9 +31,12 @@ IMPORT_LOCK_KEY = 7_301_002  # pg_advisory_xact_lock key: one import writes at a
 # Rows written as CSV at a time: about 20 MB of charge rows, sent while the next are written.
 COPY_SLICE_ROWS = 65_536
 
+# Temporary tables of an import, refilled for each piece of its file.
 _CREATE_STAGED_KEYS = """
-CREATE TEMP TABLE import_keys (line integer NOT NULL, debt_id text COLLATE "C" NOT NULL)
-ON COMMIT DROP
+CREATE TEMP TABLE IF NOT EXISTS import_keys (
+    line integer NOT NULL, debt_id text COLLATE "C" NOT NULL
+) ON COMMIT DROP;
+TRUNCATE import_keys
 """
 
 # Lines of the file whose debtId is already a charge: counted as duplicates and never
@@ -44,12 +48,13 @@ JOIN charge_keys AS c ON c.debt_id = k.debt_id
 """
 
 _CREATE_STAGED_DEBTORS = """
-CREATE TEMP TABLE import_debtors (
+CREATE TEMP TABLE IF NOT EXISTS import_debtors (
     government_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
     search_name text NOT NULL,
     email text NOT NULL
-) ON COMMIT DROP
+) ON COMMIT DROP;
+TRUNCATE import_debtors
 """
 _DEBTOR_COLUMNS = "government_id, name, search_name, email"
 
@@ -181,19 +186,18 @@ def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
     return np.array(conn.execute(text(_PRESENT_LINES)).scalar_one(), dtype=np.int32)
 
 
-def upsert_debtors(conn: Connection, *, debtors: pa.Table, bulk: bool) -> pa.Table:
+def upsert_debtors(conn: Connection, *, debtors: pa.Table) -> pa.Table:
     """Insert new debtors and refresh the name and e-mail of known ones.
 
     `debtors` has one row per government_id (columns government_id, name, search_name,
-    email); returns their ids as a table government_id, id. With `bulk` the table's
-    indexes are rebuilt after the insert (it must be locked already: lock_for_bulk_load).
+    email); returns their ids as a table government_id, id. Works as well while a bulk
+    load has the table's indexes dropped (see indexes_rebuilt_after): hashed joins then.
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     copy_csv(conn, table=debtors, target="import_debtors", columns=_DEBTOR_COLUMNS)
     conn.exec_driver_sql("ANALYZE import_debtors")
     conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS)
-    with indexes_rebuilt_after(conn, table="debtors") if bulk else nullcontext():
-        conn.exec_driver_sql(_INSERT_NEW_DEBTORS)
+    conn.exec_driver_sql(_INSERT_NEW_DEBTORS)
     government_ids, ids = conn.execute(text(_DEBTOR_IDS)).one()
     return pa.table(
         {
@@ -215,22 +219,36 @@ def transaction_time(conn: Connection) -> datetime:
     return conn.execute(text("SELECT now()")).scalar_one()
 
 
+@dataclass
+class ChargePartition:
+    """A table taking a file's new charges, to be attached to `charges` once they are in."""
+
+    relation: str  # a name new_charges_partition gave
+    next_id: int  # the id the next charge copied into it gets
+
+
+def start_charge_partition(conn: Connection) -> ChargePartition:
+    """A new table for a file's charges (see insert_charges), created in this transaction."""
+    relation, first_id = conn.execute(text(_NEW_PARTITION)).one()
+    return ChargePartition(relation=relation, next_id=first_id)
+
+
 def insert_charges(
     conn: Connection,
     *,
     slices: Iterable[pa.Table],
     total_rows: int,
-    own_partition: bool,
+    partition: ChargePartition | None,
     on_progress: Progress = _no_progress,
 ) -> int:
-    """COPY new charges (columns CHARGE_COLUMNS) into `charges`; return how many.
+    """COPY new charges (columns CHARGE_COLUMNS) into `partition`, or through `charges`
+    into its open partition when None; return how many.
 
-    With `own_partition` (see loads_into_own_partition) they go into a partition of their
-    own, attached once full; otherwise through `charges` into its open partition, rows best
-    given in debt_id order, so its debtId index grows at its right edge.
+    Rows for the open partition are best given in debt_id order, so its debtId index grows
+    at its right edge. A partition's rows get their ids here, in order.
     """
-    if not own_partition:
-        copied = copy_slices(
+    if partition is None:
+        return copy_slices(
             conn,
             slices=slices,
             total_rows=total_rows,
@@ -238,26 +256,23 @@ def insert_charges(
             columns=", ".join(CHARGE_COLUMNS),
             on_progress=on_progress,
         )
-        on_progress(1.0, "Charges created")
-        return copied
-    relation, first_id = conn.execute(
-        text(_NEW_PARTITION), {"rows": total_rows}
-    ).one()
     copied = copy_slices(
         conn,
-        slices=_with_ids(slices, first_id=first_id),
+        slices=_with_ids(slices, first_id=partition.next_id),
         total_rows=total_rows,
-        target=relation,
+        target=partition.relation,
         columns=", ".join(("id", *CHARGE_COLUMNS)),
         freeze=True,
-        on_progress=lambda fraction, message: on_progress(0.75 * fraction, message),
+        on_progress=on_progress,
     )
-    on_progress(0.75, "Indexing the new charges")
-    attached = conn.execute(text(_ATTACH_PARTITION), {"relation": relation}).scalar_one()
-    if attached != copied:  # the partition was sized for total_rows: a mismatch is a bug
-        raise RuntimeError(f"{relation} holds {attached} charges, {copied} were copied")
-    on_progress(1.0, "Charges created")
+    partition.next_id += copied
     return copied
+
+
+def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int:
+    """Attach a partition filled by insert_charges (its indexes built, its debtIds kept in
+    charge_keys, the Overview's figures updated); return how many charges it holds."""
+    return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
 
 
 def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table]:
@@ -277,13 +292,14 @@ def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table
 # whatever `charges` holds, and attaching takes only SHARE UPDATE EXCLUSIVE on `charges`:
 # no reader waits. Measured with bench_growth: see the README. Smaller files go through
 # `charges` into its open partition, their index entries added row by row.
-_NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition(:rows)"
+_NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition()"
 _ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"
 
 
-def loads_into_own_partition(new_rows: int) -> bool:
-    """Whether a file's `new_rows` new charges get a partition of their own."""
-    return new_rows >= BULK_LOAD_MIN_ROWS
+def loads_into_own_partition(new_rows: int, *, more_to_come: bool) -> bool:
+    """Whether a file's new charges get a partition of their own: `new_rows` in its first
+    piece holding any, and `more_to_come` when pieces of the file follow that one."""
+    return more_to_come or new_rows >= BULK_LOAD_MIN_ROWS
 
 
 # A large load into `debtors` while it holds (next to) nothing yet (a fresh install)

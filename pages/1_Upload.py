@@ -42,14 +42,13 @@ def _prepare(digest: str, _data: bytes, lenient_documents: bool) -> PreparedFile
 
 
 def _show_preview(prepared: PreparedFile) -> None:
-    file = prepared.file
     columns = st.columns(4)
     columns[0].metric("Rows", count_br(prepared.row_count))
     columns[1].metric("Valid", count_br(prepared.valid_count))
     columns[2].metric("Rejected", count_br(prepared.rejected_count))
-    columns[3].metric("Format", f"{file.encoding}, “{file.delimiter}”")
-    if file.extra_columns:
-        st.info("Ignored columns: " + plain(", ".join(file.extra_columns)))
+    columns[3].metric("Format", f"{prepared.encoding}, “{prepared.delimiter}”")
+    if prepared.extra_columns:
+        st.info("Ignored columns: " + plain(", ".join(prepared.extra_columns)))
     st.subheader("First rows as read")
     st.dataframe(prepared.preview().to_pandas(), hide_index=True)
     if prepared.rejected_count:
@@ -101,7 +100,6 @@ elif st.button("Import", type="primary", disabled=prepared.valid_count == 0):
             data=data,
             file_name=uploaded.name,
             lenient_documents=lenient,
-            prepared=prepared,
             on_progress=lambda fraction, message: progress.progress(
                 min(fraction, 1.0), text=message
             ),

@@ -167,23 +167,22 @@ BEGIN
 END
 $$;
 
--- A table for `row_count` new charges with the ids after every partition's, for the
+-- A table for a file's new charges, with ids from the first after every partition's (as
+-- many as an open partition spans: a file's count is known only once it is read), for the
 -- caller (the application's role, which owns no table) to COPY into, ids included; then
 -- attach_charges_partition. The caller holds the import lock (db/loading.py), so no other
 -- import takes the same ids.
-CREATE FUNCTION new_charges_partition(row_count bigint, OUT relation text, OUT first_id bigint)
+CREATE FUNCTION new_charges_partition(OUT relation text, OUT first_id bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    IF row_count IS NULL OR row_count < 1 THEN
-        RAISE EXCEPTION 'a partition of charges holds at least one row, not %', row_count;
-    END IF;
     first_id := charges_partitions_end();
     relation := 'charges_file_' || first_id;
     EXECUTE format('CREATE TABLE %I (LIKE charges INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
                    'INCLUDING STORAGE)', relation);
     -- Lets ATTACH skip its scan of the rows, and refuses ids outside the range.
     EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (id >= %s AND id < %s)',
-                   relation, relation || '_ids', first_id, first_id + row_count);
+                   relation, relation || '_ids', first_id,
+                   first_id + charges_open_partition_span());
     EXECUTE format('GRANT SELECT, INSERT ON %I TO %I', relation, session_user);
 END
 $$;
@@ -289,5 +288,5 @@ END;
 $$;
 
 REVOKE EXECUTE ON FUNCTION open_charges_partition(bigint) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION new_charges_partition(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION new_charges_partition() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION attach_charges_partition(text) FROM PUBLIC;

@@ -572,3 +572,103 @@ def test_a_failure_while_slices_are_being_sent_leaves_nothing_behind(
     monkeypatch.setattr(importer._ChargeRows, "with_boletos", built)
     again = run_import(db, debtor_csv(sample_rows(50)))
     assert (again.status, again.imported, again.issued) == ("done", 50, 50)
+
+
+# --- a file read a piece at a time -------------------------------------------------------
+
+
+def _rejections(db: Engine, import_id: int) -> list[tuple[int, str, list[str]]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT line, debt_id, reasons FROM import_rejections "
+                "WHERE import_id = :id ORDER BY line"
+            ),
+            {"id": import_id},
+        ).all()
+    return [(line, debt_id, list(reasons)) for line, debt_id, reasons in rows]
+
+
+def _charges(db: Engine) -> list[tuple[str, str, str, int]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT c.debt_id, CAST(c.amount AS text), d.government_id, d.name "
+                "FROM charges AS c JOIN debtors AS d ON d.id = c.debtor_id ORDER BY c.debt_id"
+            )
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def _piecewise_file() -> bytes:
+    """Rows for several pieces: a debtId repeated across pieces, a bad row late in the file,
+    a debtor whose name changes further on (the file's last row speaks for the debtor)."""
+    rows = sample_rows(120)
+    rows[90] = (*rows[90][:5], rows[3][5])  # line 92 repeats line 5's debtId
+    rows[100] = (*rows[100][:3], "abc", *rows[100][4:])  # line 102: invalid amount
+    last = max(i for i in range(len(rows)) if rows[i][1] == VALID_CPFS[0])
+    rows[last] = ("Renamed Debtor", *rows[last][1:])  # the CPF's last row, in the last piece
+    return debtor_csv(rows)
+
+
+@pytest.mark.parametrize("piece_bytes", [700, 10**9])
+def test_a_file_read_in_pieces_imports_as_it_would_whole(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    from billing import reading
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)  # every path of a large file
+    monkeypatch.setattr(reading, "PIECE_BYTES", piece_bytes)
+    data = _piecewise_file()
+
+    result = run_import(db, data)
+
+    assert (result.rows, result.imported, result.duplicates, result.rejected) == (120, 118, 0, 2)
+    assert result.reason_counts == {"duplicate debtId in file": 1, "invalid debtAmount": 1}
+    assert _rejections(db, result.import_id) == [
+        (92, "debt-000003", ["duplicate debtId in file"]),
+        (102, "debt-000100", ["invalid debtAmount"]),
+    ]
+    charges = _charges(db)
+    assert len(charges) == 118 and len({charge[0] for charge in charges}) == 118
+    renamed = {name for _, _, government_id, name in charges if government_id == VALID_CPFS[0]}
+    assert renamed == {"Renamed Debtor"}
+    assert len([n for n in _partition_counts(db) if n.startswith("charges_file_")]) == 1
+    again = run_import(db, data)
+    assert (again.imported, again.duplicates, again.rejected) == (0, 118, 2)
+
+
+def test_a_file_refused_in_a_later_piece_writes_nothing(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billing import reading
+
+    monkeypatch.setattr(reading, "PIECE_BYTES", 700)
+    lines = debtor_csv(sample_rows(60)).decode().splitlines()
+    lines.insert(50, "Ana,1,2")  # line 51 of the file: three fields
+
+    result = run_import(db, ("\n".join(lines) + "\n").encode())
+
+    assert result.status == "refused"
+    assert result.error.startswith("Line 51 has 3 fields, the header has 6")
+    for table in ("charges", "debtors", "import_rejections", "charge_keys"):
+        assert scalar(db, f"SELECT count(*) FROM {table}") == 0, table
+    assert imports_db.get_import(db, result.import_id)["status"] == "refused"
+
+
+def test_the_preview_of_a_file_in_pieces_counts_the_whole_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billing import reading
+    from billing.importer import prepare_file
+
+    monkeypatch.setattr(reading, "PIECE_BYTES", 700)
+    prepared = prepare_file(_piecewise_file(), lenient_documents=False)
+
+    assert (prepared.row_count, prepared.valid_count, prepared.rejected_count) == (120, 118, 2)
+    assert prepared.preview().num_rows == 20
+    assert prepared.reason_summary() == [
+        {"reason": "duplicate debtId in file", "rows": 1, "example lines": [92]},
+        {"reason": "invalid debtAmount", "rows": 1, "example lines": [102]},
+    ]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import io
+
 import pyarrow as pa
 import pytest
 
 from billing.errors import FileRefused, OperatorError
-from billing.reading import REQUIRED_COLUMNS, canonical_column_name, read_debtor_file
+from billing.reading import (
+    REQUIRED_COLUMNS,
+    FilePiece,
+    canonical_column_name,
+    file_pieces,
+    read_debtor_file,
+)
 
 HEADER = ",".join(REQUIRED_COLUMNS)
 ROW = "Ana Souza,529.982.247-25,ana@example.com,1000.00,2025-01-31,D-1"
@@ -300,3 +308,69 @@ def test_size_limit_in_megabytes() -> None:
 def test_operator_error_defaults() -> None:
     error = OperatorError("Something to fix.")
     assert (error.message, error.title) == ("Something to fix.", "Cannot continue")
+
+
+# --- large files, a piece at a time ----------------------------------------------------
+
+
+def _pieces(data: bytes, piece_bytes: int) -> list[FilePiece]:
+    return list(file_pieces(io.BytesIO(data), max_bytes=MAX_BYTES, piece_bytes=piece_bytes))
+
+
+def _tricky_file(rows: int, line_break: str = "\n") -> bytes:
+    """Quoted names with commas, debtIds with line breaks inside quotes, a blank line."""
+    lines = [HEADER] + [
+        f'"Souza, Ana {i}",529.982.247-25,a{i}@example.com,1.00,2025-01-31,"D{line_break}{i}"'
+        + (line_break if i == 7 else "")
+        for i in range(rows)
+    ]
+    return ("\ufeff" + line_break.join(lines) + line_break).encode()
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("piece_bytes", [90, 300, 4096])
+def test_pieces_cut_between_records_read_as_the_whole_file(
+    line_break: str, piece_bytes: int
+) -> None:
+    data = _tricky_file(60, line_break)
+    whole = read(data)
+    pieces = _pieces(data, piece_bytes)
+    tables = [
+        read_debtor_file(piece.data, max_bytes=MAX_BYTES, lines_before=piece.lines_before).table
+        for piece in pieces
+    ]
+    assert len(pieces) > 1 and [piece.last for piece in pieces][-2:] == [False, True]
+    assert pa.concat_tables(tables).to_pylist() == whole.table.to_pylist()
+    assert read_debtor_file(pieces[0].data, max_bytes=MAX_BYTES).encoding == "utf-8-sig"
+
+
+def test_a_file_in_one_piece_is_its_own_bytes() -> None:
+    data = _tricky_file(5)
+    assert [(piece.data, piece.lines_before, piece.last) for piece in _pieces(data, 4096)] == [
+        (data, 0, True)
+    ]
+
+
+def test_a_refusal_in_a_later_piece_names_the_file_s_line() -> None:
+    good = [f"{ROW[:-3]}D-{i}" for i in range(40)]
+    data = "\n".join([HEADER, *good, "Ana,1,2", *good]).encode()  # line 42: three fields
+    pieces = _pieces(data, 600)
+    with pytest.raises(FileRefused, match=r"^Line 42 has 3 fields, the header has 6"):
+        for piece in pieces:
+            read_debtor_file(piece.data, max_bytes=MAX_BYTES, lines_before=piece.lines_before)
+    assert pieces[0].lines_before == 0 and "Ana,1,2" not in pieces[0].data.decode()
+
+
+def test_an_unclosed_quote_near_the_end_is_refused_with_its_line_in_pieces() -> None:
+    rows = [f"{ROW[:-3]}D-{i}" for i in range(50)]
+    data = "\n".join([HEADER, *rows, 'Ana,"1,x@y.z,1,2025-01-01,Z', *rows[:3]]).encode()
+    with pytest.raises(FileRefused, match=r"^Line 52 has an unmatched double quote"):
+        for piece in _pieces(data, 700):
+            read_debtor_file(piece.data, max_bytes=MAX_BYTES, lines_before=piece.lines_before)
+
+
+def test_a_file_over_the_limit_is_refused_before_a_piece_is_read() -> None:
+    source = io.BytesIO(_tricky_file(50))
+    with pytest.raises(FileRefused, match="larger than the limit of 1,000 bytes"):
+        next(file_pieces(source, max_bytes=1000, piece_bytes=100))
+    assert source.tell() == 0
