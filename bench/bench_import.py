@@ -59,7 +59,13 @@ from bench.support import (
 from billing.access import cli_actor
 from billing.importer import import_file
 from db.engine import libpq_url, make_engine
-from db.loading import CHARGE_COLUMNS, indexes_rebuilt_after, vacuum_after_large_load
+from db.loading import (
+    CHARGE_COLUMNS,
+    attach_charge_partition,
+    indexes_rebuilt_after,
+    start_charge_partition,
+    vacuum_after_large_load,
+)
 from db.migrations import migrate
 
 RATIO_GOAL = 2.0
@@ -312,8 +318,15 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
     """
     with psycopg.connect(libpq_url(url)) as conn:
         debtor_rows = _copy_out(conn, f"SELECT {FLOOR_DEBTOR_COLUMNS} FROM debtors ORDER BY id")
+        # The charges as the import writes a file's: into a partition of their own, with the
+        # ids that partition will take (sql/010), attached afterwards.
+        first_id = conn.execute("SELECT charges_partitions_end()").fetchone()[0]
         charge_columns = ", ".join(CHARGE_COLUMNS)
-        charge_rows = _copy_out(conn, f"SELECT {charge_columns} FROM charges ORDER BY id")
+        charge_rows = _copy_out(
+            conn,
+            f"SELECT {int(first_id)} + row_number() OVER (ORDER BY id) - 1, {charge_columns} "
+            "FROM charges ORDER BY id",
+        )
         conn.execute("TRUNCATE charges, debtors CASCADE")
     checkpoint(url)
     engine = make_engine(url)
@@ -323,8 +336,12 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
             with conn.begin():
                 with indexes_rebuilt_after(conn, table="debtors"):
                     _copy_in(conn, "debtors", FLOOR_DEBTOR_COLUMNS, debtor_rows)
-                with indexes_rebuilt_after(conn, table="charges", analyze=False):
-                    _copy_in(conn, "charges", charge_columns, charge_rows)
+                partition = start_charge_partition(conn)
+                if partition.next_id != first_id:
+                    raise RuntimeError(f"the partition starts at {partition.next_id}")
+                columns = f"id, {charge_columns}"
+                _copy_in(conn, partition.relation, columns, charge_rows, freeze=True)
+                attach_charge_partition(conn, partition)
         vacuum_after_large_load(engine)
         seconds = time.perf_counter() - started
         with engine.connect() as conn:
@@ -343,9 +360,12 @@ def _copy_out(conn: psycopg.Connection, query: str) -> bytes:
         return b"".join(bytes(block) for block in copy)
 
 
-def _copy_in(conn: Connection, table: str, columns: str, data: bytes) -> None:
+def _copy_in(
+    conn: Connection, table: str, columns: str, data: bytes, *, freeze: bool = False
+) -> None:
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+    options = "FORMAT csv, FREEZE" if freeze else "FORMAT csv"
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN ({options})") as copy:
         for start in range(0, len(data), COPY_CHUNK_BYTES):
             copy.write(data[start : start + COPY_CHUNK_BYTES])
 
