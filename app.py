@@ -36,6 +36,10 @@ def pages_for(actor: Actor | None) -> dict[str, list[st.Page]]:
         sections["Files"].insert(
             0, st.Page("pages/1_Upload.py", title="Upload", icon=":material/upload_file:")
         )
+    if actor is None or actor.can(Permission.BANK_FILES):
+        sections["Files"].append(
+            st.Page("pages/8_Bank_files.py", title="Bank files", icon=":material/account_balance:")
+        )
     if actor is None or actor.can(Permission.MANAGE_ACCOUNTS):
         sections["Administration"] = [
             st.Page("pages/6_Accounts.py", title="Accounts", icon=":material/group:"),

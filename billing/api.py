@@ -14,6 +14,9 @@ when set, API_TOKEN): at least 32 bytes and no placeholder such as .env.example'
     POST /debtors/upload      multipart `file` (+ `lenient_documents`), with
                               Authorization: Bearer <API_TOKEN>: the dashboard's import.
                               200 the import's result; 422 when the file is refused.
+    POST /bank/retornos       multipart `file`, with Authorization: Bearer <API_TOKEN>: a
+                              CNAB 240 retorno from the bank (billing.cnab). 200 its
+                              counts; 422 when the file is refused (nothing written).
     GET  /health              {"status": "ok"} when the database answers, else 503.
 
 Every error is {"detail": "<a sentence>"}; tracebacks go to the log, never a response.
@@ -173,6 +176,32 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
                     settings=settings,
                 )
             )
+        body = result.as_dict()
+        if result.status == "refused":
+            return JSONResponse({"detail": result.error, **body}, status_code=422)
+        return JSONResponse(body)
+
+    @app.post("/bank/retornos")
+    async def upload_retorno(request: Request) -> JSONResponse:
+        from billing.cnab.service import import_retorno
+
+        _check_token(request, settings)
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > settings.max_file_bytes + _MULTIPART_OVERHEAD:
+            raise HTTPException(413, _too_large(settings))
+        async with request.form(max_files=1, max_fields=10) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "Send the retorno as the multipart form field 'file'.")
+            data = await upload.read(settings.max_file_bytes + 1)
+            file_name = _base_name(upload.filename) or "retorno.ret"
+        if len(data) > settings.max_file_bytes:
+            raise HTTPException(413, _too_large(settings))
+        result = await run_in_threadpool(
+            lambda: import_retorno(
+                engine, actor=API_ACTOR, data=data, file_name=file_name, settings=settings
+            )
+        )
         body = result.as_dict()
         if result.status == "refused":
             return JSONResponse({"detail": result.error, **body}, status_code=422)

@@ -40,6 +40,7 @@ def _build_parser() -> argparse.ArgumentParser:
     dispatching.add_argument("--json", action="store_true", help="print one JSON object")
 
     _add_users_parser(commands)
+    _add_bank_file_parsers(commands)
 
     backing_up = commands.add_parser(
         "backup", help="write the whole database to FILE (a pg_dump custom-format archive)"
@@ -57,6 +58,70 @@ def _build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
     serving.add_argument("--port", type=int, help="port to listen on (default: API_PORT, 8000)")
     return parser
+
+
+def _add_bank_file_parsers(commands: argparse._SubParsersAction) -> None:
+    remessa = commands.add_parser(
+        "remessa", help="write the CNAB 240 remessa of the charges not yet sent to the bank"
+    )
+    remessa.add_argument(
+        "--out", type=Path, required=True, help="the file (a large remessa adds FILE-2...)"
+    )
+    remessa.add_argument("--json", action="store_true", help="print one JSON object")
+    retorno = commands.add_parser("retorno", help="import a CNAB 240 retorno from the bank")
+    retorno.add_argument("file", type=Path)
+    retorno.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _remessa(args: argparse.Namespace) -> int:
+    from billing.cnab.service import generate_remessa
+    from db.engine import get_engine
+    from db.migrations import migrate_database
+
+    engine = get_engine()
+    migrate_database()
+    result = generate_remessa(engine, actor=cli_actor(), out=args.out)
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+    elif not result.files:
+        print("Nothing new to send to the bank: no remessa written.")
+    for item in [] if args.json else result.files:
+        print(
+            f"{item.path}: NSA {item.nsa}, {item.registrations} registrations, "
+            f"{item.write_offs} write-offs, {item.records} lines, R$ {item.total_amount}"
+        )
+    return EXIT_OK
+
+
+def _retorno(args: argparse.Namespace) -> int:
+    from billing.cnab.service import RetornoResult, import_retorno
+    from db.engine import get_engine
+    from db.migrations import migrate_database
+
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        result = RetornoResult(
+            status="refused",
+            file_name=args.file.name,
+            error=f"Cannot read {args.file}: {exc.strerror or exc}.",
+        )
+    else:
+        engine = get_engine()
+        migrate_database()
+        result = import_retorno(engine, actor=cli_actor(), data=data, file_name=args.file.name)
+    if args.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+    if result.status == "refused":
+        print(f"Retorno refused: {result.error}", file=sys.stderr)
+        return EXIT_REFUSED
+    if not args.json:
+        counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in result.counts.items())
+        print(
+            f"{result.file_name}: retorno #{result.retorno_id} (NSA {result.nsa}), "
+            f"{result.entries} titles: {counts or 'nothing'}; paid R$ {result.paid_amount}"
+        )
+    return EXIT_OK
 
 
 def _add_users_parser(commands: argparse._SubParsersAction) -> None:
@@ -323,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         "dispatch": _dispatch,
         "api": _api,
         "users": _users,
+        "remessa": _remessa,
+        "retorno": _retorno,
         "backup": _backup,
         "restore": _restore,
     }

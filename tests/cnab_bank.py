@@ -10,9 +10,12 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from sqlalchemy import Engine, text
+
 from billing.boletos import beneficiary_from_settings
 from billing.cnab.layouts import BankLayout
-from billing.cnab.remessa import RETORNO, account_values
+from billing.cnab.remessa import RETORNO, account_values, cnab_text
 from billing.cnab.service import bank_layout
 from billing.settings import Settings, get_settings
 
@@ -116,7 +119,7 @@ def bank_retorno(
             "currency": "09",
             "payer_document_type": 1,
             "payer_document": "52998224725",
-            "payer_name": title.payer_name,
+            "payer_name": cnab_text(title.payer_name),
             "contract": "",
             "fee": cents(title.fee),
             "reasons": title.reasons,
@@ -159,3 +162,16 @@ def bank_retorno(
         )
     )
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+@pytest.fixture(name="bank_db")
+def bank_tables(db: Engine, owner_engine: Engine) -> Engine:
+    """The charges' tables emptied, and the bank files' too (with the NSA counter)."""
+    with owner_engine.begin() as conn:
+        conn.execute(
+            text(
+                "TRUNCATE remessa_items, remessas, retorno_items, retornos, "
+                "bank_file_sequences RESTART IDENTITY CASCADE"
+            )
+        )
+    return db

@@ -32,26 +32,11 @@ from billing.cnab.service import (
 from billing.payments import cancel_charge
 from billing.settings import Settings, get_settings
 from tests.actors import OPERATOR, VIEWER
-from tests.cnab_bank import bb_settings, remessa_titles
+from tests.cnab_bank import bank_tables, bb_settings  # noqa: F401 (bank_tables: fixture)
 from tests.test_importer import debtor_csv, run_import, sample_rows, scalar
 
 GENERATED = datetime(2024, 5, 2, 9, 30, 15, tzinfo=ZoneInfo("America/Sao_Paulo"))
-ALL_RECORDS = [
-    value for value in vars(layouts).values() if isinstance(value, RecordLayout)
-]
-
-
-@pytest.fixture()
-def bank_db(db: Engine, owner_engine: Engine) -> Engine:
-    """The charges' tables emptied, and the bank files' too (with the NSA counter)."""
-    with owner_engine.begin() as conn:
-        conn.execute(
-            text(
-                "TRUNCATE remessa_items, remessas, retorno_items, retornos, "
-                "bank_file_sequences RESTART IDENTITY CASCADE"
-            )
-        )
-    return db
+ALL_RECORDS = [value for value in vars(layouts).values() if isinstance(value, RecordLayout)]
 
 
 def lines_of(data: bytes) -> list[str]:
@@ -179,9 +164,7 @@ def _charges(db: Engine) -> list[dict]:
 
 
 @pytest.mark.parametrize("bank", ["caixa_sigcb", "bb_convenio7"])
-def test_every_line_of_a_remessa_field_by_field(
-    bank_db: Engine, tmp_path: Path, bank: str
-) -> None:
+def test_every_line_of_a_remessa_field_by_field(bank_db: Engine, tmp_path: Path, bank: str) -> None:
     settings = get_settings() if bank == "caixa_sigcb" else bb_settings()
     rows = sample_rows(3)
     rows[1] = ("José da Conceição", *rows[1][1:])
@@ -189,9 +172,7 @@ def test_every_line_of_a_remessa_field_by_field(
     charges = _charges(bank_db)
     out = tmp_path / "remessa.rem"
 
-    result = generate_remessa(
-        bank_db, actor=OPERATOR, out=out, settings=settings, now=GENERATED
-    )
+    result = generate_remessa(bank_db, actor=OPERATOR, out=out, settings=settings, now=GENERATED)
 
     assert [f.nsa for f in result.files] == [1]
     data = out.read_bytes()
@@ -238,7 +219,9 @@ def test_every_line_of_a_remessa_field_by_field(
             assert int(field(p, 43, 57)) == charge["nosso_numero"]
             assert field(p, 63, 73).rstrip() == str(charge["id"])
         else:
-            assert field(p, 38, 57) == f"{settings.beneficiary_code}{charge['nosso_numero']:010d}   "
+            assert (
+                field(p, 38, 57) == f"{settings.beneficiary_code}{charge['nosso_numero']:010d}   "
+            )
             assert field(p, 58, 58) == "7"  # carteira 17
             assert field(p, 63, 77).rstrip() == str(charge["id"])
         due = charge["due_date"]
@@ -348,12 +331,15 @@ def test_a_generated_file_downloads_again_byte_for_byte_and_the_download_is_audi
     assert name == "remessa_104_000001.rem"
     history = remessa_history(bank_db, actor=VIEWER)
     assert history[0]["registrations"] == 3 and history[0]["sha256"] == result.files[0].sha256
-    assert scalar(
-        bank_db,
-        "SELECT count(*) FROM audit_events WHERE action = 'bank_file.remessa_download' "
-        "AND subject = :s",
-        s=f"remessa:{remessa_id}",
-    ) == 1
+    assert (
+        scalar(
+            bank_db,
+            "SELECT count(*) FROM audit_events WHERE action = 'bank_file.remessa_download' "
+            "AND subject = :s",
+            s=f"remessa:{remessa_id}",
+        )
+        == 1
+    )
     with pytest.raises(Forbidden):
         remessa_download(bank_db, actor=VIEWER, remessa_id=remessa_id)
     with pytest.raises(Forbidden):

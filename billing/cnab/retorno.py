@@ -238,7 +238,7 @@ def _integer(line: str, layout: RecordLayout, name: str, number: int) -> int:
 
 
 def _money(line: str, layout: RecordLayout, name: str, number: int) -> Decimal:
-    return Decimal(_integer(line, layout, name, number)) / 100
+    return Decimal(_integer(line, layout, name, number)).scaleb(-2)  # cents, two decimals
 
 
 def _date(line: str, layout: RecordLayout, name: str, number: int) -> date | None:
