@@ -246,10 +246,16 @@ FROM charges AS c
 
 
 def _status_and_due_dates_only(charge_filter: ChargeFilter) -> bool:
-    return charge_filter.search is None and all(
-        getattr(charge_filter, name) is None
-        for name, _ in _SIMPLE_CONDITIONS
-        if name not in ("due_from", "due_to")
+    """Whether every condition of the filter is on c.status and c.due_date alone (the
+    columns of the kept figures): keep in step with _charge_where."""
+    return (
+        charge_filter.search is None
+        and REGISTRATION_REJECTED not in charge_filter.statuses  # a column of its own
+        and all(
+            getattr(charge_filter, name) is None
+            for name, _ in _SIMPLE_CONDITIONS
+            if name not in ("due_from", "due_to")
+        )
     )
 
 

@@ -31,7 +31,7 @@ from billing.charges import charge_totals as charge_totals_of_filter
 from billing.importer import import_file
 from billing.payments import cancel_charge, mark_paid, record_payment
 from billing.settings import Settings
-from billing.statuses import UNPAID_STATUSES
+from billing.statuses import REGISTRATION_REJECTED, UNPAID_STATUSES
 from db import loading
 from db import overview as overview_db
 from tests.actors import OPERATOR, operator
@@ -166,6 +166,7 @@ def test_payments_partial_full_over_and_repeated(db: Engine) -> None:
     assert dict(zip(by_status["status"], by_status["charges"], strict=True)) == {
         "pending": 0,
         "issued": 5,
+        "registered": 0,
         "partially_paid": 0,
         "paid": 5,
         "canceled": 2,
@@ -510,6 +511,7 @@ def test_an_operator_never_waits_for_an_import(db: Engine) -> None:
         ChargeFilter(due_from=date(2024, 5, 1), due_to=date(2024, 6, 10)),
         ChargeFilter(statuses=("issued", "overdue"), due_to=date(2024, 6, 1)),
         ChargeFilter(statuses=("paid",), amount_min=Decimal("150")),  # read from charges
+        ChargeFilter(statuses=("paid", REGISTRATION_REJECTED)),  # read from charges
     ],
 )
 def test_the_charges_page_s_count_and_sum_equal_the_charges(

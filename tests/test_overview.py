@@ -205,7 +205,7 @@ def test_charts_data(ledger: Engine) -> None:
 
     by_status = overview.charges_by_status(totals)
     assert list(by_status["status"]) == list(overview.STATUSES)
-    assert list(by_status["charges"]) == [1, 4, 1, 1, 1]
+    assert list(by_status["charges"]) == [1, 4, 0, 1, 1, 1]  # none registered
     assert by_status["hover"][1] == "Issued: 4 charges, R$ 1.200,00"
 
     by_month = overview.amounts_by_due_month(totals)
