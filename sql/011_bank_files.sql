@@ -89,10 +89,14 @@ CREATE TRIGGER remessas_updated_at BEFORE UPDATE ON remessas
 
 -- What each remessa carries, in file order: a charge is sent for registration once,
 -- and written off once (remessa_items_once), so generating again gives only what is new.
+-- No foreign key to charges: checking one against the partitioned table costs about
+-- 200 µs a row (measured: 230 s for a remessa of 1.1M charges, against seconds for the
+-- rest of it). The rows are written by one statement that reads them from charges in
+-- the same transaction, and a charge is never deleted (its payments keep it).
 CREATE TABLE remessa_items (
     remessa_id bigint NOT NULL REFERENCES remessas (id),
     position integer NOT NULL CHECK (position > 0),
-    charge_id bigint NOT NULL REFERENCES charges (id),
+    charge_id bigint NOT NULL,
     kind text NOT NULL CHECK (kind IN ('registration', 'write_off')),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),

@@ -30,7 +30,7 @@ most 99,999 detail records (the batch's 5-digit record sequence).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,20 +127,26 @@ class RecordLayout:
         return tuple(item.name for item in self.fields if item.default is None)
 
     def compile(self, constants: Mapping[str, Any] | None = None) -> CompiledRecord:
-        """A fast writer: the defaults and `constants` rendered once, into a format string
-        that pads every other field with one call per line."""
+        """A fast writer: the defaults and `constants` rendered once, every other field
+        padded by an f-string compiled for this record (format specs parsed once, not
+        at every line; a million-charge remessa writes three million lines)."""
         constants = dict(constants or {})
         unknown = set(constants) - set(self._by_name)
         if unknown:
             raise ValueError(f"{self.name}: no field named {sorted(unknown)}")
+        fixed: list[str] = []
         parts: list[str] = []
         for item in self.fields:
-            fixed = constants.get(item.name, item.default)
-            if fixed is not None:
-                parts.append(item.render(fixed).replace("{", "{{").replace("}", "}}"))
+            value = constants.get(item.name, item.default)
+            if value is not None:
+                fixed.append(item.render(value))
+                parts.append(f"{{_fixed[{len(fixed) - 1}]}}")
             else:
-                parts.append("{" + item.name + ":" + item.spec + "}")
-        return CompiledRecord(self, "".join(parts))
+                # Names and specs come from the tables in this module, never from data.
+                parts.append(f"{{v[{item.name!r}]:{item.spec}}}")
+        source = "lambda v, _fixed=_fixed: f" + repr("".join(parts))
+        render = eval(source, {"__builtins__": {}}, {"_fixed": tuple(fixed)})
+        return CompiledRecord(self, render)
 
     def write(self, values: Mapping[str, Any]) -> str:
         """One line from `values` (every field without a default must be given)."""
@@ -159,10 +165,10 @@ class RecordLayout:
 @dataclass(frozen=True)
 class CompiledRecord:
     layout: RecordLayout
-    template: str
+    render: Callable[[Mapping[str, Any]], str]
 
     def line(self, values: Mapping[str, Any]) -> str:
-        text = self.template.format_map(values)
+        text = self.render(values)
         if len(text) != LINE_WIDTH:
             raise ValueError(self._overflow(values))
         return text

@@ -97,7 +97,7 @@ class _Sink:
     def __init__(self, out: BinaryIO | None) -> None:
         self.out = out
         self.digest = hashlib.sha256()
-        self.compressor = zlib.compressobj(6)
+        self.compressor = zlib.compressobj(1)  # fast: the text is mostly spaces and zeros
         self.compressed: list[bytes] = []
         self.size = 0
         self.pending: list[str] = []
