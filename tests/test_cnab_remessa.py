@@ -411,3 +411,17 @@ def test_bb_and_caixa_tables_differ_where_their_manuals_do() -> None:
     assert CAIXA_SIGCB.segment_p["nosso_numero"].kind == "N"
     assert isinstance(Settings(), Settings)
     assert date(2024, 1, 1) < date(2024, 1, 2)
+
+
+def test_a_second_generation_at_the_same_time_is_refused_not_duplicated(
+    bank_db: Engine,
+) -> None:
+    from billing.errors import OperatorError
+    from db.bank_files import try_lock_remessa
+
+    run_import(bank_db, debtor_csv(sample_rows(2)))
+    with bank_db.begin() as other:  # another generation holds the lock
+        assert try_lock_remessa(other)
+        with pytest.raises(OperatorError, match="Another remessa is being generated"):
+            generate_remessa(bank_db, actor=OPERATOR)
+    assert generate_remessa(bank_db, actor=OPERATOR).registrations == 2
