@@ -161,8 +161,13 @@ class RemessaWriter:
             "nsa": nsa,
             "company_reserved": "REMESSA-PRODUCAO" if not self._bb else "",
         }
-        batch_values = {**account, "batch": 1, "operation": "R", "file_number": nsa,
-                        "recorded_on": day}  # fmt: skip
+        batch_values = {
+            **account,
+            "batch": 1,
+            "operation": "R",
+            "file_number": nsa,
+            "recorded_on": day,
+        }
         self._sink.line(layout.file_header.write(header))
         self._sink.line(layout.batch_header.write(batch_values))
         title_constants = {

@@ -76,11 +76,15 @@ def read_retorno(data: bytes, *, layout: BankLayout, beneficiary: Beneficiary) -
         number = index + 1
         if kind == "1":
             if batch_start is not None:
-                raise _refused(f"Line {number} opens a batch before the one of line "
-                               f"{batch_start + 1} is closed.")  # fmt: skip
+                raise _refused(
+                    f"Line {number} opens a batch before the one of line {batch_start + 1} "
+                    "is closed."
+                )
             if line[8] != "T":
-                raise _refused(f"The batch of line {number} is not a retorno's (operation "
-                               f"{line[8]!r}, expected 'T').")  # fmt: skip
+                raise _refused(
+                    f"The batch of line {number} is not a retorno's (operation {line[8]!r}, "
+                    "expected 'T')."
+                )
             batch_start = index
         elif kind == "3":
             if batch_start is None:
@@ -106,8 +110,9 @@ def read_retorno(data: bytes, *, layout: BankLayout, beneficiary: Beneficiary) -
                 )
             batch_start = None
         else:
-            raise _refused(f"Line {number} has record type {kind!r}, which a CNAB 240 "
-                           "retorno does not have.")  # fmt: skip
+            raise _refused(
+                f"Line {number} has record type {kind!r}, which a CNAB 240 retorno does not have."
+            )
         index += 1
     if batch_start is not None:
         raise _refused(f"The batch opened on line {batch_start + 1} has no trailer.")

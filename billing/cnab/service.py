@@ -596,8 +596,7 @@ def _apply(
             else None
         )
         if charge is None:
-            applied = _Applied("unknown", f"No boleto of this fund has nosso número "
-                                          f"{entry.nosso_numero}.")  # fmt: skip
+            applied = _Applied("unknown", _not_ours(entry))
         elif entry.movement in OCCURRENCE_REGISTERED:
             applied = _registered(conn, charge, retorno_id, actor)
         elif entry.movement in OCCURRENCE_REJECTED:
@@ -608,6 +607,10 @@ def _apply(
             applied = _Applied("ignored", _occurrence(entry), charge["id"])
         _record_item(conn, retorno_id, entry, applied)
     return applied
+
+
+def _not_ours(entry: RetornoEntry) -> str:
+    return f"No boleto of this fund has nosso número {entry.nosso_numero}."
 
 
 def _occurrence(entry: RetornoEntry) -> str:
@@ -696,8 +699,7 @@ def _liquidation(
     with engine.connect() as conn:
         charge = bank_db.charge_by_nosso_numero(conn, entry.sequence)
         if charge is None:
-            return _Applied("unknown", f"No boleto of this fund has nosso número "
-                                       f"{entry.nosso_numero}.")  # fmt: skip
+            return _Applied("unknown", _not_ours(entry))
         paid_on = entry.occurred_on or entry.credited_on
         if entry.paid_amount <= 0 or paid_on is None:
             return _Applied(
