@@ -261,7 +261,7 @@ def build_cases(engine: Engine, *, today: date, sample: Sample) -> list[Case]:
     page(
         f"search: a debtId prefix ({sample.debt_prefix})",
         ChargeFilter(text=sample.debt_prefix, search_in="debt"),
-        "charges_debt_id_key",
+        "charges_debt_id_idx",  # unique through charge_keys since migration 010
     )
 
     # Status and due dates alone: answered from the Overview's kept figures (migration
@@ -604,7 +604,10 @@ def server_facts(engine: Engine) -> str:
             )
         ).one()
         size = conn.execute(
-            text("SELECT pg_size_pretty(pg_total_relation_size('charges'))")
+            text(
+                "SELECT pg_size_pretty(sum(pg_total_relation_size(relid))) "
+                "FROM pg_partition_tree('charges')"
+            )
         ).scalar_one()
     return (
         f"PostgreSQL {version.split()[0]}, shared_buffers {buffers}, work_mem {work_mem}, "
