@@ -62,6 +62,10 @@ REQUIRED_COLUMNS = ("name", "governmentId", "email", "debtAmount", "debtDueDate"
 _SNIFF_BYTES = 64 * 1024
 _BLOCK_BYTES = 1 << 20  # pyarrow's block: no row of the file may be longer
 _UTF8_BOM = b"\xef\xbb\xbf"
+_ROW_TOO_LONG = (
+    f"A row of the file is longer than {_BLOCK_BYTES // (1024 * 1024)} MB, which no "
+    "debtor row is: the file is damaged, or a quoted value runs on for too long."
+)
 
 # Header spellings accepted for each column, compared after _header_key().
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -415,10 +419,7 @@ def _malformed(
     detail = str(error)
     if "straddl" in detail:
         # The quotes balance (checked before parsing), so a row runs past a whole block.
-        return FileRefused(
-            f"A row of the file is longer than {_BLOCK_BYTES // (1024 * 1024)} MB, which no "
-            "debtor row is: the file is damaged, or a quoted value runs on for too long."
-        )
+        return FileRefused(_ROW_TOO_LONG)
     if "Expected" in detail and "columns" in detail:
         bad_rows: list[pcsv.InvalidRow] = []
 
@@ -514,7 +515,9 @@ def file_pieces(
                 buffer += source.read(piece_bytes)
                 at_end = source.tell() >= size
                 continue
-            cut = len(buffer)  # and the parser refuses the row as too long
+            if not at_end:  # a record running on past any row's length
+                raise FileRefused(_ROW_TOO_LONG)
+            cut = len(buffer)  # the parser says what is wrong with the end of the file
         rows = bytes(buffer[:cut])
         del buffer[:cut]  # moved down in place: no second copy of the rest
         last = at_end and not buffer
