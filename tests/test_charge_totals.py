@@ -538,3 +538,43 @@ def test_the_charges_page_s_count_and_sum_equal_the_charges(
     totals = charge_totals_of_filter(db, charge_filter=charge_filter, today=TODAY)
     assert (totals.count, totals.amount) == (len(chosen), sum((r.amount for r in chosen), 0))
     assert totals.count > 0
+
+
+def test_a_payment_and_a_status_change_at_once_are_both_counted(db: Engine) -> None:
+    """A payment written in SQL without the charge's lock, on an issued charge, while
+    another transaction makes that charge partially paid: the second waits for the
+    first (the payment's trigger locks the charge), so the payment is counted."""
+    import_bytes(db, small_file(3, prefix="r"))
+    issued = charge_id(db, "r-000001")
+    outcome: dict[str, Any] = {}
+    with db.connect() as first:
+        first.begin()
+        first.execute(
+            text(
+                "INSERT INTO payments (charge_id, paid_at, paid_amount, paid_by, source, "
+                "idempotency_key) VALUES (:id, now(), 7.00, 'x', 'operator', 'race:1')"
+            ),
+            {"id": issued},
+        )
+
+        def make_it_partially_paid() -> None:
+            try:
+                with db.begin() as conn:
+                    conn.execute(
+                        text("UPDATE charges SET status = 'partially_paid' WHERE id = :id"),
+                        {"id": issued},
+                    )
+            except BaseException as exc:  # reported by the main thread
+                outcome["error"] = exc
+
+        second = threading.Thread(target=make_it_partially_paid)
+        second.start()
+        second.join(2)
+        waited = second.is_alive()
+        first.commit()
+    second.join(30)
+    assert "error" not in outcome, outcome.get("error")
+    assert waited, "the status change did not wait for the payment's transaction"
+    kept = assert_figures_match(db)
+    partial = [row for row in kept if row[0] == "partially_paid"]
+    assert [(count, paid) for *_, count, _, paid in partial] == [(1, Decimal("7.00"))]
