@@ -8,7 +8,6 @@ only the charges whose debtId is new and counts the rest as duplicates.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import itertools
@@ -432,10 +431,10 @@ class _LoadCounts:
 class _FileLoad:
     """The rows of a file loaded piece after piece, in the import's transaction.
 
-    Debtors are upserted and charges copied for each piece; what spans the file is decided
-    at its first piece: whether `debtors` is bulk-loaded (a fresh install: its indexes
-    dropped until finish), and whether the charges get a partition of their own (attached
-    at finish, see db.loading.insert_charges).
+    Debtors are upserted and charges copied for each piece, indexes maintained row by row
+    in `debtors` (no lock keeps a reader waiting, whatever the tables hold); whether the
+    charges get a partition of their own (attached at finish, see
+    db.loading.insert_charges) is decided at the first piece holding new charges.
     """
 
     def __init__(self, conn: Connection, *, import_id: int, settings: Settings) -> None:
@@ -444,10 +443,8 @@ class _FileLoad:
         self.settings = settings
         self.rows = self.imported = self.duplicates = self.rejected = self.issued = 0
         self.reason_counts: Counter[str] = Counter()
-        self._debtor_indexes = contextlib.ExitStack()
         self._partition: loading.ChargePartition | None = None
         self._decided_partition = False
-        self._first = True
 
     def add(self, piece: _Piece, *, on_progress: Progress) -> None:
         self.rows += piece.file.row_count
@@ -461,12 +458,11 @@ class _FileLoad:
         self.issued += counts.issued
 
     def finish(self) -> None:
-        """Attach the file's partition and rebuild what a bulk load dropped."""
+        """Attach the file's partition, if it has one."""
         if self._partition is not None:
             attached = loading.attach_charge_partition(self.conn, self._partition)
             if attached != self.imported:  # every new charge went into it: else a bug
                 raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
-        self._debtor_indexes.close()
 
     def _load_rows(self, piece: _Piece, *, on_progress: Progress) -> _LoadCounts:
         """Debtors upserted, then the piece's new charges COPYed in already issued.
@@ -486,9 +482,7 @@ class _FileLoad:
             debtors = _newest_debtor_rows(rows)
             present = present_lines.result()
             new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
-            self._decide_bulk_loads(
-                debtors=debtors.num_rows, new_rows=new_rows.num_rows, piece=piece
-            )
+            self._decide_partition(new_rows=new_rows.num_rows, piece=piece)
             if self._partition is None:
                 new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
             numbers = _nosso_numeros_of(conn, new_rows)
@@ -520,14 +514,7 @@ class _FileLoad:
         issued = int(np.count_nonzero(numbers >= 0))
         return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
 
-    def _decide_bulk_loads(self, *, debtors: int, new_rows: int, piece: _Piece) -> None:
-        if self._first:
-            self._first = False
-            if loading.worth_bulk_loading(self.conn, table="debtors", new_rows=debtors):
-                loading.lock_for_bulk_load(self.conn, ["debtors"])
-                self._debtor_indexes.enter_context(
-                    loading.indexes_rebuilt_after(self.conn, table="debtors")
-                )
+    def _decide_partition(self, *, new_rows: int, piece: _Piece) -> None:
         if not self._decided_partition and new_rows:
             self._decided_partition = True
             if loading.loads_into_own_partition(new_rows, more_to_come=not piece.last):

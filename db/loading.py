@@ -8,9 +8,7 @@ importing at once never create the same charge twice.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,9 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from psycopg.copy import QueuedLibpqWriter
-from psycopg.errors import LockNotAvailable
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import OperationalError
 
 from billing.formatting import count_br
 
@@ -190,8 +186,9 @@ def upsert_debtors(conn: Connection, *, debtors: pa.Table) -> pa.Table:
     """Insert new debtors and refresh the name and e-mail of known ones.
 
     `debtors` has one row per government_id (columns government_id, name, search_name,
-    email); returns their ids as a table government_id, id. Works as well while a bulk
-    load has the table's indexes dropped (see indexes_rebuilt_after): hashed joins then.
+    email); returns their ids as a table government_id, id. Their index entries are added
+    row by row, in government_id order (the unique key grows at its right edge on a new
+    install), and no lock keeps a reader of `debtors` waiting.
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     copy_csv(conn, table=debtors, target="import_debtors", columns=_DEBTOR_COLUMNS)
@@ -302,21 +299,10 @@ def loads_into_own_partition(new_rows: int, *, more_to_come: bool) -> bool:
     return more_to_come or new_rows >= BULK_LOAD_MIN_ROWS
 
 
-# A large load into `debtors` while it holds (next to) nothing yet (a fresh install)
-# rebuilds its secondary indexes and unique keys afterwards, each in one sorted pass,
-# instead of updating every one of them row by row. The definitions are read from the
-# catalog, so what is rebuilt is exactly what the migrations created. Everything happens in
-# the import's transaction: a failure rolls back to the original indexes. The price is an
-# ACCESS EXCLUSIVE lock on the table until the import commits, so it is kept for a fresh
-# install: once the table holds a bulk load's worth of rows, every later file is maintained
-# row by row (a month adds about a quarter of a file's rows as new debtors). The application's
-# role owns no table: two SECURITY DEFINER functions of migrations 008 and 010 drop and
-# recreate, as the owner, the indexes and keys of `debtors` only. (`charges` gets a
-# partition per large file instead: see insert_charges.)
+# A file's new charges get a partition of their own from this many on (see
+# loads_into_own_partition); below it they join the open partition, and a smaller import
+# leaves the VACUUM of debtors to autovacuum.
 BULK_LOAD_MIN_ROWS = 50_000
-
-_DROP_SECONDARY_INDEXES = "SELECT drop_secondary_indexes(:table)"
-_RESTORE_SECONDARY_INDEXES = "SELECT restore_secondary_indexes(:table, :analyze)"
 
 # Whether the current role may VACUUM (ANALYZE) every one of :tables: their owner (or a
 # superuser) may, and from PostgreSQL 17 a role granted MAINTAIN (see db/roles.py).
@@ -329,81 +315,6 @@ SELECT bool_and(pg_has_role(relowner, 'USAGE') OR has_table_privilege(oid, 'MAIN
 FROM pg_class WHERE oid = ANY (CAST(:tables AS regclass[]))
 """
 VACUUMED_TABLES = ("debtors",)
-
-# Counted, not estimated (statistics can lag many small imports), up to the threshold.
-_PRESENT_ROWS = "SELECT count(*) FROM (SELECT FROM {table} LIMIT :limit) AS present"
-
-
-def worth_bulk_loading(conn: Connection, *, table: str, new_rows: int) -> bool:
-    """Whether to rebuild `table`'s indexes after loading `new_rows` rows: a large load into
-    a table that holds less than a large load (a fresh install); never once it is in use.
-    Only `debtors` is loaded so."""
-    if new_rows < BULK_LOAD_MIN_ROWS:
-        return False
-    if table not in VACUUMED_TABLES:
-        raise ValueError(f"not a bulk-loaded table: {table}")
-    query = text(_PRESENT_ROWS.format(table=table))  # the name checked above, from code
-    return conn.execute(query, {"limit": BULK_LOAD_MIN_ROWS}).scalar_one() < BULK_LOAD_MIN_ROWS
-
-
-# Waiting for a table's lock is given up after this long, everything taken since the
-# savepoint let go, and tried again: see lock_for_bulk_load.
-BULK_LOCK_WAIT_MS = 200
-BULK_LOCK_GIVE_UP_SECONDS = 600
-
-
-# The tables a bulk load of each table locks (debtors has no foreign key of its own).
-BULK_LOCKS = {"debtors": ("debtors",)}
-
-
-def lock_for_bulk_load(conn: Connection, tables: Sequence[str]) -> None:
-    """Take ACCESS EXCLUSIVE on every table a bulk load of `tables` will lock, together.
-
-    Never holds one of them while waiting long for another: a dashboard query that has
-    read one table and waits for the other would otherwise wait for the import while the
-    import waits for it (the `deadlock detected` of a large import while someone browses).
-    Each try waits at most BULK_LOCK_WAIT_MS, well under the server's deadlock_timeout,
-    then lets go of what it took and lets the readers finish before trying again.
-    """
-    locked = sorted({name for table in tables for name in BULK_LOCKS[table]})
-    if not locked:
-        return
-    statement = f"LOCK TABLE {', '.join(locked)} IN ACCESS EXCLUSIVE MODE"  # names from code
-    previous = conn.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
-    deadline = time.monotonic() + BULK_LOCK_GIVE_UP_SECONDS
-    pause = 0.05
-    while True:
-        conn.exec_driver_sql("SAVEPOINT bulk_lock")
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(BULK_LOCK_WAIT_MS)}")
-        try:
-            conn.exec_driver_sql(statement)
-        except OperationalError as exc:
-            if not isinstance(exc.orig, LockNotAvailable) or time.monotonic() > deadline:
-                raise
-            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT bulk_lock")
-            time.sleep(pause)  # the readers in the way finish their query
-            pause = min(pause * 2, 1.0)
-            continue
-        conn.exec_driver_sql("RELEASE SAVEPOINT bulk_lock")
-        conn.execute(text("SELECT set_config('lock_timeout', :value, true)"), {"value": previous})
-        return
-
-
-@contextmanager
-def indexes_rebuilt_after(conn: Connection, *, table: str, analyze: bool = True) -> Iterator[None]:
-    """Drop `table`'s secondary indexes and unique/foreign keys, run the body, recreate them.
-
-    `table` is `debtors` (the functions refuse any other). The primary key stays, so rows
-    elsewhere that reference this table keep their foreign keys. `analyze`
-    refreshes the table's statistics at the end, for queries later in the same transaction.
-    The lock needs UPDATE on the table, which the application's role has; the transaction
-    cannot commit until the indexes are back (a deferred check of migration 008).
-    """
-    conn.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-    conn.execute(text(_DROP_SECONDARY_INDEXES), {"table": table})
-    yield
-    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-    conn.execute(text(_RESTORE_SECONDARY_INDEXES), {"table": table, "analyze": analyze})
 
 
 def may_vacuum(conn: Connection, *, tables: tuple[str, ...] = VACUUMED_TABLES) -> bool:

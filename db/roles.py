@@ -21,13 +21,12 @@ ROW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
 
 # Tables on which the application's role gets less than ROW_PRIVILEGES: the audit trail is
-# append-only; the migrations' ledger is only read (is the schema current?); what a bulk
-# load dropped is the owner's alone, reached through two SECURITY DEFINER functions; the
-# Overview's figures are read, and written only by the owner's triggers and functions.
+# append-only; the migrations' ledger is only read (is the schema current?); the Overview's
+# figures are read, and written only by the owner's triggers and functions; the debtIds
+# ever charged are added, never changed.
 TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_events": ("SELECT", "INSERT"),
     "schema_migrations": ("SELECT",),
-    "bulk_load_indexes": (),
     "charge_totals": ("SELECT",),
     "charge_keys": ("SELECT", "INSERT"),
 }

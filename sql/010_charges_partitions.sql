@@ -242,50 +242,13 @@ ALTER TABLE payments ADD CONSTRAINT payments_charge_id_fkey
 ALTER TABLE charge_events ADD CONSTRAINT charge_events_charge_id_fkey
     FOREIGN KEY (charge_id) REFERENCES charges (id);
 
--- Bulk loads rebuild the indexes of `debtors` only now: `charges` gets partitions instead.
-CREATE OR REPLACE FUNCTION drop_secondary_indexes(target text) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
-DECLARE
-    relation regclass;
-    item record;
-    dropped integer := 0;
-BEGIN
-    IF target IS NULL OR target <> 'debtors' THEN
-        RAISE EXCEPTION 'indexes of % are not dropped for bulk loads', target
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    relation := quote_ident(target)::regclass;
-    IF EXISTS (SELECT 1 FROM bulk_load_indexes WHERE table_name = target) THEN
-        RAISE EXCEPTION 'the indexes of % are already dropped for a bulk load', target;
-    END IF;
-    INSERT INTO bulk_load_indexes (table_name, position, kind, name, definition)
-    SELECT target, row_number() OVER (ORDER BY d.rank, d.name), d.kind, d.name, d.definition
-    FROM (
-        SELECT 1 AS rank, 'index' AS kind, i.indexrelid::regclass::text AS name,
-               pg_get_indexdef(i.indexrelid) AS definition
-        FROM pg_index AS i
-        WHERE i.indrelid = relation AND NOT i.indisprimary
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = i.indexrelid)
-        UNION ALL
-        SELECT CASE k.contype WHEN 'u' THEN 2 ELSE 3 END, 'constraint', k.conname::text,
-               pg_get_constraintdef(k.oid)
-        FROM pg_constraint AS k
-        WHERE k.conrelid = relation AND k.contype IN ('u', 'f')
-    ) AS d;
-    FOR item IN
-        SELECT kind, name FROM bulk_load_indexes WHERE table_name = target
-        ORDER BY position DESC
-    LOOP
-        IF item.kind = 'constraint' THEN
-            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', relation, item.name);
-        ELSE
-            EXECUTE format('DROP INDEX %s', item.name);
-        END IF;
-        dropped := dropped + 1;
-    END LOOP;
-    RETURN dropped;
-END;
-$$;
+-- Nothing drops and rebuilds indexes any more (migration 008 did it for large loads into
+-- empty tables, under locks that held every reader for a whole import): `charges` gets a
+-- partition per large file, and `debtors` keeps its indexes, maintained row by row.
+DROP FUNCTION drop_secondary_indexes(text);
+DROP FUNCTION restore_secondary_indexes(text, boolean);
+DROP TABLE bulk_load_indexes;
+DROP FUNCTION bulk_load_indexes_restored();
 
 REVOKE EXECUTE ON FUNCTION open_charges_partition(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION new_charges_partition() FROM PUBLIC;
