@@ -46,7 +46,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Engine, event
 
-from bench.generate import default_debtor_count, write_debtor_file
+from bench.generate import SAMPLE_DEBTORS, default_debtor_count, write_debtor_file
 from bench.support import (
     add_database_url_option,
     application_role,
@@ -68,7 +68,10 @@ from db.loading import (
 )
 from db.migrations import migrate
 
-RATIO_GOAL = 2.0
+RATIO_GOAL = 2.0  # the first issue's goal, out of reach of this schema (see the README)
+# Issue 9's: every debtor of the 1.1M rows new, and the challenge's sample shape.
+ALL_NEW_DEBTORS_GOAL = 4.0
+SAMPLE_SHAPE_GOAL = 3.0
 MEMORY_GOAL_BYTES = 2_000_000_000  # 2 GB, decimal: the stricter reading
 COPY_CHUNK_BYTES = 1024 * 1024
 
@@ -114,6 +117,16 @@ class Report:
     copy_seconds: list[float]
     imports: list[ImportRun]
     floor_seconds: list[float]
+    sample_shape: bool = False
+
+    @property
+    def shape_goal(self) -> tuple[str, float] | None:
+        """Issue 9's goal for this file's shape, if it sets one."""
+        if self.sample_shape:
+            return "the challenge's sample shape", SAMPLE_SHAPE_GOAL
+        if self.debtors == self.rows:
+            return "every debtor new", ALL_NEW_DEBTORS_GOAL
+        return None
 
     @property
     def copy_median(self) -> float:
@@ -178,12 +191,14 @@ class Report:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     rows: int = args.rows
-    debtors: int = default_debtor_count(rows) if args.debtors is None else args.debtors
+    debtors: int = args.debtors or default_debtor_count(rows)
+    if args.sample_shape:
+        debtors = min(debtors, SAMPLE_DEBTORS)
     with tempfile.TemporaryDirectory(prefix="bench_import_") as work:
         path = Path(work) / f"debtors_{rows}.csv"
         progress(f"generating {rows} rows for {debtors} debtors")
         started = time.perf_counter()
-        write_debtor_file(path, rows=rows, debtors=debtors)
+        write_debtor_file(path, rows=rows, debtors=debtors, sample_shape=args.sample_shape)
         generate_seconds = time.perf_counter() - started
         file_bytes = path.stat().st_size
         progress(f"file {file_bytes / 1e6:.1f} MB, {rows} rows, in {generate_seconds:.1f} s")
@@ -212,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                         rows=rows,
                         debtors=debtors,
                         breakdown=args.breakdown,
+                        lenient=args.sample_shape,
                     )
                 )
                 progress(f"round {round_number}/{args.repeat}: (c) the schema's floor")
@@ -225,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         copy_seconds=copy_seconds,
         imports=imports,
         floor_seconds=floor_seconds,
+        sample_shape=args.sample_shape,
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -240,6 +257,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", type=int, default=1_100_000, help="charges (default 1100000)")
     parser.add_argument("--debtors", type=int, help="distinct CPFs (default rows // 4)")
+    parser.add_argument(
+        "--sample-shape",
+        action="store_true",
+        help="four-digit governmentIds as in the challenge's sample, imported lenient",
+    )
     add_database_url_option(parser)
     parser.add_argument(
         "--repeat", type=int, default=1, help="alternate (a) and (b) this many times; medians"
@@ -255,6 +277,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rows and --repeat must be at least 1")
     if args.debtors is not None and not 1 <= args.debtors <= args.rows:
         parser.error("--debtors must be between 1 and --rows")
+    if args.sample_shape and args.debtors and args.debtors > SAMPLE_DEBTORS:
+        parser.error(f"--sample-shape has at most {SAMPLE_DEBTORS} debtors")
     return args
 
 
@@ -278,7 +302,14 @@ def plain_copy(url: str, path: Path, *, rows: int) -> float:
 
 
 def project_import(
-    url: str, path: Path, *, app_url: str, rows: int, debtors: int, breakdown: bool
+    url: str,
+    path: Path,
+    *,
+    app_url: str,
+    rows: int,
+    debtors: int,
+    breakdown: bool,
+    lenient: bool = False,
 ) -> ImportRun:
     """(b): import the file on empty tables (emptied by their owner, `url`), in a fresh
     process connected as the application's role (`app_url`); check it took every row."""
@@ -286,7 +317,7 @@ def project_import(
         conn.execute(EMPTY_PROJECT_TABLES)
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        run = pool.submit(_import_in_child, app_url, str(path), breakdown, url).result()
+        run = pool.submit(_import_in_child, app_url, str(path), breakdown, url, lenient).result()
 
     result = run.result
     if (result["status"], result["rows"], result["imported"], result["rejected"]) != (
@@ -369,7 +400,9 @@ def _copy_in(
             copy.write(data[start : start + COPY_CHUNK_BYTES])
 
 
-def _import_in_child(url: str, path: str, breakdown: bool, owner_url: str) -> ImportRun:
+def _import_in_child(
+    url: str, path: str, breakdown: bool, owner_url: str, lenient: bool
+) -> ImportRun:
     """Runs in its own process, so its peak memory is the import's and nothing else's.
     The import connects as `url`; the CHECKPOINT before it is the owner's to run."""
     data = Path(path).read_bytes()  # not timed
@@ -389,7 +422,7 @@ def _import_in_child(url: str, path: str, breakdown: bool, owner_url: str) -> Im
             engine=engine,
             data=data,
             file_name=Path(path).name,
-            lenient_documents=False,
+            lenient_documents=lenient,
         )
         seconds = time.perf_counter() - started
     finally:
@@ -450,6 +483,13 @@ class _Timeline(logging.Handler):
             self.events.append((began - self.started, f"{seconds:7.2f} s  SQL {text[:90]}"))
 
 
+def _shape_goal(report: Report) -> str:
+    if report.shape_goal is None:
+        return ""
+    shape, goal = report.shape_goal
+    return f"; {shape}: <= {goal}: {'met' if report.ratio <= goal else 'MISSED'}"
+
+
 def format_report(report: Report, *, breakdown: bool) -> str:
     """The summary as printed, one figure per line."""
     last = report.imports[-1].result
@@ -463,7 +503,9 @@ def format_report(report: Report, *, breakdown: bool) -> str:
         f"{'(b) project import':<34}{report.import_median:6.2f} s   "
         f"imported {last['imported']}, rejected {last['rejected']}"
         + _spread([run.seconds for run in report.imports]),
-        f"{'ratio b/a':<34}{report.ratio:6.2f}   (goal <= {RATIO_GOAL}: {ratio_met})",
+        f"{'ratio b/a':<34}{report.ratio:6.2f}   (goal <= {RATIO_GOAL}: {ratio_met}"
+        + _shape_goal(report)
+        + ")",
         f"{'(c) the same rows, nothing to do':<34}{report.floor_median:6.2f} s   "
         "(b's debtors and charges COPYed back the import's way, VACUUM)"
         + _spread(report.floor_seconds),

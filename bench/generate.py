@@ -77,21 +77,40 @@ _CPF_WEIGHTS = np.arange(10, 1, -1)  # first check digit, over the 9 base digits
 _REPEATED_DIGITS = 111_111_111  # 000000000, 111111111, ... are refused as CPFs
 
 
+SAMPLE_DEBTORS = 9000  # four-digit governmentIds: 1000 to 9999
+
+
 def default_debtor_count(rows: int) -> int:
     """About four charges per debtor, like installments."""
     return max(rows // 4, 1)
 
 
 def write_debtor_file(
-    path: Path, *, rows: int = 1_100_000, debtors: int | None = None, seed: int = 1
+    path: Path,
+    *,
+    rows: int = 1_100_000,
+    debtors: int | None = None,
+    seed: int = 1,
+    sample_shape: bool = False,
 ) -> Path:
-    """Write a CSV of `rows` charges owed by `debtors` distinct CPFs (rows // 4 by default)."""
-    debtors = default_debtor_count(rows) if debtors is None else debtors
-    if rows < 1 or not 1 <= debtors <= rows:
-        raise ValueError(f"need 1 <= debtors <= rows, not rows={rows}, debtors={debtors}")
+    """Write a CSV of `rows` charges owed by `debtors` distinct CPFs (rows // 4 by default).
+
+    `sample_shape` writes governmentIds as the original challenge's sample has them: four
+    digits, not CPFs (imported with lenient documents), so at most SAMPLE_DEBTORS debtors.
+    """
+    if debtors is None:
+        debtors = min(default_debtor_count(rows), SAMPLE_DEBTORS if sample_shape else rows)
+    limit = SAMPLE_DEBTORS if sample_shape else rows
+    if rows < 1 or not 1 <= debtors <= min(rows, limit):
+        raise ValueError(f"need 1 <= debtors <= {min(rows, limit)}, not debtors={debtors}")
     rng = np.random.default_rng(seed)
 
-    plain_cpfs, formatted_cpfs = _cpfs(rng, debtors)
+    if sample_shape:
+        plain_cpfs = formatted_cpfs = (1000 + rng.permutation(SAMPLE_DEBTORS)[:debtors]).astype(
+            _TEXT
+        )
+    else:
+        plain_cpfs, formatted_cpfs = _cpfs(rng, debtors)
     names, emails = _names_and_emails(rng, debtors)
     debtor_of_row = _spread(rng, np.arange(debtors), rows)
     columns = _columns(rng, debtor_of_row, names, emails, plain_cpfs, formatted_cpfs)
@@ -324,10 +343,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_100_000, help="charges (default 1100000)")
     parser.add_argument("--debtors", type=int, help="distinct CPFs (default rows // 4)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--sample-shape",
+        action="store_true",
+        help="four-digit governmentIds, as the challenge's sample (import with lenient documents)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        path = write_debtor_file(args.out, rows=args.rows, debtors=args.debtors, seed=args.seed)
+        path = write_debtor_file(
+            args.out,
+            rows=args.rows,
+            debtors=args.debtors,
+            seed=args.seed,
+            sample_shape=args.sample_shape,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     size_mb = path.stat().st_size / 1e6
