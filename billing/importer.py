@@ -496,7 +496,9 @@ class _FileLoad:
                 for start, part in loading.numbered_slices(new_rows)
             )
             on_progress(0.15, "Updating debtors")
-            upserted = database.submit(loading.upsert_debtors, conn, debtors=debtors)
+            upserted = database.submit(
+                loading.upsert_debtors, conn, debtors=debtors, with_ids=new_rows.num_rows > 0
+            )
             ready = list(_until_done(slices, upserted))
             debtor_ids = _debtor_ids_of(new_rows, upserted.result())
 
