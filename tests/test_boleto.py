@@ -75,16 +75,13 @@ def banco_do_brasil() -> Beneficiary:
 
 def test_known_barcode_gives_known_digitable_line() -> None:
     assert digitable_line(KNOWN_BARCODE) == KNOWN_LINE
-    assert digitable_line_digits(KNOWN_BARCODE) == KNOWN_LINE.replace(".", "").replace(
-        " ", ""
-    )
+    assert digitable_line_digits(KNOWN_BARCODE) == KNOWN_LINE.replace(".", "").replace(" ", "")
 
 
 def test_known_digitable_line_gives_known_barcode() -> None:
     assert barcode_from_digitable_line(KNOWN_LINE) == KNOWN_BARCODE
     assert (
-        barcode_from_digitable_line(KNOWN_LINE.replace(".", "").replace(" ", ""))
-        == KNOWN_BARCODE
+        barcode_from_digitable_line(KNOWN_LINE.replace(".", "").replace(" ", "")) == KNOWN_BARCODE
     )
 
 
@@ -94,9 +91,7 @@ def test_known_barcode_fields() -> None:
     assert parts.factor == due_date_factor(date(2012, 7, 8)) == 5388
     assert parts.amount_cents == amount_to_cents(Decimal("2952.95"))
     assert parts.free_field == "8019525086156587000000414"
-    assert due_date_from_factor(parts.factor, reference=date(2012, 7, 1)) == date(
-        2012, 7, 8
-    )
+    assert due_date_from_factor(parts.factor, reference=date(2012, 7, 1)) == date(2012, 7, 8)
 
 
 def test_known_barcode_rebuilt_from_its_parts() -> None:
@@ -149,9 +144,7 @@ def test_sigcb_matches_independent_vector() -> None:
 
 
 def test_sigcb_free_field_layout() -> None:
-    free = caixa_sigcb_free_field(
-        beneficiary_code="005507", nosso_numero=123456789012345
-    )
+    free = caixa_sigcb_free_field(beneficiary_code="005507", nosso_numero=123456789012345)
     assert len(free) == 25
     assert free[0:7] == "0055077"
     assert free[7:10] == "123"  # nosso número positions 3-5
@@ -167,18 +160,14 @@ def test_sigcb_free_field_layout() -> None:
 def test_sigcb_free_field_check_digit_takes_every_value() -> None:
     # CAIXA's homologation asks for samples with every free-field DV 0..9.
     digits = {
-        caixa_sigcb_free_field(beneficiary_code="005507", nosso_numero=n)[24]
-        for n in range(1, 60)
+        caixa_sigcb_free_field(beneficiary_code="005507", nosso_numero=n)[24] for n in range(1, 60)
     }
     assert digits == set("0123456789")
 
 
 def test_sigcb_nosso_numero_display() -> None:
     # "14000000000000019": 9x2 + 1x3 + 4x9 + 1x2 = 59; 59 % 11 = 4; 11 - 4 = 7.
-    assert (
-        format_nosso_numero(beneficiary=caixa(), nosso_numero=19)
-        == "14/000000000000019-7"
-    )
+    assert format_nosso_numero(beneficiary=caixa(), nosso_numero=19) == "14/000000000000019-7"
 
 
 def test_caixa_beneficiary_box() -> None:
@@ -220,9 +209,7 @@ def test_bb_convenio7_round_trip_and_check_digits() -> None:
         1234567890,
         "18",
     )
-    assert field.nosso_numero == format_nosso_numero(
-        beneficiary=bb, nosso_numero=1234567890
-    )
+    assert field.nosso_numero == format_nosso_numero(beneficiary=bb, nosso_numero=1234567890)
     assert field.nosso_numero == "77777771234567890"
 
 
@@ -257,9 +244,7 @@ def test_due_date_before_first_factor_is_refused() -> None:
         due_date_factor(date(2000, 7, 2))
 
 
-@pytest.mark.parametrize(
-    "reference", [date(2025, 1, 1), date(2025, 3, 1), date(2030, 6, 1)]
-)
+@pytest.mark.parametrize("reference", [date(2025, 1, 1), date(2025, 3, 1), date(2030, 6, 1)])
 def test_factor_back_to_date_around_the_restart(reference: date) -> None:
     for due in (
         date(2025, 2, 21),
@@ -272,16 +257,11 @@ def test_factor_back_to_date_around_the_restart(reference: date) -> None:
 
 def test_boleto_due_after_restart() -> None:
     due = date(2025, 3, 10)
-    code, line = issue_code(
-        beneficiary=caixa(), nosso_numero=19, amount_cents=295295, due_date=due
-    )
+    code, line = issue_code(beneficiary=caixa(), nosso_numero=19, amount_cents=295295, due_date=due)
     assert code[5:9] == "1016"
     assert line.endswith(" 10160000295295")
     assert barcode_from_digitable_line(line) == code
-    assert (
-        due_date_from_factor(parse_barcode(code).factor, reference=date(2025, 3, 1))
-        == due
-    )
+    assert due_date_from_factor(parse_barcode(code).factor, reference=date(2025, 3, 1)) == due
 
 
 # -- check digits and validators ------------------------------------------------
@@ -319,9 +299,7 @@ def test_mistyped_digitable_line_is_caught() -> None:
             )
             assert not is_valid_digitable_line(wrong), (position, step)
     with pytest.raises(ValueError, match="field 2 check digit"):
-        barcode_from_digitable_line(
-            "10498.01952 25086.156583 70000.004146 1 53880000295295"
-        )
+        barcode_from_digitable_line("10498.01952 25086.156583 70000.004146 1 53880000295295")
 
 
 @pytest.mark.parametrize(
@@ -344,8 +322,7 @@ def test_valid_barcode() -> None:
 
 def test_format_digitable_line_shape() -> None:
     assert (
-        format_digitable_line("1" * 47)
-        == "11111.11111 11111.111111 11111.111111 1 11111111111111"
+        format_digitable_line("1" * 47) == "11111.11111 11111.111111 11111.111111 1 11111111111111"
     )
 
 
@@ -407,9 +384,7 @@ def _random_charges(
     )
     nosso_numeros[:3] = [1, max_sequence, 19]
     amounts[:3] = [1, 9_999_999_999, 295295]
-    due_dates[:3] = np.array(
-        ["2025-02-21", "2025-02-22", "2025-02-23"], dtype="datetime64[D]"
-    )
+    due_dates[:3] = np.array(["2025-02-21", "2025-02-22", "2025-02-23"], dtype="datetime64[D]")
     return nosso_numeros, amounts, due_dates
 
 
@@ -418,9 +393,7 @@ def _random_charges(
 )
 def test_issue_codes_equals_scalar(make, max_sequence: int) -> None:
     beneficiary = make()
-    nosso_numeros, amounts, due_dates = _random_charges(
-        3000, max_sequence, seed=max_sequence % 97
-    )
+    nosso_numeros, amounts, due_dates = _random_charges(3000, max_sequence, seed=max_sequence % 97)
     barcodes, lines = issue_codes(
         beneficiary=beneficiary,
         nosso_numeros=nosso_numeros,

@@ -110,9 +110,7 @@ def test_without_pix_there_is_no_pix_block() -> None:
         ({"amount": Decimal("2952.96")}, "amount"),
         ({"due_date": date(2025, 3, 11)}, "due-date factor"),
         (
-            {
-                "digitable_line": "10498.01952 25086.156582 70000.004146 1 53880000295295"
-            },
+            {"digitable_line": "10498.01952 25086.156582 70000.004146 1 53880000295295"},
             "different boletos",
         ),
     ],
@@ -130,9 +128,7 @@ def test_barcode_with_wrong_check_digit_is_refused() -> None:
 
 
 def test_pix_with_another_amount_is_refused() -> None:
-    other = pix_payload(
-        key="k", merchant_name="A", merchant_city="B", amount=Decimal("1.00")
-    )
+    other = pix_payload(key="k", merchant_name="A", merchant_city="B", amount=Decimal("1.00"))
     with pytest.raises(ValueError, match="Pix amount"):
         boleto_pdf(**slip_arguments(pix_code=other))
 

@@ -74,9 +74,7 @@ def test_round_trip_with_amount_txid_and_description() -> None:
 
 
 def test_amount_is_written_with_two_decimals() -> None:
-    payload = pix_payload(
-        key="k", merchant_name="A", merchant_city="B", amount=Decimal(10)
-    )
+    payload = pix_payload(key="k", merchant_name="A", merchant_city="B", amount=Decimal(10))
     assert "540510.00" in payload
 
 
