@@ -186,6 +186,18 @@ def _read_pieces(
         yield _Piece(file=debtor_file, rows=rows, last=piece.last)
 
 
+def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """`items` in order, each next one made on a thread of its own while the caller works
+    on the current one: the next piece is read and validated (Arrow and numpy, which let
+    go of the GIL) while the server loads the one before. At most two pieces in memory."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-read") as reader:
+        following = reader.submit(next, items, end)
+        while (item := following.result()) is not end:
+            following = reader.submit(next, items, end)
+            yield item  # type: ignore[misc]
+
+
 def import_file(
     *,
     engine: Engine,
@@ -339,11 +351,13 @@ def _run_import(
     with conn.begin():
         on_progress(0.02, "Reading and validating the file")
         try:
-            pieces = _read_pieces(
-                source,
-                max_bytes=max_bytes,
-                lenient_documents=lenient_documents,
-                settings=settings,
+            pieces = _read_ahead(
+                _read_pieces(
+                    source,
+                    max_bytes=max_bytes,
+                    lenient_documents=lenient_documents,
+                    settings=settings,
+                )
             )
             first = next(pieces)  # most refusals come with it, before waiting for the lock
             on_progress(0.05, "Waiting for other imports to finish")
