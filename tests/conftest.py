@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -163,3 +164,13 @@ def dashboard_db(
     yield db
     get_engine().dispose()
     _clear_engine_caches()
+
+
+@pytest.fixture(autouse=True)
+def _main_module_as_it_was() -> Iterator[None]:
+    """A page run by AppTest can be left as `__main__`; a benchmark test then starts its
+    processes with multiprocessing's spawn, which runs `__main__`'s file again in the child
+    (a page, outside the app): put back the real one after each test."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
