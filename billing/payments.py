@@ -312,10 +312,25 @@ def record_payment(
     )
     payload_text = payload if isinstance(payload, str) else _json(payload)
 
+    zone = timezone or get_settings().timezone
     with engine.begin() as conn:
         charge = payments_db.lock_charge_by_debt_id(conn, debt_id)
         if charge is None:
             raise NotFound(f"No charge has debtId {debt_id!r}.")
+        if source == "webhook":  # a retorno file may have reported this liquidação already
+            earlier = payments_db.payment_like(
+                conn,
+                charge_id=charge["id"],
+                source="retorno",
+                paid_amount=paid_amount,
+                paid_on=paid_at.astimezone(ZoneInfo(zone)).date(),
+                timezone=zone,
+            )
+            if earlier is not None:
+                total, status = payments_db.paid_total(conn, charge["id"]), charge["status"]
+                duplicate = _outcome("duplicate", earlier, charge, status, status, total)
+                _audit_payment(conn, actor, duplicate, source=source, paid_amount=paid_amount)
+                return duplicate
         payment_id = payments_db.insert_payment(
             conn,
             charge_id=charge["id"],

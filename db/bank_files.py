@@ -470,20 +470,3 @@ def mark_written_off(conn: Connection, charge_id: int, *, status: str) -> None:
         {"id": charge_id, "status": status},
     )
 
-
-def webhook_payment_like(
-    conn: Connection, *, charge_id: int, paid_amount: Decimal, paid_on: date, timezone: str
-) -> int | None:
-    """A payment the webhook already recorded for the same charge, amount and local day:
-    the same liquidação reported twice, by the webhook and by the retorno."""
-    return conn.execute(
-        text(
-            """
-            SELECT id FROM payments
-            WHERE charge_id = :charge_id AND source = 'webhook' AND paid_amount = :amount
-              AND CAST(paid_at AT TIME ZONE CAST(:tz AS text) AS date) = :day
-            ORDER BY id LIMIT 1
-            """
-        ),
-        {"charge_id": charge_id, "amount": paid_amount, "day": paid_on, "tz": timezone},
-    ).scalar_one_or_none()

@@ -6,7 +6,7 @@ transaction that starts by locking the charge's row.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -174,3 +174,34 @@ def payments_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]
         {"id": charge_id},
     ).mappings()
     return [dict(row) for row in rows]
+
+
+def payment_like(
+    conn: Connection,
+    *,
+    charge_id: int,
+    source: str,
+    paid_amount: Decimal,
+    paid_on: date,
+    timezone: str,
+) -> int | None:
+    """A payment from `source` for the same charge and amount on the same local day: the same
+    liquidação reported by the bank twice, once by its webhook and once in a retorno file
+    (their idempotency keys differ: the retorno knows no paidBy or time of day)."""
+    return conn.execute(
+        text(
+            """
+            SELECT id FROM payments
+            WHERE charge_id = :charge_id AND source = :source AND paid_amount = :amount
+              AND CAST(paid_at AT TIME ZONE CAST(:tz AS text) AS date) = :day
+            ORDER BY id LIMIT 1
+            """
+        ),
+        {
+            "charge_id": charge_id,
+            "source": source,
+            "amount": paid_amount,
+            "day": paid_on,
+            "tz": timezone,
+        },
+    ).scalar_one_or_none()

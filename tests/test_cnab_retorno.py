@@ -218,6 +218,36 @@ def test_a_payment_the_webhook_recorded_is_not_recorded_again(
     assert charges_by_sequence(bank_db)[0]["status"] == "paid"
 
 
+def test_a_payment_a_retorno_recorded_is_not_recorded_again_by_the_webhook(
+    bank_db: Engine,
+) -> None:
+    run_import(bank_db, debtor_csv(sample_rows(1)))
+    generate_remessa(bank_db, actor=OPERATOR)
+    charge = charges_by_sequence(bank_db)[0]
+    data = bank_retorno([
+        Title("06", charge["nosso_numero"], charge["amount"], paid=charge["amount"],
+              credited=charge["amount"], occurred_on=PAID_ON, credited_on=CREDITED_ON)
+    ])  # fmt: skip
+    assert import_retorno(bank_db, actor=OPERATOR, data=data, file_name="r.ret").counts == {
+        "liquidated": 1
+    }
+
+    def webhook(paid_at: str, amount: Decimal) -> str:
+        return record_payment(
+            bank_db, debt_id=charge["debt_id"], paid_at=paid_at, paid_amount=amount,
+            paid_by="Debtor 0", source="webhook", payload={"debtId": charge["debt_id"]},
+            actor=OPERATOR,
+        ).status  # fmt: skip
+
+    # The bank's webhook reports the same liquidação (same charge, amount, local day).
+    assert webhook(f"{PAID_ON.isoformat()} 15:20:00", charge["amount"]) == "duplicate"
+    assert scalar(bank_db, "SELECT count(*) FROM payments") == 1
+    assert scalar(bank_db, "SELECT sum(paid_amount) FROM payments") == charge["amount"]
+    # Another day, or another amount, is another payment.
+    assert webhook("2024-05-20 10:00:00", Decimal("1.00")) == "recorded"
+    assert scalar(bank_db, "SELECT count(*) FROM payments") == 2
+
+
 def _valid(bank_db: Engine) -> bytes:
     charge = charges_by_sequence(bank_db)[0]
     return bank_retorno([Title("02", charge["nosso_numero"], charge["amount"])])

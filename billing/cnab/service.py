@@ -705,9 +705,10 @@ def _liquidation(
             return _Applied(
                 "ignored", f"{_occurrence(entry)} without an amount paid or a date.", charge["id"]
             )
-        earlier = bank_db.webhook_payment_like(
+        earlier = payments_db.payment_like(
             conn,
             charge_id=charge["id"],
+            source="webhook",
             paid_amount=entry.paid_amount,
             paid_on=paid_on,
             timezone=settings.timezone,
