@@ -228,7 +228,7 @@ def import_file(
         max_bytes = settings.max_import_file_bytes
     started = time.monotonic()
     imports_db.mark_interrupted_imports(engine)
-    size, sha256 = _size_and_sha256(source)
+    size, sha256 = file_size(source), _sha256_of(source)
     audited = _ImportAudit(actor=actor, file_name=file_name, sha256=sha256)
     with engine.connect() as conn:
         with conn.begin():
@@ -245,6 +245,7 @@ def import_file(
                 conn,
                 import_id=import_id,
                 source=source,
+                size=size,
                 max_bytes=max_bytes,
                 file_name=file_name,
                 lenient_documents=lenient_documents,
@@ -264,16 +265,14 @@ def import_file(
     return result
 
 
-def _size_and_sha256(source: BinaryIO) -> tuple[int, str]:
-    """The file's size and SHA-256, read in 1 MB blocks; `source` left at its start."""
+def _sha256_of(source: BinaryIO) -> str:
+    """The file's SHA-256, read in 1 MB blocks; `source` left at its start."""
     digest = hashlib.sha256()
-    size = 0
     source.seek(0)
     while block := source.read(1 << 20):
         digest.update(block)
-        size += len(block)
     source.seek(0)
-    return size, digest.hexdigest()
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -339,6 +338,7 @@ def _run_import(
     *,
     import_id: int,
     source: BinaryIO,
+    size: int,
     max_bytes: int,
     file_name: str,
     lenient_documents: bool,
@@ -347,7 +347,6 @@ def _run_import(
     started: float,
     audited: _ImportAudit,
 ) -> ImportResult:
-    size = file_size(source)
     with conn.begin():
         on_progress(0.02, "Reading and validating the file")
         try:
