@@ -2,12 +2,12 @@
 
 Nothing below the sign-in check runs for a visitor who has not signed in: no page, no
 count, no deep link. Each role sees the pages it may use; the domain checks the role
-again at every action (billing.access).
+again at every action (billing.accounts.access).
 """
 
 import streamlit as st
 
-from billing.access import Actor, Permission
+from billing.accounts.access import Actor, Permission
 from pages._session import sign_in_screen, sign_out_button, signed_in_actor
 from pages._shared import database_trouble_shown
 

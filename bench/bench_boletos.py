@@ -6,7 +6,7 @@ row and an entry in every index of charges (the rows are packed full after an im
 so no update can stay on its page as a HOT update). (a') is the same UPDATE naming the
 indexed columns, as the issue's UPDATE does (see db/boletos.py: it spares PostgreSQL
 the bottom-up index deletion passes that cannot succeed in a bulk rewrite). (b) is
-``billing.boletos.issue_boletos``: claiming the pending charges in batches, nosso
+``billing.boletos.issuing.issue_boletos``: claiming the pending charges in batches, nosso
 números, barcodes, linhas digitáveis and Pix codes, and the batched UPDATE that stores
 them. The goal is (b) well under a minute for 1.1 million charges.
 
@@ -49,12 +49,12 @@ from bench.support import (
     scratch_database,
     server_version,
 )
-from billing.access import cli_actor
-from billing.boleto import is_valid_barcode
-from billing.boletos import DEFAULT_BATCH_SIZE, issue_boletos
-from billing.importer import import_file
-from billing.pix import is_valid_pix_payload
-from billing.settings import Settings, get_settings
+from billing.accounts.access import cli_actor
+from billing.boletos.codes import is_valid_barcode
+from billing.boletos.issuing import DEFAULT_BATCH_SIZE, issue_boletos
+from billing.boletos.pix import is_valid_pix_payload
+from billing.core.settings import Settings, get_settings
+from billing.imports.service import import_file
 from db.engine import make_engine
 from db.migrations import migrate
 
@@ -182,7 +182,7 @@ def _line(label: str, figures: str) -> str:
 def _show_batches() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("  %(message)s"))
-    logger = logging.getLogger("billing.boletos")
+    logger = logging.getLogger("billing.boletos.issuing")
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
 

@@ -6,7 +6,7 @@ each, except the export. Each query is also EXPLAINed (FORMAT JSON) and checked
 against the index it is written for: PASS when the plan uses it and does not scan
 the whole charges table, FAIL otherwise, with what the plan did instead.
 
-The data: ``bench.generate.write_debtor_file`` imported by ``billing.importer``
+The data: ``bench.generate.write_debtor_file`` imported by ``billing.imports.service``
 (boletos included; above 1.1M rows, the largest file a fund sends, files of 1.1M from
 ``write_monthly_debtor_files``, imported one after the other as months arrive), then
 one charge in ten marked paid, one in fifty partly paid and one in fifty canceled (with
@@ -60,21 +60,18 @@ from sqlalchemy import Engine, make_url, text
 
 from bench.generate import write_debtor_file, write_monthly_debtor_files
 from bench.support import add_database_url_option, progress
-from billing.access import cli_actor
-from billing.charges import (
-    ChargeFilter,
-    Cursor,
-    DebtorCursor,
+from billing.accounts.access import cli_actor
+from billing.charges.browsing import (
     charge_page,
     charge_totals,
     debtor_page,
     debtor_summary,
     is_broad_search,
-    route_search,
 )
-from billing.export import charges_csv_chunks
-from billing.importer import import_file
-from billing.settings import get_settings
+from billing.charges.export import charges_csv_chunks
+from billing.core.filters import ChargeFilter, Cursor, DebtorCursor, route_search
+from billing.core.settings import get_settings
+from billing.imports.service import import_file
 from db import charges as charges_db
 from db import overview as overview_db
 from db.engine import libpq_url, make_engine, start_embedded_server
@@ -353,11 +350,11 @@ def _export(engine: Engine, charge_filter: ChargeFilter, *, today: date) -> int:
 
 
 def overview_cases(engine: Engine, *, today: date) -> tuple[list[Case], str]:
-    """billing.overview's functions, when another engineer's module exists."""
+    """billing.charges.overview's functions, when another engineer's module exists."""
     try:
-        overview = importlib.import_module("billing.overview")
+        overview = importlib.import_module("billing.charges.overview")
     except ModuleNotFoundError:
-        return [], "billing/overview.py does not exist yet: overview aggregates skipped."
+        return [], "billing/charges/overview.py does not exist yet: overview aggregates skipped."
     cases, skipped = [], []
     for name, function in inspect.getmembers(overview, inspect.isfunction):
         if name.startswith("_") or function.__module__ != overview.__name__:
@@ -381,7 +378,7 @@ def overview_cases(engine: Engine, *, today: date) -> tuple[list[Case], str]:
             )
         )
     cases.append(direct_overview_case(engine, today=today))
-    note = f"billing.overview: skipped {', '.join(skipped)} (arguments unknown)." if skipped else ""
+    note = f"overview: skipped {', '.join(skipped)} (arguments unknown)." if skipped else ""
     return cases, note
 
 

@@ -4,7 +4,7 @@ Both send N messages into one local aiosmtpd server (started here, in its own pr
 discarding what it receives) over one reused connection:
 
 * bare: ``smtplib.SMTP.sendmail`` in a loop, the same pre-rendered notice N times;
-* dispatch: ``billing.dispatch.send_due_notices`` on N queued notices: claim batches,
+* dispatch: ``billing.notices.dispatch.send_due_notices`` on N queued notices: claim batches,
   render each message, send, record outcomes in PostgreSQL after every group.
 
 The two alternate for a few rounds (the notices queued again between rounds); prints
@@ -36,17 +36,17 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-from billing.access import cli_actor
+from billing.accounts.access import cli_actor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, make_url, text
 
-from billing.dispatch import send_due_notices
-from billing.importer import import_file
-from billing.mailer import NoticeMail, envelope_sender, render_notice
-from billing.notices import plan_notices
-from billing.settings import Settings, get_settings
+from billing.core.settings import Settings, get_settings
+from billing.imports.service import import_file
+from billing.notices.dispatch import send_due_notices
+from billing.notices.mailer import NoticeMail, envelope_sender, render_notice
+from billing.notices.planning import plan_notices
 from db.engine import libpq_url, make_engine, start_embedded_server
 from db.migrations import migrate
 
@@ -156,7 +156,7 @@ def bare_loop(settings: Settings, count: int) -> float:
 
 
 def prepare(engine: Engine, settings: Settings, count: int) -> int:
-    from billing.boletos import issue_boletos
+    from billing.boletos.issuing import issue_boletos
 
     migrate(engine)
     result = import_file(

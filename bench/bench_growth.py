@@ -10,7 +10,7 @@ resident memory of its process. The goals: every import at most 1.3x the first a
 under 60 s, the re-import at most 0.6x the first.
 
 While each import runs, a probe plays the dashboard: the Overview's figures
-(billing.overview.charge_totals and activity), the first page of Charges (an empty
+(billing.charges.overview.charge_totals and activity), the first page of Charges (an empty
 filter) and a Debtors search by name, each on a thread and a connection of its own,
 connected as the application's role, each run again half a second after its previous run
 ended (so a slow query is not run back to back). Each run's wait is recorded; a run
@@ -18,7 +18,7 @@ counts for an import when it overlaps the import's own time. The goal: no wait o
 A probe query that fails (a deadlock, say) counts as missed and its error is printed.
 
 How it is measured: each import runs in a fresh child process (its peak memory is the
-import's), as the application's role, timed around billing.importer.import_file from
+import's), as the application's role, timed around billing.imports.service.import_file from
 the file's bytes in memory, after a CHECKPOINT, as bench_import does. An import that
 fails is reported with its error and the next file is imported all the same. Between
 imports, what a month does to an idle server: VACUUM (ANALYZE) of charges and debtors
@@ -64,11 +64,12 @@ from bench.support import (
     scratch_database,
     server_version,
 )
-from billing import overview
-from billing.access import cli_actor
-from billing.charges import ChargeFilter, charge_page, debtor_page
-from billing.importer import import_file
-from billing.settings import get_settings
+from billing.accounts.access import cli_actor
+from billing.charges import overview
+from billing.charges.browsing import charge_page, debtor_page
+from billing.core.filters import ChargeFilter
+from billing.core.settings import get_settings
+from billing.imports.service import import_file
 from db.engine import libpq_url, make_engine
 from db.migrations import migrate
 

@@ -1,7 +1,7 @@
 """How the project's import of a debtor file compares with a plain COPY of the same file.
 
 (a) is the fastest way PostgreSQL takes the file in: one COPY into a table of six text
-columns with a unique debtId, committed. (b) is ``billing.importer.import_file``:
+columns with a unique debtId, committed. (b) is ``billing.imports.service.import_file``:
 reading, validation, staging, set-based upserts and the import's own records, run as the
 product runs it: as a role that owns nothing (the application's role). The goal
 is (b) at most twice (a), and the import's process under 2 GB of memory.
@@ -57,8 +57,8 @@ from bench.support import (
     scratch_database,
     server_version,
 )
-from billing.access import cli_actor
-from billing.importer import import_file
+from billing.accounts.access import cli_actor
+from billing.imports.service import import_file
 from db.engine import libpq_url, make_engine
 from db.loading import (
     CHARGE_COLUMNS,

@@ -4,7 +4,7 @@
 1.1M and 5.5M rows (--rows), each into a database of its own, and the peak resident
 memory of that process (ru_maxrss of the child, as the kernel counts it) is reported
 with the seconds it took. The goal: at most 1 GB whatever the file's size. The CLI reads
-the file a piece at a time (billing.reading.file_pieces); the bytes of a whole file are
+the file a piece at a time (billing.imports.reading.file_pieces); the bytes of a whole file are
 never held. The files are written by a separate process, so this one stays small: a child
 starts out with its parent's resident pages, which its peak would otherwise count.
 

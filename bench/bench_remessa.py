@@ -46,8 +46,8 @@ COPY (SELECT c.id, c.debt_id, c.nosso_numero, c.amount, c.due_date, c.issued_at,
 def _load(url: str, rows: int, folder: str) -> None:
     """In a child process: the debtor file written and imported, boletos issued."""
     from bench.generate import write_debtor_file
-    from billing.access import cli_actor
-    from billing.importer import import_file
+    from billing.accounts.access import cli_actor
+    from billing.imports.service import import_file
     from db.engine import make_engine
     from db.migrations import migrate
 
@@ -70,7 +70,7 @@ def _load(url: str, rows: int, folder: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    from billing.access import cli_actor
+    from billing.accounts.access import cli_actor
     from billing.cnab.service import generate_remessa
     from db.engine import make_engine
 

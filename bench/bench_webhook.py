@@ -14,7 +14,7 @@ Nothing leaves 127.0.0.1, and the run stops by itself. Without --database-url (o
 DATABASE_URL) an embedded PostgreSQL is started in a temporary folder; on a server a
 scratch database is created and dropped.
 
-tests/test_webhook_burst.py runs the same burst smaller, as a test of exactness.
+tests/payments/test_webhook_burst.py runs the same burst smaller, as a test of exactness.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, text
 
-from billing.access import Actor, Role
-from billing.api import signature
-from billing.reading import REQUIRED_COLUMNS
+from billing.accounts.access import Actor, Role
+from billing.entrypoints.api import signature
+from billing.imports.reading import REQUIRED_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-webhook-secret-0123456789abcdef"
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch_database,
         server_version,
     )
-    from billing.importer import import_file
+    from billing.imports.service import import_file
     from db.engine import make_engine
     from db.migrations import migrate
 

@@ -2,7 +2,7 @@
 
     python -m bench.fuzz_intake [--minutes 5] [--batch 500]
 
-Hypothesis, with a large budget, on the properties tests/test_fuzz_intake.py checks in a
+Hypothesis, with a large budget, on the properties tests/imports/test_fuzz_intake.py checks in a
 few seconds: random bytes, real debtor files (generated ones, the original challenge's
 sample, a Brazilian Excel export, quoted values, CRLF) mutated byte by byte and line by
 line, files in every encoding, huge fields and NUL bytes anywhere. Every file must end
@@ -26,12 +26,12 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from billing.errors import FileRefused, OperatorError
-from billing.importer import prepare_file
-from billing.payments import read_payment_notification
-from billing.reading import REQUIRED_COLUMNS, read_debtor_file
-from billing.settings import Settings
-from billing.validation import validate_rows
+from billing.core.errors import FileRefused, OperatorError
+from billing.core.settings import Settings
+from billing.imports.reading import REQUIRED_COLUMNS, read_debtor_file
+from billing.imports.service import prepare_file
+from billing.imports.validation import validate_rows
+from billing.payments.service import read_payment_notification
 
 HEADER = ",".join(REQUIRED_COLUMNS)
 MAX_BYTES = 250 * 1024 * 1024

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import make_url
 
-from billing.settings import get_settings
+from billing.core.settings import get_settings
 from db.engine import libpq_url, start_embedded_server, url_as
 
 SCRATCH_DATABASE = "a scratch database is created on it and dropped at the end"

@@ -1,5 +1,5 @@
 import sys
 
-from billing.cli import main
+from billing.entrypoints.cli import main
 
 sys.exit(main())

@@ -469,4 +469,3 @@ def mark_written_off(conn: Connection, charge_id: int, *, status: str) -> None:
         text("UPDATE charges SET status = :status, written_off_at = now() WHERE id = :id"),
         {"id": charge_id, "status": status},
     )
-

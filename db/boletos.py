@@ -1,6 +1,6 @@
 """SQL of boleto issuing: the pending queue, nosso número allocation, the bulk write.
 
-Each batch is one transaction of the caller (billing.boletos.issue_boletos): lock,
+Each batch is one transaction of the caller (billing.boletos.issuing.issue_boletos): lock,
 claim, compute in Python, write. The write is guarded by status = 'pending', so a
 charge that changed meanwhile (paid, canceled, issued by someone else) is left alone.
 """

@@ -21,14 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, RowMapping, text
 
-from billing.statuses import OPEN_STATUSES, REGISTRATION_REJECTED, UNPAID_STATUSES
-
-if TYPE_CHECKING:  # billing.charges imports this module; only the types come back
-    from billing.charges import ChargeFilter, Cursor, DebtorCursor, TextSearch
+from billing.core.filters import ChargeFilter, Cursor, DebtorCursor, TextSearch
+from billing.core.statuses import OPEN_STATUSES, REGISTRATION_REJECTED, UNPAID_STATUSES
 
 _SORT_COLUMNS = {"due_date": "c.due_date", "amount": "c.amount"}
 
@@ -39,7 +37,7 @@ _ROW_COLUMNS = f"""
     d.name, d.government_id, d.email, {_OVERDUE} AS overdue
 """
 
-# What an export holds, in this order (billing.export names the CSV columns).
+# What an export holds, in this order (billing.charges.export names the CSV columns).
 EXPORT_COLUMNS = (
     "debt_id", "name", "government_id", "email", "amount", "due_date", "status",
     "overdue", "paid_total", "nosso_numero", "digitable_line", "import_id",

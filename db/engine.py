@@ -23,8 +23,8 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 
-from billing.errors import OperatorError
-from billing.settings import Settings, get_settings
+from billing.core.errors import OperatorError
+from billing.core.settings import Settings, get_settings
 from db.roles import ensure_login_role
 
 log = logging.getLogger(__name__)
@@ -226,9 +226,7 @@ def _apply_limits(conn: Connection) -> None:
             if milliseconds is None:
                 cursor.execute(sql.SQL("RESET {}").format(sql.Identifier(name)))
             else:
-                cursor.execute(
-                    "SELECT set_config(%s, %s, false)", (name, f"{int(milliseconds)}ms")
-                )
+                cursor.execute("SELECT set_config(%s, %s, false)", (name, f"{int(milliseconds)}ms"))
     dbapi.commit()
     pooled.info[_LIMITS] = wanted
 

@@ -20,7 +20,7 @@ import pyarrow.csv as pcsv
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, text
 
-from billing.formatting import count_br
+from billing.core.formatting import count_br
 
 log = logging.getLogger(__name__)
 

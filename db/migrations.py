@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import Connection, Engine, text
 
-from billing.errors import OperatorError
+from billing.core.errors import OperatorError
 from db.roles import grant_application_role
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"

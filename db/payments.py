@@ -1,6 +1,6 @@
 """Queries on payments and the history of charges (charge_events).
 
-Every function takes the caller's connection: billing.payments runs each use case in one
+Every function takes the caller's connection: billing.payments.service runs each use case in one
 transaction that starts by locking the charge's row.
 """
 

@@ -191,7 +191,7 @@ def main() -> int:
     """Create or update the application's role of DATABASE_URL, as MIGRATION_DATABASE_URL."""
     from sqlalchemy import make_url
 
-    from billing.settings import get_settings
+    from billing.core.settings import get_settings
     from db.engine import libpq_url
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

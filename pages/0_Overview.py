@@ -4,10 +4,11 @@ from datetime import date
 
 import streamlit as st
 
-from billing import overview
-from billing.formatting import brl, date_br
-from billing.notices import today_in
-from billing.settings import get_settings
+from billing.charges import overview
+from billing.core.formatting import brl, brl_short, date_br, month_br, percent_br
+from billing.core.settings import get_settings
+from billing.notices.planning import today_in
+from pages._charts import bar_chart
 from pages._session import current_actor
 from pages._shared import operator_errors, read_engine
 
@@ -48,10 +49,10 @@ if len(months) > 1:
         "Due months for the collection rate",
         options=months,
         value=(first, last),
-        format_func=overview.month_br,
+        format_func=month_br,
     )
 rate = overview.collection_rate(totals, first_month=first, last_month=last)
-period = overview.month_br(first) + ("" if first == last else f" to {overview.month_br(last)}")
+period = month_br(first) + ("" if first == last else f" to {month_br(last)}")
 st.caption(
     f"Collection rate: of the {count(rate['charges'])} charges due in {period} (canceled "
     f"ones left out), {brl(rate['received'])} was received of {brl(rate['due'])} due."
@@ -61,26 +62,26 @@ figures, received = overview.kpis(totals), activity["received"]
 columns = kpi_row.columns(5)
 columns[0].metric(
     "Outstanding",
-    overview.brl_short(figures["outstanding"]),
+    brl_short(figures["outstanding"]),
     help=f"{brl(figures['outstanding'])} still owed on pending, issued and partially paid "
     "charges, less what was received on them.",
 )
 columns[1].metric(
     "Overdue",
-    overview.brl_short(figures["overdue_amount"]),
+    brl_short(figures["overdue_amount"]),
     help=f"{brl(figures['overdue_amount'])} still owed on issued or partially paid charges "
     "due before today.",
 )
 columns[2].metric("Overdue charges", count(figures["overdue_count"]))
 columns[3].metric(
     "Received this month",
-    overview.brl_short(received["amount"]),
+    brl_short(received["amount"]),
     help=f"{brl(received['amount'])} in {count(received['payments'])} payments recorded "
     "since the 1st, on any charge.",
 )
 columns[4].metric(
     "Collection rate",
-    overview.percent_br(rate["rate"]),
+    percent_br(rate["rate"]),
     help="Received on the charges due in the months chosen below ÷ their amount due.",
 )
 by_status = overview.charges_by_status(totals)
@@ -89,7 +90,7 @@ for column, row in zip(kpi_row.columns(len(by_status)), by_status.itertuples(), 
 
 st.subheader("Amount due per month")
 by_month = overview.amounts_by_due_month(totals)
-st.plotly_chart(overview.bar_chart(by_month, x="month", y="amount", color="label", money=True))
+st.plotly_chart(bar_chart(by_month, x="month", y="amount", color="label", money=True))
 
 left, right = st.columns(2)
 left.subheader("Overdue by age")
@@ -97,13 +98,9 @@ aging = overview.aging(totals)
 if aging["charges"].sum() == 0:
     left.info("No boleto is out yet — press Send now on the Notifications page to issue them.")
 else:
-    left.plotly_chart(
-        overview.bar_chart(aging, x="bucket", y="outstanding", color="bucket", money=True)
-    )
+    left.plotly_chart(bar_chart(aging, x="bucket", y="outstanding", color="bucket", money=True))
 right.subheader("Charges by status")
-right.plotly_chart(
-    overview.bar_chart(by_status, x="charges", y="label", color="label", horizontal=True)
-)
+right.plotly_chart(bar_chart(by_status, x="charges", y="label", color="label", horizontal=True))
 
 left, right = st.columns(2)
 left.subheader(f"Notices sent per day (last {overview.NOTICE_DAYS} days)")
@@ -113,6 +110,6 @@ if activity["notices"].empty:
         "the Notifications page or let the daily worker run."
     )
 else:
-    left.plotly_chart(overview.bar_chart(activity["notices"], x="day", y="sent"))
+    left.plotly_chart(bar_chart(activity["notices"], x="day", y="sent"))
 right.subheader("Charges imported per day")
-right.plotly_chart(overview.bar_chart(activity["imports"], x="day", y="rows"))
+right.plotly_chart(bar_chart(activity["imports"], x="day", y="rows"))

@@ -4,10 +4,10 @@ import hashlib
 
 import streamlit as st
 
-from billing.access import Permission
-from billing.errors import FileRefused
-from billing.formatting import count_br, counted
-from billing.importer import PreparedFile, import_file, prepare_file
+from billing.accounts.access import Permission
+from billing.core.errors import FileRefused
+from billing.core.formatting import count_br, counted
+from billing.imports.service import PreparedFile, import_file, prepare_file
 from db.imports import IMPORT_CONNECTION_LOST
 from pages._session import current_actor
 from pages._shared import import_engine, operator_errors, plain, rejected_rows_button, wrote

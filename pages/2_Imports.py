@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from billing.access import Permission
-from billing.formatting import count_br
-from billing.importer import import_history
+from billing.accounts.access import Permission
+from billing.core.formatting import count_br
+from billing.imports.service import import_history
 from pages._session import current_actor
 from pages._shared import engine, rejected_rows_button
 

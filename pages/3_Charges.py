@@ -10,14 +10,8 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
-from billing.access import Permission
-from billing.charges import (
-    PAGE_SIZE,
-    SEARCH_IN,
-    SORT_LABELS,
-    STATUS_CHOICES,
-    STATUS_LABELS,
-    ChargeFilter,
+from billing.accounts.access import Permission
+from billing.charges.browsing import (
     charge_page,
     charge_table,
     charge_totals,
@@ -26,9 +20,17 @@ from billing.charges import (
     has_charges,
     import_choices,
 )
-from billing.export import charges_csv_file, export_file_name
-from billing.formatting import brl, count_br
-from billing.notices import today_in
+from billing.charges.export import charges_csv_file, export_file_name
+from billing.core.filters import (
+    PAGE_SIZE,
+    SEARCH_IN,
+    SORT_LABELS,
+    STATUS_CHOICES,
+    STATUS_LABELS,
+    ChargeFilter,
+)
+from billing.core.formatting import brl, count_br
+from billing.notices.planning import today_in
 from pages._charge_view import open_charge
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, plain, read_engine, whole_number

@@ -3,10 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from billing.access import Permission
-from billing.dispatch import mail_server_waiting, run_cycle
-from billing.formatting import count_br, counted
-from billing.notices import KIND_LABELS, failed_notices, notice_counts, retry_failed_notices
+from billing.accounts.access import Permission
+from billing.core.formatting import count_br, counted
+from billing.notices.dispatch import mail_server_waiting, run_cycle
+from billing.notices.planning import (
+    KIND_LABELS,
+    failed_notices,
+    notice_counts,
+    retry_failed_notices,
+)
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, plain, read_engine, wrote
 

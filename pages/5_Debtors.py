@@ -4,20 +4,17 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from billing.charges import (
-    PAGE_SIZE,
-    SEARCH_IN,
-    ChargeFilter,
+from billing.charges.browsing import (
     charge_page,
     charge_table,
     debtor_page,
     debtor_summary,
     has_charges,
     masked_document,
-    route_search,
 )
-from billing.formatting import brl, count_br, counted
-from billing.notices import today_in
+from billing.core.filters import PAGE_SIZE, SEARCH_IN, ChargeFilter, route_search
+from billing.core.formatting import brl, count_br, counted
+from billing.notices.planning import today_in
 from pages._session import current_actor
 from pages._shared import (
     operator_errors,

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from billing.accounts import (
+from billing.accounts.users import (
     MIN_PASSWORD_LENGTH,
     create_account,
     disable_account,
@@ -11,8 +11,8 @@ from billing.accounts import (
     reset_password,
     set_role,
 )
-from billing.formatting import datetime_br
-from billing.settings import get_settings
+from billing.core.formatting import datetime_br
+from billing.core.settings import get_settings
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, read_engine, wrote
 

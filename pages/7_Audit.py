@@ -5,9 +5,9 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from billing.audit import AuditFilter, audit_choices, audit_csv_file, audit_events
-from billing.formatting import datetime_br
-from billing.settings import get_settings
+from billing.accounts.audit import AuditFilter, audit_choices, audit_csv_file, audit_events
+from billing.core.formatting import datetime_br
+from billing.core.settings import get_settings
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, read_engine
 

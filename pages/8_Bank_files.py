@@ -4,7 +4,7 @@ and the history of both."""
 import pandas as pd
 import streamlit as st
 
-from billing.access import Permission
+from billing.accounts.access import Permission
 from billing.cnab.service import (
     generate_remessa,
     import_retorno,
@@ -13,7 +13,7 @@ from billing.cnab.service import (
     retorno_history,
     retorno_report,
 )
-from billing.formatting import brl, count_br
+from billing.core.formatting import brl, count_br
 from pages._session import current_actor
 from pages._shared import engine, import_engine, operator_errors, plain, wrote
 

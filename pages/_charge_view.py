@@ -9,12 +9,12 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from billing.access import Actor, Permission
-from billing.boletos import boleto_pdf_download
-from billing.charges import ChargeDetail, charge_detail, status_label
-from billing.formatting import brl, date_br
-from billing.notices import KIND_LABELS, resend_notice
-from billing.payments import cancel_charge, mark_paid
+from billing.accounts.access import Actor, Permission
+from billing.boletos.issuing import boleto_pdf_download
+from billing.charges.browsing import ChargeDetail, charge_detail, status_label
+from billing.core.formatting import brl, date_br
+from billing.notices.planning import KIND_LABELS, resend_notice
+from billing.payments.service import cancel_charge, mark_paid
 from pages._session import current_actor
 from pages._shared import (
     engine,

@@ -3,7 +3,7 @@
 app.py calls `signed_in_actor()` before any page runs: it returns the acting identity or
 draws the sign-in (or first-administrator) screen and stops the script. Pages read the
 identity with `current_actor()`. The rules (passwords, lockout, idle sessions, roles)
-live in billing.accounts; this module only draws them and keeps the browser's cookie.
+live in billing.accounts.users; this module only draws them and keeps the browser's cookie.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.errors import StreamlitAuthError
 
-from billing.access import Actor
-from billing.accounts import (
+from billing.accounts.access import Actor
+from billing.accounts.audit import Action, record_now
+from billing.accounts.users import (
     AUTH_MODES,
     MIN_PASSWORD_LENGTH,
     SignInRefused,
@@ -23,9 +24,8 @@ from billing.accounts import (
     sign_in,
     sign_out,
 )
-from billing.audit import Action, record_now
-from billing.errors import OperatorError
-from billing.settings import get_settings
+from billing.core.errors import OperatorError
+from billing.core.settings import get_settings
 from pages._shared import engine, plain
 
 COOKIE = "billing_session"
@@ -170,7 +170,7 @@ def _start(token: str) -> None:
 def _set_cookie(token: str) -> None:
     """Keep (or, with "", forget) the session token in this browser.
 
-    The token is URL-safe base64 (billing.accounts), so it is written as is. The browser
+    The token is URL-safe base64 (billing.accounts.users), so it is written as is. The browser
     may keep it for COOKIE_DAYS: whether the session is still open (not idle, not signed
     out) is the database's answer at every run, not the cookie's. Secure over HTTPS.
     """

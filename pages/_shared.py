@@ -12,8 +12,8 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit.runtime.pages_manager import PagesManager
 
-from billing.access import Actor, Permission
-from billing.errors import OperatorError
+from billing.accounts.access import Actor, Permission
+from billing.core.errors import OperatorError
 
 log = logging.getLogger("billing.dashboard")
 
@@ -175,7 +175,7 @@ def _database_lost(exc: BaseException) -> bool:
 
 
 def _too_slow_message() -> str:
-    from billing.settings import get_settings
+    from billing.core.settings import get_settings
 
     limit = get_settings().dashboard_statement_seconds
     return (
@@ -222,7 +222,7 @@ def shown_document(debtor_id: int, masked: str) -> str:
 
 def reveal_button(actor: Actor, debtor_id: int) -> None:
     """For operators: show one whole CPF/CNPJ (audited); the previous one is hidden again."""
-    from billing.charges import reveal_government_id
+    from billing.charges.browsing import reveal_government_id
 
     if not actor.can(Permission.REVEAL_DOCUMENT):
         return
@@ -250,7 +250,7 @@ def rejected_rows_button(actor: Actor, import_id: int) -> None:
     The CSV is written by the database only when the button is clicked (the callable runs
     outside the script, so the engine is captured now).
     """
-    from billing.importer import rejected_rows_csv
+    from billing.imports.service import rejected_rows_csv
 
     current_engine = engine()
     st.download_button(

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, make_url, text
 
-from billing.settings import get_settings
+from billing.core.settings import get_settings
 from db.engine import APP_ROLE, get_engine, libpq_url, make_engine, start_embedded_server, url_as
 from db.migrations import migrate
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, BinaryIO
 
-from billing.boleto import (
+from billing.boletos.codes import (
     LAYOUT_CAIXA_SIGCB,
     SIGCB_ISSUED_BY_BENEFICIARY,
     SIGCB_REGISTERED,

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from billing.boleto import BANK_NAMES, LAYOUT_CAIXA_SIGCB, Beneficiary
+from billing.boletos.codes import BANK_NAMES, LAYOUT_CAIXA_SIGCB, Beneficiary
 from billing.cnab.layouts import LINE_WIDTH, BankLayout, RecordLayout
 from billing.cnab.remessa import REMESSA, RETORNO
-from billing.errors import FileRefused
+from billing.core.errors import FileRefused
 
 _EOF_MARK = "\x1a"  # some bank software ends a file with Ctrl-Z
 _ZERO_DATE = "00000000"

@@ -21,7 +21,7 @@ Decisions, so a reader need not rediscover them:
   transaction of its own, in file order, and recorded in `retorno_items`; every change
   is idempotent, so importing the same retorno again changes nothing, and an import cut
   short is finished by importing the file again.
-* Liquidações are payments recorded through billing.payments.record_payment, the
+* Liquidações are payments recorded through billing.payments.service.record_payment, the
   webhook's idempotent path (source 'retorno'): paid, partially paid and overpaid are
   decided there from the sum of payments. The amount is what the payer paid; the amount
   credited, the fee and the credit date are kept on the retorno's line and in the
@@ -53,10 +53,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
-from billing import audit
-from billing.access import Actor, Permission, require
-from billing.boleto import Beneficiary
-from billing.boletos import beneficiary_from_settings
+from billing.accounts import audit
+from billing.accounts.access import Actor, Permission, require
+from billing.boletos.codes import Beneficiary
+from billing.boletos.issuing import beneficiary_from_settings
 from billing.cnab.layouts import (
     BANK_LAYOUTS,
     MAX_BATCH_RECORDS,
@@ -70,9 +70,9 @@ from billing.cnab.layouts import (
 )
 from billing.cnab.remessa import RemessaTerms, RemessaWriter, records_per_item
 from billing.cnab.retorno import Retorno, RetornoEntry, read_retorno
-from billing.errors import FileRefused, OperatorError
-from billing.payments import record_payment
-from billing.settings import Settings, get_settings
+from billing.core.errors import FileRefused, OperatorError
+from billing.core.settings import Settings, get_settings
+from billing.payments.service import record_payment
 from db import bank_files as bank_db
 from db import payments as payments_db
 

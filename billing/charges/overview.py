@@ -1,0 +1,248 @@
+"""The operators' overview: what is owed, late, received and collected.
+
+Two SQL aggregates feed everything (db/overview.py): charge totals per status, due month
+and aging bucket (a few hundred rows, whatever the number of charges: added up from
+figures kept as charges and payments change, migration 009), and the activity of
+payments, notices and imports. The functions below only add those rows up, so the page
+can recompute a KPI for another period without asking the database again.
+
+Definitions, the same ones the page states:
+
+- Outstanding: what is still owed on pending, issued, registered and partially paid
+  charges, their amounts minus what was already received on them.
+- Overdue: issued, registered or partially paid charges due before today (a pending
+  charge has no boleto yet, so it cannot be late); their outstanding amount and count.
+- Received this month: payments whose paid_at falls in the current calendar month where
+  the fund works (TIMEZONE), on any charge.
+- Collection rate of a period: over the charges due in that period, canceled ones left
+  out, the amount received on them (each capped at its amount) divided by the amount due.
+- Aging: the outstanding amount of issued, registered and partially paid charges by days
+  past due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from billing.core.formatting import brl, count_br, date_br, month_br
+from billing.core.statuses import OPEN_STATUSES, STATUS_LABELS, STATUSES
+from db import overview as overview_db
+
+AGING_BUCKETS = ("Current", "1-30 days", "31-60 days", "61-90 days", "Over 90 days")
+NOTICE_DAYS = 90  # the notices chart shows this many days, today included
+
+_ZERO = Decimal("0.00")
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def charge_totals(engine: Engine, *, today: date) -> list[dict[str, Any]]:
+    """Charges per (status, due_month, aging_bucket): count, amount and amount received.
+
+    aging_bucket indexes AGING_BUCKETS for issued and partially paid charges, None for
+    the others. Amounts are Decimals; the list is empty when there is no charge.
+    """
+    with engine.connect() as conn:
+        rows = overview_db.charge_totals(conn, today=today)
+    return [
+        {
+            "status": row["status"],
+            "due_month": row["due_month"],
+            "aging_bucket": row["aging_bucket"],
+            "charges": int(row["charges"]),
+            "amount": Decimal(row["amount"]),
+            "paid": Decimal(row["paid"]),
+        }
+        for row in rows
+    ]
+
+
+def activity(
+    engine: Engine, *, today: date, timezone: str, notice_days: int = NOTICE_DAYS
+) -> dict[str, Any]:
+    """Money received this month, notices sent per day and imports per day.
+
+    Returns {"received": {"payments", "amount"}, "notices": DataFrame(day, sent, hover),
+    "imports": DataFrame(day, files, rows, hover)}; days are local dates in `timezone`.
+    """
+    zone = ZoneInfo(timezone)
+    month_start = today.replace(day=1)
+    next_month = (month_start + timedelta(days=31)).replace(day=1)
+    first_notice_day = today - timedelta(days=notice_days - 1)
+    with engine.connect() as conn:
+        rows = overview_db.activity(
+            conn,
+            month_start=datetime.combine(month_start, time(), zone),
+            next_month_start=datetime.combine(next_month, time(), zone),
+            notices_since=datetime.combine(first_notice_day, time(), zone),
+            timezone=timezone,
+        )
+    received = next(row for row in rows if row["series"] == "received")
+    notices = pd.DataFrame(
+        [(row["day"], int(row["count"])) for row in rows if row["series"] == "notices"],
+        columns=["day", "sent"],
+    )
+    notices["hover"] = [f"{date_br(d)}: {count_br(n)} sent" for d, n in notices.itertuples(False)]
+    imports = pd.DataFrame(
+        [
+            (row["day"], int(row["count"]), int(row["total"]))
+            for row in rows
+            if row["series"] == "imports"
+        ],
+        columns=["day", "files", "rows"],
+    )
+    imports["hover"] = [
+        f"{date_br(d)}: {count_br(r)} charges imported from {count_br(f)} "
+        + ("file" if f == 1 else "files")
+        for d, f, r in imports[["day", "files", "rows"]].itertuples(False)
+    ]
+    return {
+        "received": {"payments": int(received["count"]), "amount": Decimal(received["total"])},
+        "notices": notices,
+        "imports": imports,
+    }
+
+
+# --- KPIs ------------------------------------------------------------------------------
+
+
+def kpis(totals: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Outstanding and overdue amounts, overdue count, and the count of charges."""
+    totals = list(totals)
+    outstanding = sum(
+        (row["amount"] - row["paid"] for row in totals if row["status"] in OPEN_STATUSES),
+        _ZERO,
+    )
+    overdue = [row for row in totals if (row["aging_bucket"] or 0) > 0]
+    return {
+        "charges": sum(row["charges"] for row in totals),
+        "outstanding": outstanding,
+        "overdue_amount": sum((row["amount"] - row["paid"] for row in overdue), _ZERO),
+        "overdue_count": sum(row["charges"] for row in overdue),
+    }
+
+
+def collection_rate(
+    totals: Iterable[dict[str, Any]], *, first_month: date, last_month: date
+) -> dict[str, Any]:
+    """Received ÷ due over the charges due from `first_month` to `last_month` (inclusive).
+
+    Canceled charges are left out of both. `rate` is a Decimal fraction, None when
+    nothing falls due in the period.
+    """
+    first, last = _month(first_month), _month(last_month)
+    rows = [
+        row for row in totals if first <= row["due_month"] <= last and row["status"] != "canceled"
+    ]
+    due = sum((row["amount"] for row in rows), _ZERO)
+    received = sum((row["paid"] for row in rows), _ZERO)
+    return {
+        "charges": sum(row["charges"] for row in rows),
+        "due": due,
+        "received": received,
+        "rate": received / due if due else None,
+    }
+
+
+def due_months(totals: Iterable[dict[str, Any]]) -> list[date]:
+    """The months in which some charge falls due, oldest first."""
+    return sorted({row["due_month"] for row in totals})
+
+
+def default_month(months: list[date], today: date) -> date | None:
+    """The month the page opens on: this month if anything is due in it, otherwise the
+    latest month before it with charges, otherwise the first month after it."""
+    if not months:
+        return None
+    current = _month(today)
+    earlier = [month for month in months if month <= current]
+    return earlier[-1] if earlier else months[0]
+
+
+# --- chart data -------------------------------------------------------------------------
+
+
+def charges_by_status(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per status, in lifecycle order: status, label, charges, amount, hover."""
+    counts = dict.fromkeys(STATUSES, 0)
+    amounts = dict.fromkeys(STATUSES, _ZERO)
+    for row in totals:
+        counts[row["status"]] += row["charges"]
+        amounts[row["status"]] += row["amount"]
+    frame = pd.DataFrame(
+        {
+            "status": list(STATUSES),
+            "label": [STATUS_LABELS[s] for s in STATUSES],
+            "charges": [counts[s] for s in STATUSES],
+            "amount": [float(amounts[s]) for s in STATUSES],
+        }
+    )
+    frame["hover"] = [
+        f"{STATUS_LABELS[s]}: {count_br(counts[s])} charges, {brl(amounts[s])}" for s in STATUSES
+    ]
+    return frame
+
+
+def amounts_by_due_month(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Amount due per month and status: due_month, month ("jan/2024"), label, amount, hover."""
+    grouped: dict[tuple[date, str], list] = {}
+    for row in totals:
+        entry = grouped.setdefault((row["due_month"], row["status"]), [0, _ZERO])
+        entry[0] += row["charges"]
+        entry[1] += row["amount"]
+    order = {status: i for i, status in enumerate(STATUSES)}
+    keys = sorted(grouped, key=lambda key: (key[0], order[key[1]]))
+    frame = pd.DataFrame(
+        {
+            "due_month": [month for month, _ in keys],
+            "month": [month_br(month) for month, _ in keys],
+            "status": [status for _, status in keys],
+            "label": [STATUS_LABELS[status] for _, status in keys],
+            "charges": [grouped[key][0] for key in keys],
+            "amount": [float(grouped[key][1]) for key in keys],
+        }
+    )
+    frame["hover"] = [
+        f"{month_br(month)} · {STATUS_LABELS[status]}: {brl(grouped[(month, status)][1])} "
+        f"({count_br(grouped[(month, status)][0])} charges)"
+        for month, status in keys
+    ]
+    return frame
+
+
+def aging(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Outstanding on issued and partially paid charges per bucket of days past due.
+
+    Always the five buckets, in order: bucket, charges, outstanding, hover.
+    """
+    counts = [0] * len(AGING_BUCKETS)
+    outstanding = [_ZERO] * len(AGING_BUCKETS)
+    for row in totals:
+        bucket = row["aging_bucket"]
+        if bucket is not None:
+            counts[bucket] += row["charges"]
+            outstanding[bucket] += row["amount"] - row["paid"]
+    frame = pd.DataFrame(
+        {
+            "bucket": list(AGING_BUCKETS),
+            "charges": counts,
+            "outstanding": [float(amount) for amount in outstanding],
+        }
+    )
+    frame["hover"] = [
+        f"{name}: {brl(amount)} ({count_br(count)} charges)"
+        for name, amount, count in zip(AGING_BUCKETS, outstanding, counts, strict=True)
+    ]
+    return frame
+
+
+def _month(day: date) -> date:
+    return day.replace(day=1)

@@ -1,0 +1,668 @@
+"""The import of a debtor file: read, validate, load, record; the same for page, CLI and API.
+
+An import is one row in `imports` and one transaction for its data: either every valid
+row of the file is in `debtors`/`charges` (and every rejected row in
+`import_rejections`), or nothing is. Re-importing a file, or an overlapping one, adds
+only the charges whose debtId is new and counts the rest as duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine
+
+from billing.accounts import audit
+from billing.accounts.access import Actor, Permission, require
+from billing.boletos.issuing import boletos_for_rows, issuable
+from billing.core.csv_files import csv_chunks
+from billing.core.errors import FileRefused
+from billing.core.search import fold_for_search
+from billing.core.settings import Settings, get_settings
+from billing.imports.reading import DebtorFile, file_pieces, file_size, read_debtor_file
+from billing.imports.validation import REASONS, DebtIdSet, ValidatedRows, validate_rows
+from db import imports as imports_db
+from db import loading
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+_T = TypeVar("_T")
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A file read and validated without writing anything: what the page's preview shows.
+
+    Built a piece at a time (billing.imports.reading.file_pieces): it keeps the counts, the first
+    rows and the first lines of each reason, never the whole file.
+    """
+
+    row_count: int
+    valid_count: int
+    rejected_count: int
+    reason_counts: dict[str, int]  # reason -> rows having it, most frequent first
+    example_lines: dict[str, list[int]]  # reason -> the first lines having it
+    first_rows: pa.Table  # as parsed (trimmed strings)
+    encoding: str
+    delimiter: str
+    extra_columns: list[str]
+
+    def preview(self, limit: int = 20) -> pa.Table:
+        """The first rows as parsed (trimmed strings), for the operator to eyeball."""
+        return self.first_rows.slice(0, limit)
+
+    def reason_summary(self, examples: int = 3) -> list[dict[str, Any]]:
+        """One entry per reason: how many rows have it and the first lines that do."""
+        return [
+            {
+                "reason": reason,
+                "rows": count,
+                "example lines": self.example_lines[reason][:examples],
+            }
+            for reason, count in self.reason_counts.items()
+        ]
+
+
+_EXAMPLE_LINES = 3
+_PREVIEW_ROWS = 20
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did, as the page, the CLI's --json and the API report it."""
+
+    status: str  # done, refused or failed
+    import_id: int | None
+    file_name: str
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    issued: int = 0  # new charges born with their boleto (the rest wait, pending)
+    seconds: float = 0.0
+    reason_counts: dict[str, int] = field(default_factory=dict)
+    extra_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prepare_file(
+    data: bytes, *, lenient_documents: bool, settings: Settings | None = None
+) -> PreparedFile:
+    """Read and validate a file without writing anything; raises FileRefused."""
+    settings = settings or get_settings()
+    pieces = _read_pieces(
+        io.BytesIO(data),
+        max_bytes=settings.max_file_bytes,
+        lenient_documents=lenient_documents,
+        settings=settings,
+    )
+    first = next(pieces)
+    reason_counts: Counter[str] = Counter()
+    example_lines: dict[str, list[int]] = {}
+    rows = valid = 0
+    first_rows = [first.file.table.slice(0, _PREVIEW_ROWS)]
+    for piece in itertools.chain([first], pieces):
+        if rows and rows < _PREVIEW_ROWS:
+            first_rows.append(piece.file.table.slice(0, _PREVIEW_ROWS - rows))
+        rows += piece.file.row_count
+        valid += piece.rows.valid.num_rows
+        reason_counts.update(piece.rows.reason_counts)
+        _add_example_lines(example_lines, piece.rows.rejected)
+    return PreparedFile(
+        row_count=rows,
+        valid_count=valid,
+        rejected_count=rows - valid,
+        reason_counts=dict(reason_counts.most_common()),
+        example_lines=example_lines,
+        first_rows=pa.concat_tables(first_rows),
+        encoding=first.file.encoding,
+        delimiter=first.file.delimiter,
+        extra_columns=list(first.file.extra_columns),
+    )
+
+
+def _add_example_lines(example_lines: dict[str, list[int]], rejected: pa.Table) -> None:
+    """Add the first lines of `rejected` having each reason, up to a few per reason."""
+    for reason in REASONS:
+        found = example_lines.setdefault(reason, [])
+        if len(found) >= _EXAMPLE_LINES:
+            continue
+        having = pc.match_substring(rejected.column("reasons"), reason)
+        lines = pc.filter(rejected.column("line"), having).slice(0, _EXAMPLE_LINES)
+        found.extend(lines.to_pylist()[: _EXAMPLE_LINES - len(found)])
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A piece of a file (billing.imports.reading.file_pieces), read and validated."""
+
+    file: DebtorFile
+    rows: ValidatedRows
+    last: bool
+
+
+def _read_pieces(
+    source: BinaryIO, *, max_bytes: int, lenient_documents: bool, settings: Settings
+) -> Iterator[_Piece]:
+    """The file's pieces in order, each read and validated; raises FileRefused.
+
+    A debtId repeated in a later piece is a duplicate as within one (DebtIdSet).
+    """
+    earlier_debt_ids = DebtIdSet()
+    next_line = 2  # the header is line 1
+    for number, piece in enumerate(file_pieces(source, max_bytes=max_bytes)):
+        debtor_file = read_debtor_file(
+            piece.data, max_bytes=len(piece.data), lines_before=piece.lines_before
+        )
+        rows = validate_rows(
+            debtor_file,
+            lenient_documents=lenient_documents,
+            max_amount=settings.max_debt_amount,
+            first_line=next_line,
+            earlier_debt_ids=None if number == 0 and piece.last else earlier_debt_ids,
+        )
+        next_line += debtor_file.row_count
+        yield _Piece(file=debtor_file, rows=rows, last=piece.last)
+
+
+def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """`items` in order, each next one made on a thread of its own while the caller works
+    on the current one: the next piece is read and validated (Arrow and numpy, which let
+    go of the GIL) while the server loads the one before. At most two pieces in memory."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-read") as reader:
+        following = reader.submit(next, items, end)
+        while (item := following.result()) is not end:
+            following = reader.submit(next, items, end)
+            yield item  # type: ignore[misc]
+
+
+def import_file(
+    *,
+    engine: Engine,
+    actor: Actor,
+    file_name: str,
+    lenient_documents: bool,
+    data: bytes | None = None,
+    source: BinaryIO | None = None,
+    on_progress: Progress = _no_progress,
+    settings: Settings | None = None,
+) -> ImportResult:
+    """Import a debtor file for `actor` (an operator or more); a refused file is recorded,
+    audited and reported, never raised.
+
+    The file is `data` (the dashboard's upload, already in memory; at most MAX_FILE_MB) or
+    `source`, an open binary file (the CLI's, the API's; at most MAX_IMPORT_FILE_MB). Either
+    is read a piece at a time (billing.imports.reading.file_pieces), so memory does not grow with
+    the file. Unexpected errors roll everything back, record the import as failed and
+    propagate.
+    """
+    require(actor, Permission.IMPORT)
+    if (data is None) == (source is None):
+        raise TypeError("import_file takes the file's data or a source to read, one of them")
+    settings = settings or get_settings()
+    if source is None:
+        source, max_bytes = io.BytesIO(data), settings.max_file_bytes
+    else:
+        max_bytes = settings.max_import_file_bytes
+    started = time.monotonic()
+    imports_db.mark_interrupted_imports(engine)
+    size, sha256 = file_size(source), _sha256_of(source)
+    audited = _ImportAudit(actor=actor, file_name=file_name, sha256=sha256)
+    with engine.connect() as conn:
+        with conn.begin():
+            import_id = imports_db.create_import(
+                conn,
+                file_name=file_name,
+                sha256=audited.sha256,
+                size_bytes=size,
+                lenient_documents=lenient_documents,
+            )
+            imports_db.hold_import(conn, import_id)
+        try:
+            result = _run_import(
+                conn,
+                import_id=import_id,
+                source=source,
+                size=size,
+                max_bytes=max_bytes,
+                file_name=file_name,
+                lenient_documents=lenient_documents,
+                on_progress=on_progress,
+                settings=settings,
+                started=started,
+                audited=audited,
+            )
+        except BaseException as exc:
+            log.exception("import %s of %s failed", import_id, file_name)
+            _record_failure(conn, import_id=import_id, started=started, exc=exc, audited=audited)
+            raise
+        finally:
+            if not conn.invalidated:
+                imports_db.release_import(conn, import_id)
+                conn.commit()
+    return result
+
+
+def _sha256_of(source: BinaryIO) -> str:
+    """The file's SHA-256, read in 1 MB blocks; `source` left at its start."""
+    digest = hashlib.sha256()
+    source.seek(0)
+    while block := source.read(1 << 20):
+        digest.update(block)
+    source.seek(0)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _ImportAudit:
+    """What the audit trail says of an import, whatever its end."""
+
+    actor: Actor
+    file_name: str
+    sha256: str
+
+    def record(self, conn: Connection, result: ImportResult) -> None:
+        audit.record(
+            conn,
+            actor=self.actor,
+            action=audit.Action.IMPORT,
+            subject=f"import:{result.import_id}",
+            details={
+                "file": self.file_name,
+                "sha256": self.sha256,
+                "status": result.status,
+                "rows": result.rows,
+                "imported": result.imported,
+                "duplicates": result.duplicates,
+                "rejected": result.rejected,
+                "error": result.error,
+            },
+        )
+
+
+def _record_failure(
+    conn: Connection,
+    *,
+    import_id: int,
+    started: float,
+    exc: BaseException,
+    audited: _ImportAudit,
+) -> None:
+    if conn.invalidated:  # the connection died with the import; the next run reconciles
+        return
+    if conn.in_transaction():
+        conn.rollback()
+    with conn.begin():
+        imports_db.finish_import(
+            conn,
+            import_id=import_id,
+            status="failed",
+            seconds=time.monotonic() - started,
+            error=f"The import failed and nothing was saved ({type(exc).__name__}: {exc})"[:2000],
+        )
+        audited.record(
+            conn,
+            ImportResult(
+                status="failed",
+                import_id=import_id,
+                file_name=audited.file_name,
+                error=type(exc).__name__,
+            ),
+        )
+
+
+def _run_import(
+    conn: Connection,
+    *,
+    import_id: int,
+    source: BinaryIO,
+    size: int,
+    max_bytes: int,
+    file_name: str,
+    lenient_documents: bool,
+    on_progress: Progress,
+    settings: Settings,
+    started: float,
+    audited: _ImportAudit,
+) -> ImportResult:
+    with conn.begin():
+        on_progress(0.02, "Reading and validating the file")
+        try:
+            pieces = _read_ahead(
+                _read_pieces(
+                    source,
+                    max_bytes=max_bytes,
+                    lenient_documents=lenient_documents,
+                    settings=settings,
+                )
+            )
+            first = next(pieces)  # most refusals come with it, before waiting for the lock
+            on_progress(0.05, "Waiting for other imports to finish")
+            loading.lock_imports(conn)
+            with conn.begin_nested():  # a piece refused further on takes every row back
+                load = _FileLoad(conn, import_id=import_id, settings=settings)
+                done = 0.0  # the share of the file loaded
+                for piece in itertools.chain([first], pieces):
+                    upto = 1.0 if piece.last else min(source.tell() / max(size, 1), 1.0)
+                    load.add(piece, on_progress=_between(on_progress, done, upto))
+                    done = upto
+                on_progress(0.95, "Indexing the new charges")
+                load.finish()
+        except FileRefused as refusal:
+            seconds = time.monotonic() - started
+            imports_db.finish_import(
+                conn, import_id=import_id, status="refused", seconds=seconds, error=refusal.message
+            )
+            refused = ImportResult(
+                status="refused",
+                import_id=import_id,
+                file_name=file_name,
+                seconds=round(seconds, 3),
+                error=refusal.message,
+            )
+            audited.record(conn, refused)
+            return refused
+        seconds = time.monotonic() - started
+        result = ImportResult(
+            status="done",
+            import_id=import_id,
+            file_name=file_name,
+            rows=load.rows,
+            imported=load.imported,
+            duplicates=load.duplicates,
+            rejected=load.rejected,
+            issued=load.issued,
+            seconds=round(seconds, 3),
+            reason_counts=dict(load.reason_counts.most_common()),
+            extra_columns=list(first.file.extra_columns),
+        )
+        imports_db.finish_import(
+            conn,
+            import_id=import_id,
+            status="done",
+            seconds=seconds,
+            counts={
+                "rows": result.rows,
+                "imported": result.imported,
+                "duplicates": result.duplicates,
+                "rejected": result.rejected,
+            },
+            reason_counts=result.reason_counts,
+            encoding=first.file.encoding,
+            delimiter=first.file.delimiter,
+            extra_columns=result.extra_columns,
+        )
+        audited.record(conn, result)
+    if result.imported >= loading.BULK_LOAD_MIN_ROWS:
+        on_progress(0.98, "Preparing the new charges for the dashboard")
+        loading.vacuum_after_large_load(conn.engine)
+    on_progress(1.0, "Done")
+    log.info("import %s of %s: %s", import_id, file_name, result)
+    return result
+
+
+def _between(on_progress: Progress, start: float, end: float) -> Progress:
+    """A piece's progress as the import's: the piece spans `start` to `end` of the file,
+    and loading the file spans 5 % to 95 % of the import."""
+
+    def report(fraction: float, message: str) -> None:
+        share = start + (end - start) * min(fraction, 1.0)
+        on_progress(round(0.05 + 0.9 * share, 6), message)
+
+    return report
+
+
+@dataclass(frozen=True)
+class _LoadCounts:
+    imported: int
+    duplicates: int
+    issued: int
+
+
+class _FileLoad:
+    """The rows of a file loaded piece after piece, in the import's transaction.
+
+    Debtors are upserted and charges copied for each piece, indexes maintained row by row
+    in `debtors` (no lock keeps a reader waiting, whatever the tables hold); whether the
+    charges get a partition of their own (attached at finish, see
+    db.loading.insert_charges) is decided at the first piece holding new charges.
+    """
+
+    def __init__(self, conn: Connection, *, import_id: int, settings: Settings) -> None:
+        self.conn = conn
+        self.import_id = import_id
+        self.settings = settings
+        self.rows = self.imported = self.duplicates = self.rejected = self.issued = 0
+        self.reason_counts: Counter[str] = Counter()
+        self._partition: loading.ChargePartition | None = None
+        self._decided_partition = False
+
+    def add(self, piece: _Piece, *, on_progress: Progress) -> None:
+        self.rows += piece.file.row_count
+        self.rejected += piece.rows.rejected.num_rows
+        self.reason_counts.update(piece.rows.reason_counts)
+        counts = self._load_rows(piece, on_progress=on_progress)
+        on_progress(1.0, "Keeping the rejected rows")
+        loading.store_rejections(self.conn, import_id=self.import_id, rejected=piece.rows.rejected)
+        self.imported += counts.imported
+        self.duplicates += counts.duplicates
+        self.issued += counts.issued
+
+    def finish(self) -> None:
+        """Attach the file's partition, if it has one."""
+        if self._partition is not None:
+            attached = loading.attach_charge_partition(self.conn, self._partition)
+            if attached != self.imported:  # every new charge went into it: else a bug
+                raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
+
+    def _load_rows(self, piece: _Piece, *, on_progress: Progress) -> _LoadCounts:
+        """Debtors upserted, then the piece's new charges COPYed in already issued.
+
+        The server's two look-ups (debtIds already charged, then the debtors' upsert) run
+        on a helper thread while this one prepares what comes next: the debtors to upsert,
+        then the first charge slices with their boletos. The connection is only ever used
+        by one thread at a time: the helper while its future is pending, this thread
+        otherwise.
+        """
+        conn, rows = self.conn, piece.rows.valid
+        on_progress(0.05, "Looking for charges already imported")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-db") as database:
+            present_lines = database.submit(
+                loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
+            )
+            debtors = _newest_debtor_rows(rows)
+            present = present_lines.result()
+            new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
+            self._decide_partition(new_rows=new_rows.num_rows, piece=piece)
+            if self._partition is None:
+                new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
+            numbers = _nosso_numeros_of(conn, new_rows)
+            charges = _ChargeRows(
+                import_id=self.import_id,
+                issued_at=loading.transaction_time(conn),
+                settings=self.settings,
+            )
+            slices = (
+                (start, charges.with_boletos(part, nosso_numeros=numbers[start:][: len(part)]))
+                for start, part in loading.numbered_slices(new_rows)
+            )
+            on_progress(0.15, "Updating debtors")
+            upserted = database.submit(
+                loading.upsert_debtors, conn, debtors=debtors, with_ids=new_rows.num_rows > 0
+            )
+            ready = list(_until_done(slices, upserted))
+            debtor_ids = _debtor_ids_of(new_rows, upserted.result())
+
+        on_progress(0.3, "Issuing boletos and creating charges")
+        imported = loading.insert_charges(
+            conn,
+            slices=(
+                _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows))
+                for start, part in itertools.chain(ready, slices)
+            ),
+            total_rows=new_rows.num_rows,
+            partition=self._partition,
+            on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
+        )
+        issued = int(np.count_nonzero(numbers >= 0))
+        return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
+
+    def _decide_partition(self, *, new_rows: int, piece: _Piece) -> None:
+        if not self._decided_partition and new_rows:
+            self._decided_partition = True
+            if loading.loads_into_own_partition(new_rows, more_to_come=not piece.last):
+                self._partition = loading.start_charge_partition(self.conn)
+
+
+def _until_done(items: Iterator[_T], future: Future[Any]) -> Iterator[_T]:
+    """Items taken from `items` while `future` runs (at least one, if there is one)."""
+    for item in items:
+        yield item
+        if future.done():
+            return
+
+
+def _newest_debtor_rows(rows: pa.Table) -> pa.Table:
+    """One row per governmentId: the file's last, which speaks for the debtor now.
+
+    The rows are numbered per governmentId (a hash pass) and the highest row number of
+    each is kept; only those rows' names are folded for search.
+    """
+    government_ids = pc.dictionary_encode(rows.column("government_id").combine_chunks())
+    codes = government_ids.indices.to_numpy()
+    last_rows = np.full(len(government_ids.dictionary), -1, dtype=np.int64)
+    np.maximum.at(last_rows, codes, np.arange(len(codes), dtype=np.int64))
+    newest = rows.select(["name", "email"]).take(pa.array(last_rows))
+    return pa.table(
+        {
+            "government_id": government_ids.dictionary,
+            "name": newest.column("name"),
+            "search_name": fold_for_search(newest.column("name")),
+            "email": newest.column("email"),
+        }
+    )
+
+
+def _debtor_ids_of(rows: pa.Table, debtor_ids: pa.Table) -> pa.Array:
+    positions = pc.index_in(
+        rows.column("government_id"), value_set=debtor_ids.column("government_id")
+    )
+    return pc.take(debtor_ids.column("id"), positions)
+
+
+def _with_debtor_ids(charges: pa.Table, debtor_ids: pa.Array) -> pa.Table:
+    return charges.append_column("debtor_id", debtor_ids).select(list(loading.CHARGE_COLUMNS))
+
+
+def _nosso_numeros_of(conn: Connection, rows: pa.Table) -> np.ndarray:
+    """A fresh nosso número for each row a barcode can carry, -1 for the others."""
+    can_issue = issuable(rows).to_numpy(zero_copy_only=False)
+    numbers = np.full(rows.num_rows, -1, dtype=np.int64)
+    numbers[can_issue] = loading.allocate_nosso_numeros(conn, int(np.count_nonzero(can_issue)))
+    return numbers
+
+
+@dataclass(frozen=True)
+class _ChargeRows:
+    """Turns new rows into charge rows (loading.CHARGE_COLUMNS), each with its boleto."""
+
+    import_id: int
+    issued_at: datetime
+    settings: Settings
+
+    def with_boletos(self, rows: pa.Table, *, nosso_numeros: np.ndarray) -> pa.Table:
+        """`rows` issued with the given numbers; a row numbered -1 stays pending.
+
+        Every column of loading.CHARGE_COLUMNS but debtor_id, added once it is known.
+        """
+        can_issue = nosso_numeros >= 0
+        boletos = boletos_for_rows(
+            rows.filter(pa.array(can_issue)),
+            nosso_numeros=nosso_numeros[can_issue],
+            settings=self.settings,
+        )
+        # Row i of `rows` takes boleto position[i], or the null just past the end.
+        position = np.where(can_issue, np.cumsum(can_issue) - 1, boletos.num_rows)
+
+        def aligned(column: str) -> pa.Array:
+            values = boletos.column(column).combine_chunks()
+            padded = pa.concat_arrays([values, pa.nulls(1, values.type)])
+            return padded.take(pa.array(position))
+
+        issued = pa.array(can_issue)
+        issued_at = pa.scalar(self.issued_at, pa.timestamp("us", tz="UTC"))
+        return pa.table(
+            {
+                "debt_id": rows.column("debt_id"),
+                "import_id": pa.array(np.full(rows.num_rows, self.import_id, dtype=np.int64)),
+                "amount": rows.column("amount"),
+                "due_date": rows.column("due_date"),
+                "payer_name": rows.column("name"),
+                "payer_email": rows.column("email"),
+                "status": pc.if_else(issued, "issued", "pending"),
+                "nosso_numero": aligned("nosso_numero"),
+                "barcode": aligned("barcode"),
+                "digitable_line": aligned("digitable_line"),
+                "pix_code": aligned("pix_code"),
+                "issued_at": pc.if_else(issued, issued_at, pa.scalar(None, issued_at.type)),
+            }
+        )
+
+
+# The rejected-rows CSV's header, in db.imports.REJECTED_ROWS_COLUMNS' order: the line
+# in the original file, the upload's own six column names, the reasons.
+REJECTED_ROWS_HEADER = (
+    "line", "name", "governmentId", "email", "debtAmount", "debtDueDate", "debtId", "reasons",
+)  # fmt: skip
+
+
+def rejected_rows_csv(engine: Engine, *, actor: Actor, import_id: int) -> bytes:
+    """The rejected rows as a CSV to fix and upload again: original columns plus reasons.
+
+    The `line` column says where each row was in the original file; the reader ignores
+    it (and `reasons`) as extra columns when the fixed file comes back. Written like the
+    charges export (`billing.charges.export.csv_chunks`): UTF-8 with a BOM, every cell quoted, and
+    a value that a spreadsheet would run as a formula (=1+1, +cmd, @x, -2) gets a leading
+    apostrophe; the values came from an outside file, exactly the ones to distrust.
+    They carry personal data: for the roles that may export, and the download is audited.
+    """
+    require(actor, Permission.EXPORT)
+    with engine.connect() as conn:
+        batches = list(imports_db.stream_rejected_rows(conn, import_id))
+        data = b"".join(csv_chunks(batches, header=REJECTED_ROWS_HEADER))
+    audit.record_now(
+        engine,
+        actor=actor,
+        action=audit.Action.EXPORT_REJECTED,
+        subject=f"import:{import_id}",
+        details={"rows": sum(len(batch) for batch in batches)},
+    )
+    return data
+
+
+def import_history(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest imports first; imports left running by a dead process show as failed."""
+    imports_db.mark_interrupted_imports(engine)
+    return imports_db.list_imports(engine, limit=limit)

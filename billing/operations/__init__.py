@@ -1,0 +1,1 @@
+"""Running the system: database backup and restore, audited."""

@@ -1,0 +1,82 @@
+"""The Bank files page through Streamlit's AppTest, on the real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+from streamlit.testing.v1 import AppTest
+
+from billing.cnab.service import generate_remessa
+from tests.imports.test_importer import debtor_csv, run_import, sample_rows, scalar
+from tests.support.actors import OPERATOR, VIEWER, signed_in_page
+from tests.support.cnab_bank import (
+    Title,
+    bank_retorno,
+    bank_tables,  # noqa: F401 (the bank_db fixture)
+)
+
+PAGE = Path(__file__).resolve().parents[2] / "pages" / "8_Bank_files.py"
+
+
+def page(actor=OPERATOR) -> AppTest:
+    return signed_in_page(PAGE, actor)
+
+
+def test_generate_download_and_history(dashboard_db: Engine, bank_db: Engine) -> None:
+    at = page().run()
+    assert not at.exception
+    assert "No remessa generated yet." in [info.value for info in at.info]
+
+    run_import(dashboard_db, debtor_csv(sample_rows(3)))
+    at = page().run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "Remessa NSA 1: 3 registrations, 0 write-off requests" in at.success[0].value
+    assert scalar(dashboard_db, "SELECT count(*) FROM remessa_items") == 3
+    labels = [button.label for button in at.get("download_button")]
+    assert "Download remessa_104_000001.rem" in labels
+    history = at.dataframe[0].value
+    assert list(history["nsa"]) == [1] and list(history["registrations"]) == [3]
+
+    at.button[0].click().run()  # again: nothing new
+    assert "Nothing new to send" in at.info[0].value
+    assert scalar(dashboard_db, "SELECT count(*) FROM remessas") == 1
+
+
+def test_import_a_retorno_and_see_its_lines(dashboard_db: Engine, bank_db: Engine) -> None:
+    run_import(dashboard_db, debtor_csv(sample_rows(2)))
+    generate_remessa(dashboard_db, actor=OPERATOR)
+    nossos = [
+        scalar(dashboard_db, "SELECT nosso_numero FROM charges WHERE debt_id = :d", d=d)
+        for d in ("debt-000000", "debt-000001")
+    ]
+    data = bank_retorno([Title("02", nossos[0]), Title("03", nossos[1], reasons="48")])
+    at = page().run()
+    at.file_uploader[0].set_value(("bank.ret", data, "text/plain")).run()
+    import_button = next(b for b in at.button if b.label == "Import the retorno")
+    import_button.click().run()
+    assert not at.exception
+    assert "2 titles (1 registered, 1 rejected)" in at.success[0].value
+    lines = at.dataframe[-1].value
+    assert list(lines["outcome"]) == ["registered", "rejected"]
+    assert "48 CEP inválido" in lines["detail"].iloc[1]
+
+
+def test_a_refused_retorno_is_one_sentence(dashboard_db: Engine, bank_db: Engine) -> None:
+    at = page().run()
+    at.file_uploader[0].set_value(("debtors.csv", b"name,email\nA,b\n", "text/csv")).run()
+    next(b for b in at.button if b.label == "Import the retorno").click().run()
+    assert not at.exception
+    assert "Retorno refused" in at.error[0].value and "not a CNAB 240" in at.error[0].value
+    assert scalar(dashboard_db, "SELECT count(*) FROM retornos") == 0
+
+
+def test_a_viewer_reads_but_cannot_generate_or_import(
+    dashboard_db: Engine, bank_db: Engine
+) -> None:
+    at = page(VIEWER).run()
+    assert not at.exception
+    assert not [b for b in at.button if b.label == "Generate the remessa"]
+    assert not at.file_uploader
+    assert "Importing retornos is for operators." in [info.value for info in at.info]

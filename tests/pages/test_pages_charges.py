@@ -1,0 +1,241 @@
+"""The Charges and Debtors pages through Streamlit's AppTest, on the real database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from sqlalchemy import Engine, text
+from streamlit.testing.v1 import AppTest
+
+from billing.imports.service import import_file
+from tests.imports.test_importer import VALID_CPFS, debtor_csv, scalar
+from tests.support.actors import OPERATOR, VIEWER, signed_in_page
+
+PAGES = Path(__file__).resolve().parents[2] / "pages"
+
+
+@pytest.fixture()
+def pages_db(dashboard_db: Engine) -> Iterator[Engine]:
+    """The dashboard's database, with no totals cached from another test's data."""
+    st.cache_data.clear()
+    yield dashboard_db
+    st.cache_data.clear()
+
+
+def charges_page() -> AppTest:
+    return signed_in_page(PAGES / "3_Charges.py")
+
+
+def import_rows(db: Engine, count: int) -> dict[str, int]:
+    """`count` charges of 5 debtors, amounts 101.50, 102.50... due in 2030; debtId -> id."""
+    rows = [
+        (
+            f"Débora Conceição {i % 5}",
+            VALID_CPFS[i % 5],
+            f"debora{i % 5}@example.com",
+            f"{100 + i}.50",
+            f"2030-01-{1 + i % 28:02d}",
+            f"debt-{i:03d}",
+        )
+        for i in range(1, count + 1)
+    ]
+    result = import_file(
+        actor=OPERATOR, engine=db, data=debtor_csv(rows), file_name="x.csv", lenient_documents=True
+    )
+    assert result.imported == count, result
+    with db.connect() as conn:
+        return dict(conn.execute(text("SELECT debt_id, id FROM charges")).all())
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_no_charges_tells_a_new_operator_what_to_do(pages_db: Engine) -> None:
+    at = charges_page().run()
+    assert not at.exception
+    assert "No charges yet: import a debtor file on the Upload page" in at.info[0].value
+
+
+def test_filters_come_from_the_link_and_go_back_to_it(pages_db: Engine) -> None:
+    import_rows(pages_db, 12)
+    at = charges_page()
+    at.query_params.update(
+        {
+            "q": "debora",
+            "amount_min": "105",
+            "amount_max": "1e9",
+            "due_to": "2030-12-31",
+            "sort": "-amount",
+            "due_from": "yesterday",
+        }
+    )
+    at.run()
+    assert not at.exception
+    assert [w.value.replace("\\", "") for w in at.warning] == [
+        "Ignored due_from='yesterday' from the link: a date is written YYYY-MM-DD."
+    ]
+    assert at.text_input(key="c_q").value == "debora"
+    assert at.number_input(key="c_min").value == 105.0
+    assert at.number_input(key="c_max").value == 1e9
+    assert at.date_input(key="c_due_to").value == date(2030, 12, 31)
+    table = at.dataframe[0].value
+    assert list(table["debtId"]) == [f"debt-{i:03d}" for i in range(12, 4, -1)]
+    assert table["Amount"].iloc[0] == "R$ 112,50"
+    assert table["CPF/CNPJ"].iloc[0] == "***.456.789-**"  # VALID_CPFS[2], masked
+    assert {m.label: m.value for m in at.metric}["Charges"] == "8"
+    # The bad value is gone from the link; the rest stays, so it can be shared.
+    assert dict(at.query_params) == {
+        "q": "debora",
+        "amount_min": "105.00",
+        "amount_max": "1000000000.00",
+        "due_to": "2030-12-31",
+        "sort": "-amount",
+    }
+
+    at.multiselect(key="c_status").set_value(["paid"]).run()
+    assert not at.exception
+    assert at.query_params["status"] == "paid"
+    assert "No charge matches these filters" in at.info[0].value
+
+
+def test_pages_of_rows(pages_db: Engine) -> None:
+    import_rows(pages_db, 55)
+    at = charges_page().run()
+    assert len(at.dataframe[0].value) == 50
+    assert "rows 1 to 50 of 55" in at.caption[0].value
+
+    first_page = set(at.dataframe[0].value["debtId"])
+
+    button(at, "Next →").click().run()
+    assert not at.exception
+    second_page = set(at.dataframe[0].value["debtId"])
+    assert len(second_page) == 5
+    assert first_page | second_page == {f"debt-{i:03d}" for i in range(1, 56)}
+    assert "rows 51 to 55 of 55" in at.caption[0].value
+    assert button(at, "Next →").disabled
+
+    button(at, "← Previous").click().run()
+    assert "rows 1 to 50 of 55" in at.caption[0].value
+
+
+def test_open_a_row_then_cancel_it_with_a_reason(pages_db: Engine) -> None:
+    ids = import_rows(pages_db, 3)
+    at = charges_page().run()
+    first = at.dataframe[0].value.iloc[0]
+    at.session_state["c_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert at.subheader[0].value == f"Charge #{ids[first['debtId']]}"
+    assert f"debtId: {first['debtId']}" in at.text[0].value
+    assert at.query_params["charge"] == str(ids[first["debtId"]])
+    assert "CPF/CNPJ ***.444.777-**" in at.text[0].value  # masked until revealed
+    assert at.code[0].value  # the linha digitável
+    button(at, "Show the whole CPF/CNPJ").click().run()
+    assert "CPF/CNPJ 111.444.777-35" in at.text[0].value
+    assert audit_actions(pages_db)[-1] == "debtor.reveal_document"
+
+    button(at, "Cancel the charge").click().run()
+    assert "A reason is required" in at.error[0].value
+    assert scalar(pages_db, "SELECT count(*) FROM charges WHERE status = 'canceled'") == 0
+
+    at.text_area(key="cancel_reason").input("Sent twice by the seller")
+    button(at, "Cancel the charge").click().run()
+    assert not at.exception
+    assert "Done: the charge was canceled" in at.success[0].value
+    status = scalar(pages_db, "SELECT status FROM charges WHERE debt_id = :d", d=first["debtId"])
+    assert status == "canceled"
+    history = at.dataframe[-1].value
+    assert list(history["reason"]) == ["Sent twice by the seller"]
+    assert list(history["actor"]) == [OPERATOR.name]
+    assert audit_actions(pages_db)[-1] == "charge.cancel"
+
+
+def test_open_by_debt_id_from_a_link_and_mark_paid(pages_db: Engine) -> None:
+    ids = import_rows(pages_db, 3)
+    at = charges_page()
+    at.query_params["charge"] = str(ids["debt-002"])
+    at.run()
+    assert at.subheader[0].value == f"Charge #{ids['debt-002']}"
+
+    at.text_area(key="paid_reason").input("Paid at the branch")
+    button(at, "Mark paid").click().run()
+    assert not at.exception
+    assert scalar(pages_db, "SELECT status FROM charges WHERE debt_id = 'debt-002'") == "paid"
+    assert {m.label: m.value for m in at.metric}["Still owed"] == "R$ 0,00"
+
+    form_input = next(t for t in at.text_input if t.label.startswith("Open a charge"))
+    form_input.input("debt-003")
+    button(at, "Open").click().run()
+    assert at.subheader[0].value == f"Charge #{ids['debt-003']}"
+    form_input = next(t for t in at.text_input if t.label.startswith("Open a charge"))
+    form_input.input("nope")
+    button(at, "Open").click().run()
+    assert "No charge has debtId or number 'nope'" in at.error[0].value
+
+
+def test_debtors_page_search_and_totals(pages_db: Engine) -> None:
+    at = signed_in_page(PAGES / "5_Debtors.py").run()
+    assert "No debtors yet" in at.info[0].value
+
+    import_rows(pages_db, 10)
+    at = signed_in_page(PAGES / "5_Debtors.py")
+    at.query_params["q"] = "conceicao 3"
+    at.run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["Debtor"]) == ["Débora Conceição 3"]
+    at.session_state["d_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert at.text[0].value.startswith("Débora Conceição 3 · CPF/CNPJ ***.411.347-**")
+    button(at, "Show the whole CPF/CNPJ").click().run()
+    assert at.text[0].value.startswith("Débora Conceição 3 · CPF/CNPJ 935.411.347-80")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Charges"] == "2"  # debtIds 3 and 8
+    assert metrics["Outstanding"] == "R$ 212,00"
+    assert metrics["Paid"] == "R$ 0,00"
+    assert list(at.dataframe[-1].value["debtId"]) == ["debt-003", "debt-008"]
+
+
+def audit_actions(db: Engine) -> list[str]:
+    with db.connect() as conn:
+        return list(conn.execute(text("SELECT action FROM audit_events ORDER BY id")).scalars())
+
+
+def test_a_viewer_reads_masked_documents_and_has_no_actions(pages_db: Engine) -> None:
+    ids = import_rows(pages_db, 3)
+    at = signed_in_page(PAGES / "3_Charges.py", VIEWER)
+    at.query_params["charge"] = str(ids["debt-002"])
+    at.run()
+    assert not at.exception
+    assert at.subheader[0].value == f"Charge #{ids['debt-002']}"
+    assert "CPF/CNPJ ***." in at.text[0].value
+    labels = {b.label for b in at.button} | {b.label for b in at.get("download_button")}
+    for hidden in ("Show the whole CPF/CNPJ", "Mark paid", "Cancel the charge", "Resend"):
+        assert hidden not in labels
+    assert not any("Download" in label for label in labels)
+    assert all("***" in document for document in at.dataframe[0].value["CPF/CNPJ"])
+
+
+def test_a_link_with_a_strange_charge_number_gets_a_sentence(pages_db: Engine) -> None:
+    import_rows(pages_db, 2)
+    for strange in ("²", "-1", "99999999999999999999999", "1e3"):
+        at = charges_page()
+        at.query_params["charge"] = strange
+        at.run()
+        assert not at.exception, strange
+        assert any("expected a number" in w.value for w in at.warning), strange
+
+
+def test_link_values_are_shown_as_typed_never_as_markdown(pages_db: Engine) -> None:
+    import_rows(pages_db, 2)
+    at = charges_page()
+    at.query_params["due_from"] = "[click](http://example.org)"
+    at.run()
+    assert not at.exception
+    [warning] = at.warning
+    assert "\\[click\\]\\(http\\://example\\.org\\)" in warning.value
