@@ -19,7 +19,7 @@ from pathlib import Path
 
 from billing.core.errors import OperatorError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HIDDEN = "***"
 SECRET_SUFFIXES = ("_password", "_secret", "_token")
 URL_SUFFIX = "_url"
