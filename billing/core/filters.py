@@ -27,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from billing.core.documents import normalise_government_id
+from billing.core.i18n import N_
 from billing.core.search import search_words
 from billing.core.statuses import REGISTRATION_REJECTED, REGISTRATION_REJECTED_LABEL, STATUSES
 from billing.core.statuses import STATUS_LABELS as STORED_STATUS_LABELS
@@ -40,22 +41,23 @@ PAGE_SIZE = 50
 BROAD_SEARCH_DEBTORS = 4000
 OVERDUE = "overdue"
 STATUS_CHOICES = (*STATUSES, OVERDUE, REGISTRATION_REJECTED)
+# Labels in English, marked for the catalogs: shown with _(label) (billing.core.i18n).
 STATUS_LABELS = {
     **STORED_STATUS_LABELS,
-    OVERDUE: "Overdue",
+    OVERDUE: N_("Overdue"),
     REGISTRATION_REJECTED: REGISTRATION_REJECTED_LABEL,
 }
 SORTS = ("due_date", "amount")
 SORT_LABELS = {
-    ("due_date", False): "Due date, oldest first",
-    ("due_date", True): "Due date, newest first",
-    ("amount", False): "Amount, smallest first",
-    ("amount", True): "Amount, largest first",
+    ("due_date", False): N_("Due date, oldest first"),
+    ("due_date", True): N_("Due date, newest first"),
+    ("amount", False): N_("Amount, smallest first"),
+    ("amount", True): N_("Amount, largest first"),
 }
 SEARCH_IN = {
-    "auto": "Everything",
-    "name": "Name",
-    "email": "E-mail",
+    "auto": N_("Everything"),
+    "name": N_("Name"),
+    "email": N_("E-mail"),
     "document": "CPF/CNPJ",
     "debt": "debtId",
 }
@@ -64,6 +66,9 @@ MAX_AMOUNT = Decimal("999999999999.99")  # numeric(14, 2)
 _DOCUMENT_CHARACTERS = re.compile(r"[\d\s./\-]+")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
+# Digits grouped by dots in threes and nothing else: "1.000", "12.345.678".
+_THOUSANDS_ONLY = re.compile(r"\d{1,3}(?:\.\d{3})+")
+_DATE_BR = re.compile(r"(?P<day>\d{1,2})/(?P<month>\d{1,2})/(?P<year>\d{4})")
 
 
 # --------------------------------------------------------------------------
@@ -213,11 +218,10 @@ class _ParamReader:
         value = self.text(name)
         if not value:
             return None
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            self.ignored(name, value, "a date is written YYYY-MM-DD")
-            return None
+        day = parse_date(value)
+        if day is None:
+            self.ignored(name, value, "a date is written DD/MM/YYYY or YYYY-MM-DD")
+        return day
 
     def amount(self, name: str) -> Decimal | None:
         value = self.text(name)
@@ -239,17 +243,37 @@ class _ParamReader:
 
 
 def parse_amount(value: str) -> Decimal | None:
-    """A non-negative amount in reais from "1500.00", "1500,5" or "1.500,50"; else None."""
-    text = value.strip().removeprefix("R$").strip()
+    """A non-negative amount in reais as an operator types it: "1.000,50", "1000,5",
+    "R$ 1.500" (pt-BR: dots group thousands) or "1500.50"; None when it cannot be read."""
+    text = value.strip().removeprefix("R$").strip().replace(" ", "")
     if "," in text:  # pt-BR: the comma is the decimal mark, dots group thousands
-        text = text.replace(".", "").replace(",", ".")
+        whole, _, cents = text.rpartition(",")
+        if "." in cents or "," in whole:  # "1,234.5": not a pt-BR amount
+            return None
+        text = whole.replace(".", "") + "." + cents
+    elif _THOUSANDS_ONLY.fullmatch(text):  # "1.000" is one thousand reais, not one
+        text = text.replace(".", "")
     try:
         amount = Decimal(text)
     except InvalidOperation:
         return None
     if not amount.is_finite() or amount < 0 or amount > MAX_AMOUNT:
         return None
+    if amount.as_tuple().exponent < -2:  # type: ignore[operator]  # centavos at most
+        return None
     return amount.quantize(Decimal("0.01"))
+
+
+def parse_date(value: str) -> date | None:
+    """A date as shown on screen (31/10/2026) or in ISO form (2026-10-31); else None."""
+    text = value.strip()
+    match = _DATE_BR.fullmatch(text)
+    try:
+        if match:
+            return date(int(match["year"]), int(match["month"]), int(match["day"]))
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _plain_decimal(value: Decimal) -> str:

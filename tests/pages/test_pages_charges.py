@@ -77,7 +77,7 @@ def test_filters_come_from_the_link_and_go_back_to_it(pages_db: Engine) -> None:
     at.run()
     assert not at.exception
     assert [w.value.replace("\\", "") for w in at.warning] == [
-        "Ignored due_from='yesterday' from the link: a date is written YYYY-MM-DD."
+        "Ignored due_from='yesterday' from the link: a date is written DD/MM/YYYY or YYYY-MM-DD."
     ]
     assert at.text_input(key="c_q").value == "debora"
     assert at.number_input(key="c_min").value == 105.0
