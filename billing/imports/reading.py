@@ -44,9 +44,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -112,26 +113,70 @@ class DebtorFile:
         return self.table.num_rows
 
 
+class ColumnsNotFound(FileRefused):
+    """The header lacks required columns: the file may come from another system, whose
+    columns an operator can map (billing.imports.mapping). Carries the header read."""
+
+    def __init__(
+        self, message: str, *, header: list[str], delimiter: str, missing: list[str]
+    ) -> None:
+        super().__init__(message)
+        self.header = header
+        self.delimiter = delimiter
+        self.missing = missing
+
+
+def header_key(header: str) -> str:
+    """A header name compared without case, accents, spaces or punctuation."""
+    return _header_key(header)
+
+
+def peek_rows(data: bytes, *, max_rows: int = 20) -> tuple[list[str], list[list[str]]]:
+    """The header and the first rows of a file, read as text (for mapping its columns):
+    the dialect as the import reads it; refused like an import when it is unusable."""
+    head = data[:_SNIFF_BYTES]
+    if len(data) > len(head):  # whole lines only, so no character is cut in two
+        head = head[: head.rfind(b"\n") + 1] or head
+    body, _ = _decode(head)
+    body = body[_count_leading_line_breaks(body) :]
+    if not _has_text(body):
+        raise FileRefused("The file is empty.")
+    delimiter, header = _detect_dialect(_header_line(body), mapping={})
+    lines = io.StringIO(body.tobytes().decode("utf-8", errors="replace"))
+    reader = csv.reader(lines, delimiter=delimiter)
+    next(reader, None)
+    rows = ([value.strip() for value in row] for row in reader)
+    return header, list(itertools.islice((row for row in rows if any(row)), max_rows))
+
+
 def canonical_column_name(header: str) -> str | None:
     """The canonical column a header name stands for (``"Debt_Due-Date"`` ->
     ``"debtDueDate"``), or None when it is not one we know."""
     return _CANONICAL_BY_KEY.get(_header_key(header))
 
 
-def read_debtor_file(data: bytes, *, max_bytes: int, lines_before: int = 0) -> DebtorFile:
+def read_debtor_file(
+    data: bytes,
+    *,
+    max_bytes: int,
+    lines_before: int = 0,
+    mapping: Mapping[str, str] | None = None,
+) -> DebtorFile:
     """Decode and parse an uploaded debtor CSV; raise FileRefused when it is unusable.
 
     `data` may be a piece of a larger file (see file_pieces): the header, then some of its
     rows; `lines_before` says how many of the file's lines came between its header and the
     piece's first row, so that a refusal names the line as the file numbers it.
+    `mapping` names, for required columns, the file's own header (a file from another
+    system, billing.imports.mapping); columns it leaves out are found by their aliases.
     """
     _refuse_unusable_bytes(data, max_bytes=max_bytes)
     body, encoding = _decode(data)
     body = body[_count_leading_line_breaks(body) :]
     if not _has_text(body):
         raise FileRefused("The file is empty.")
-    delimiter, header = _detect_dialect(_header_line(body))
-    positions, extra_columns = _locate_columns(header)
+    delimiter, header = _detect_dialect(_header_line(body), mapping=mapping or {})
+    positions, extra_columns = _locate_columns(header, delimiter=delimiter, mapping=mapping or {})
     _refuse_rows_without_header_end(body)
     _refuse_nul_bytes(body, lines_before=lines_before)
     _refuse_unbalanced_quotes(body, lines_before=lines_before)
@@ -302,12 +347,13 @@ def _split_header(line: str, delimiter: str) -> list[str]:
     return [name.strip() for name in next(csv.reader([line], delimiter=delimiter))]
 
 
-def _detect_dialect(line: str) -> tuple[str, list[str]]:
+def _detect_dialect(line: str, *, mapping: Mapping[str, str]) -> tuple[str, list[str]]:
     """Pick the delimiter that splits the header into the most known names."""
+    mapped = set(mapping.values())
     best: tuple[int, int, str, list[str]] | None = None
     for delimiter in (",", ";"):
         names = _split_header(line, delimiter)
-        known = sum(canonical_column_name(name) is not None for name in names)
+        known = sum(canonical_column_name(name) is not None or name in mapped for name in names)
         if best is None or (known, len(names)) > best[:2]:
             best = (known, len(names), delimiter, names)
     assert best is not None
@@ -322,21 +368,29 @@ def _detect_dialect(line: str) -> tuple[str, list[str]]:
     return delimiter, names
 
 
-def _locate_columns(header: list[str]) -> tuple[dict[str, int], list[str]]:
+def _locate_columns(
+    header: list[str], *, delimiter: str, mapping: Mapping[str, str]
+) -> tuple[dict[str, int], list[str]]:
     """Position of each required column in the header, and the unknown header names."""
-    found: dict[str, list[tuple[int, str]]] = {}
+    found = _mapped_columns(header, mapping)
+    taken = {position for places in found.values() for position, _ in places}
     extra_columns: list[str] = []
     for position, name in enumerate(header):
+        if position in taken:
+            continue
         canonical = canonical_column_name(name)
-        if canonical is None:
+        if canonical is None or canonical in mapping:
             extra_columns.append(name or f"(unnamed column {position + 1})")
         else:
             found.setdefault(canonical, []).append((position, name))
     missing = [column for column in REQUIRED_COLUMNS if column not in found]
     if missing:
-        raise FileRefused(
+        raise ColumnsNotFound(
             f"Required column(s) missing: {', '.join(missing)}. "
-            f"The header must contain {', '.join(REQUIRED_COLUMNS)}."
+            f"The header must contain {', '.join(REQUIRED_COLUMNS)}.",
+            header=header,
+            delimiter=delimiter,
+            missing=missing,
         )
     for column in REQUIRED_COLUMNS:
         if len(found[column]) > 1:
@@ -346,6 +400,22 @@ def _locate_columns(header: list[str]) -> tuple[dict[str, int], list[str]]:
                 "keep only one."
             )
     return {column: found[column][0][0] for column in REQUIRED_COLUMNS}, extra_columns
+
+
+def _mapped_columns(
+    header: list[str], mapping: Mapping[str, str]
+) -> dict[str, list[tuple[int, str]]]:
+    """Where each column the mapping names sits in the header; refused when it is absent."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for column, name in mapping.items():
+        places = [(position, seen) for position, seen in enumerate(header) if seen == name]
+        if not places:
+            raise FileRefused(
+                f"The column mapping takes {column} from a column named {name!r}, "
+                "and this file has no such column. Choose the columns again."
+            )
+        found[column] = places
+    return found
 
 
 def _column_name(position: int) -> str:
@@ -493,14 +563,15 @@ def file_pieces(
     size = file_size(source)
     if size > max_bytes:
         raise FileRefused(f"The file is larger than the limit of {_format_size(max_bytes)}.")
-    buffer = source.read(piece_bytes)
-    if len(buffer) == size:
-        yield FilePiece(data=buffer, lines_before=0, last=True)
+    first = source.read(piece_bytes)
+    if len(first) == size:
+        yield FilePiece(data=first, lines_before=0, last=True)
         return
-    header_end = _end_of_header(buffer)
-    header = buffer[:header_end]  # the first piece keeps a BOM, which names the encoding
-    line_break = b"\n" if b"\n" in buffer[:_SNIFF_BYTES] else b"\r"
-    buffer, lines_before, at_end = bytearray(buffer[header_end:]), 0, False
+    header_end = _end_of_header(first)
+    header = first[:header_end]  # the first piece keeps a BOM, which names the encoding
+    line_break = b"\n" if b"\n" in first[:_SNIFF_BYTES] else b"\r"
+    buffer, lines_before, at_end = bytearray(first[header_end:]), 0, False
+    del first  # copied into `buffer`: the first read is not held while the rest streams
     while buffer or not at_end:
         while not at_end and len(buffer) < piece_bytes:
             more = source.read(piece_bytes)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import Engine, text
@@ -24,7 +25,6 @@ from billing.accounts.users import create_account
 from billing.core.formatting import brl, format_cpf
 from billing.imports.service import import_file
 from billing.notices.planning import today_in
-from tests.imports.test_importer import VALID_CPFS
 from tests.support.actors import ADMIN
 from tests.support.browser_support import (
     ARTIFACTS,
@@ -37,6 +37,7 @@ from tests.support.browser_support import (
     running_app,
     wait_for_script,
 )
+from tests.support.debtor_files import VALID_CPFS
 
 VALID_CPF_FORMATTED = format_cpf(VALID_CPFS[0])
 
@@ -86,6 +87,8 @@ def browser_page():
         context = browser.new_context(
             viewport={"width": 1400, "height": 1000}, accept_downloads=True, locale="pt-BR"
         )
+        outside: list[str] = []
+        context.on("request", lambda request: outside.extend(hosts_outside([request.url])))
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         try:
@@ -93,6 +96,19 @@ def browser_page():
         finally:
             context.close()
             browser.close()
+        # Everything the dashboard needs (icons, fonts) comes from the dashboard itself: a
+        # browser on the fund's network may reach nothing else.
+        assert outside == [], f"the page asked hosts other than the dashboard's: {outside}"
+
+
+def hosts_outside(urls: list[str]) -> list[str]:
+    """The URLs among `urls` that go to a host other than the dashboard's own."""
+    return [
+        url
+        for url in urls
+        if urlsplit(url).scheme in ("http", "https", "ws", "wss")
+        and urlsplit(url).hostname not in ("127.0.0.1", "localhost")
+    ]
 
 
 def test_operator_journey(
