@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, text
 
@@ -13,7 +14,39 @@ ACCOUNT_COLUMNS = (
 )
 
 
-def _one(conn: Connection, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
+class AccountRow(TypedDict):
+    """An account's row (ACCOUNT_COLUMNS)."""
+
+    id: int
+    email: str
+    role: str
+    password_hash: str | None  # None: signs in through OIDC only
+    disabled_at: datetime | None
+    failed_attempts: int
+    locked_until: datetime | None
+    last_sign_in_at: datetime | None
+    created_at: datetime
+    created_by: str
+
+
+class OpenSession(TypedDict):
+    """A session still in use and the account behind it."""
+
+    session_id: int
+    last_seen_at: datetime
+    id: int  # the account's
+    email: str
+    role: str
+
+
+class SessionOwner(TypedDict):
+    """The account a session token belongs to, whether the session is open or not."""
+
+    id: int
+    email: str
+
+
+def _one(conn: Connection, sql: str, params: Mapping[str, object]) -> Mapping[str, Any] | None:
     row = conn.execute(text(sql), params).mappings().first()
     return dict(row) if row else None
 
@@ -29,16 +62,17 @@ def has_accounts(conn: Connection) -> bool:
 
 def account_by_email(
     conn: Connection, email: str, *, for_update: bool = False
-) -> dict[str, Any] | None:
+) -> AccountRow | None:
     lock = " FOR UPDATE" if for_update else ""
-    return _one(
+    row = _one(
         conn, f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = :email{lock}", {"email": email}
     )
+    return cast(AccountRow | None, row)
 
 
-def all_accounts(conn: Connection) -> list[dict[str, Any]]:
+def all_accounts(conn: Connection) -> list[AccountRow]:
     rows = conn.execute(text(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY email"))
-    return [dict(row) for row in rows.mappings()]
+    return cast(list[AccountRow], [dict(row) for row in rows.mappings()])
 
 
 def count_active_admins(conn: Connection) -> int:
@@ -99,11 +133,10 @@ WHERE s.token_sha256 = :token_sha256
 """
 
 
-def open_session(
-    conn: Connection, *, token_sha256: str, idle_minutes: int
-) -> dict[str, Any] | None:
+def open_session(conn: Connection, *, token_sha256: str, idle_minutes: int) -> OpenSession | None:
     """The account behind a session still in use, or None (unknown, ended, idle, disabled)."""
-    return _one(conn, _OPEN_SESSION, {"token_sha256": token_sha256, "idle_minutes": idle_minutes})
+    params = {"token_sha256": token_sha256, "idle_minutes": idle_minutes}
+    return cast(OpenSession | None, _one(conn, _OPEN_SESSION, params))
 
 
 def touch_session(conn: Connection, session_id: int) -> None:
@@ -113,13 +146,14 @@ def touch_session(conn: Connection, session_id: int) -> None:
     )
 
 
-def account_of_session(conn: Connection, token_sha256: str) -> dict[str, Any] | None:
-    return _one(
+def account_of_session(conn: Connection, token_sha256: str) -> SessionOwner | None:
+    row = _one(
         conn,
         "SELECT a.id, a.email FROM account_sessions AS s JOIN accounts AS a "
         "ON a.id = s.account_id WHERE s.token_sha256 = :token_sha256",
         {"token_sha256": token_sha256},
     )
+    return cast(SessionOwner | None, row)
 
 
 def end_sessions(conn: Connection, account_id: int) -> int:
@@ -135,3 +169,19 @@ def end_sessions(conn: Connection, account_id: int) -> int:
 
 def now(conn: Connection) -> datetime:
     return conn.execute(text("SELECT now()")).scalar_one()
+
+
+def account_language(conn: Connection, email: str) -> str | None:
+    """The language an account chose, or None: the default (LANGUAGE), or no such account."""
+    return conn.execute(
+        text("SELECT language FROM accounts WHERE email = :email"), {"email": email}
+    ).scalar_one_or_none()
+
+
+def set_account_language(conn: Connection, email: str, language: str | None) -> bool:
+    """Keep an account's language (None: the default); False when there is no such account."""
+    updated = conn.execute(
+        text("UPDATE accounts SET language = :language WHERE email = :email"),
+        {"email": email, "language": language},
+    )
+    return updated.rowcount == 1

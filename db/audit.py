@@ -5,11 +5,33 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, text
 
 AUDIT_COLUMNS = ("id", "at", "actor", "action", "subject", "details")
+
+
+class AuditEvent(TypedDict):
+    """One event of the trail (AUDIT_COLUMNS)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]  # the jsonb object as recorded
+
+
+class AuditQuery(TypedDict):
+    """What narrows the trail: each field a value to match, None for any."""
+
+    actor: str | None
+    action: str | None
+    subject: str | None
+    since: datetime | None  # inclusive
+    until: datetime | None  # exclusive
+
 
 _INSERT = """
 INSERT INTO audit_events (actor, action, subject, details)
@@ -71,7 +93,7 @@ def events(
     until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 100,
-) -> list[dict[str, Any]]:
+) -> list[AuditEvent]:
     """The newest events first, matching every filter given; keyset pages by id."""
     where, params = _where(actor=actor, action=action, subject=subject, since=since, until=until)
     if before_id is not None:
@@ -85,7 +107,7 @@ def events(
         ),
         params,
     ).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[AuditEvent], [dict(row) for row in rows])
 
 
 def stream_events(

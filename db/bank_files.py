@@ -6,12 +6,12 @@ Every function takes the caller's connection unless it reads a history for a pag
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, cast
 
-from sqlalchemy import Connection, Engine, RowMapping, text
+from sqlalchemy import Connection, Engine, text
 
 _REMESSA_LOCK = 7_301_011  # one remessa generated at a time: the same charges never twice
 _LIVE_RETORNO_LOCK = 7_301_012  # pg_advisory_lock(class, retorno id): "this import is alive"
@@ -55,24 +55,30 @@ def next_nsa(conn: Connection, bank_code: str) -> int:
 
 
 # Charges still to send, numbered per kind in id order, in one snapshot (one statement):
-# issued boletos never sent for registration, and canceled ones that were sent (and not
-# refused by the bank) whose write-off was never asked for.
+# issued boletos not yet sent for registration in their current attempt (the first, or
+# the one an operator opened by sending a refused registration again), and canceled ones
+# whose current registration was sent (and not refused by the bank) and whose write-off
+# was never asked for.
 _COLLECT = """
 CREATE TEMPORARY TABLE remessa_candidates ON COMMIT DROP AS
-SELECT kind, charge_id, row_number() OVER (PARTITION BY kind ORDER BY charge_id) AS n
+SELECT kind, charge_id, attempt,
+       row_number() OVER (PARTITION BY kind ORDER BY charge_id) AS n
 FROM (
-    SELECT 'registration' AS kind, c.id AS charge_id
+    SELECT 'registration' AS kind, c.id AS charge_id,
+           coalesce(c.registration_attempt, 1) AS attempt
     FROM charges AS c
     WHERE c.status = 'issued'
       AND NOT EXISTS (SELECT 1 FROM remessa_items AS i
-                      WHERE i.charge_id = c.id AND i.kind = 'registration')
+                      WHERE i.charge_id = c.id AND i.kind = 'registration'
+                        AND i.attempt = coalesce(c.registration_attempt, 1))
     UNION ALL
-    SELECT 'write_off', c.id
+    SELECT 'write_off', c.id, 1
     FROM charges AS c
     WHERE c.status = 'canceled' AND c.registration_rejection IS NULL
       AND c.written_off_at IS NULL
       AND EXISTS (SELECT 1 FROM remessa_items AS i
-                  WHERE i.charge_id = c.id AND i.kind = 'registration')
+                  WHERE i.charge_id = c.id AND i.kind = 'registration'
+                    AND i.attempt = coalesce(c.registration_attempt, 1))
       AND NOT EXISTS (SELECT 1 FROM remessa_items AS i
                       WHERE i.charge_id = c.id AND i.kind = 'write_off')
 ) AS candidates
@@ -133,12 +139,13 @@ def assign_items(
     return conn.execute(
         text(
             """
-            INSERT INTO remessa_items (remessa_id, position, charge_id, kind)
+            INSERT INTO remessa_items (remessa_id, position, charge_id, kind, attempt)
             SELECT (CAST(:ids AS bigint[]))[b],
                    (CAST(:offsets AS integer[]))[b] + (n - (CAST(:firsts AS bigint[]))[b]) + 1,
-                   charge_id, kind
+                   charge_id, kind, attempt
             FROM (
-                SELECT charge_id, kind, n, width_bucket(n, CAST(:firsts AS bigint[])) AS b
+                SELECT charge_id, kind, attempt, n,
+                       width_bucket(n, CAST(:firsts AS bigint[])) AS b
                 FROM remessa_candidates
                 WHERE kind = :kind
             ) AS numbered
@@ -169,10 +176,13 @@ SELECT i.kind, c.id, c.debt_id, c.nosso_numero,
        to_char(c.due_date - CAST(:discount_days AS integer), 'DDMMYYYY') AS discount_date,
        CAST(round(c.amount * CAST(:discount AS numeric) / 100, 2) * 100 AS bigint)
            AS discount_amount,
-       d.government_id AS payer_document, c.payer_name
+       d.government_id AS payer_document, c.payer_name,
+       a.street AS payer_address, a.district AS payer_district, a.zip_code AS payer_zip,
+       a.city AS payer_city, a.state AS payer_state
 FROM remessa_items AS i
 JOIN charges AS c ON c.id = i.charge_id
 JOIN debtors AS d ON d.id = c.debtor_id
+LEFT JOIN debtor_addresses AS a ON a.debtor_id = c.debtor_id
 WHERE i.remessa_id = :remessa_id
 ORDER BY i.position
 """
@@ -187,7 +197,7 @@ def stream_items(
     discount_percent: Decimal,
     discount_days: int,
     batch_rows: int = 5000,
-) -> Iterator[RowMapping]:
+) -> Iterator[Mapping[str, Any]]:
     """A remessa's charges in file order, from a server-side cursor: never all in memory."""
     result = conn.execute(  # options of this statement only: the connection goes on
         text(_ITEMS),
@@ -201,7 +211,7 @@ def stream_items(
         execution_options={"yield_per": batch_rows},
     )
     for partition in result.mappings().partitions(batch_rows):
-        yield from partition
+        yield from cast(Sequence[Mapping[str, Any]], partition)
 
 
 def store_remessa(
@@ -215,12 +225,13 @@ def store_remessa(
     size_bytes: int,
     sha256: str,
     content: bytes,
+    without_address: int = 0,
 ) -> None:
     conn.execute(
         text(
             """
             UPDATE remessas SET registrations = :registrations, write_offs = :write_offs,
-                   records = :records, total_amount = :total_amount,
+                   without_address = :without_address, records = :records, total_amount = :total_amount,
                    size_bytes = :size_bytes, sha256 = :sha256, content = :content
             WHERE id = :id
             """
@@ -229,6 +240,7 @@ def store_remessa(
             "id": remessa_id,
             "registrations": registrations,
             "write_offs": write_offs,
+            "without_address": without_address,
             "records": records,
             "total_amount": total_amount,
             "size_bytes": size_bytes,
@@ -238,13 +250,99 @@ def store_remessa(
     )
 
 
-def list_remessas(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+class RemessaRow(TypedDict):
+    """A remessa generated, without its content."""
+
+    id: int
+    nsa: int
+    bank_code: str
+    layout: str
+    file_name: str
+    generated_at: datetime
+    actor: str
+    registrations: int
+    write_offs: int
+    without_address: int  # registrations sent with segment Q's address blank
+    records: int
+    total_amount: Decimal
+    size_bytes: int
+    sha256: str
+
+
+class RemessaContent(TypedDict):
+    """A remessa's file as stored: zlib-compressed bytes and the sha256 of the original."""
+
+    id: int
+    nsa: int
+    file_name: str
+    sha256: str
+    content: bytes
+
+
+class RetornoRow(TypedDict):
+    """A retorno received, with what its titles did; counts None until it is done."""
+
+    id: int
+    file_name: str
+    nsa: int
+    generated_on: date | None
+    status: str
+    actor: str
+    entries: int | None
+    registered: int | None
+    rejected: int | None
+    liquidated: int | None
+    written_off: int | None
+    unchanged: int | None
+    unknown: int | None
+    ignored: int | None
+    paid_amount: Decimal | None
+    credited_amount: Decimal | None
+    fees: Decimal | None
+    started_at: datetime
+    duration_seconds: Decimal | None
+    error: str | None
+    sha256: str
+
+
+class RetornoItem(TypedDict):
+    """What one title of a retorno did, with the debtId of its charge (None if not ours)."""
+
+    line: int
+    movement: str
+    nosso_numero: str
+    charge_id: int | None
+    debt_id: str | None
+    outcome: str
+    detail: str | None
+    paid_amount: Decimal | None
+    credited_amount: Decimal | None
+    fee: Decimal | None
+    occurred_on: date | None
+    credited_on: date | None
+    payment_id: int | None
+
+
+class BankCharge(TypedDict):
+    """A charge as a retorno's title finds it by its nosso número."""
+
+    id: int
+    debt_id: str
+    status: str
+    amount: Decimal
+    registered_at: datetime | None
+    registration_rejection: str | None
+    written_off_at: datetime | None
+
+
+def list_remessas(engine: Engine, *, limit: int = 200) -> list[RemessaRow]:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
                 """
                 SELECT id, nsa, bank_code, layout, file_name, generated_at, actor,
-                       registrations, write_offs, records, total_amount, size_bytes, sha256
+                       registrations, write_offs, coalesce(without_address, 0) AS without_address,
+                       records, total_amount, size_bytes, sha256
                 FROM remessas
                 ORDER BY generated_at DESC, id DESC
                 LIMIT :limit
@@ -252,10 +350,10 @@ def list_remessas(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
             ),
             {"limit": limit},
         ).mappings()
-        return [dict(row) for row in rows]
+        return cast(list[RemessaRow], [dict(row) for row in rows])
 
 
-def remessa_content(conn: Connection, remessa_id: int) -> dict[str, Any] | None:
+def remessa_content(conn: Connection, remessa_id: int) -> RemessaContent | None:
     row = (
         conn.execute(
             text("SELECT id, nsa, file_name, sha256, content FROM remessas WHERE id = :id"),
@@ -264,7 +362,7 @@ def remessa_content(conn: Connection, remessa_id: int) -> dict[str, Any] | None:
         .mappings()
         .first()
     )
-    return dict(row) if row else None
+    return cast(RemessaContent, dict(row)) if row else None
 
 
 # --- Retorno ---------------------------------------------------------------------------
@@ -379,7 +477,7 @@ def mark_interrupted_retornos(engine: Engine) -> int:
         ).rowcount
 
 
-def list_retornos(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+def list_retornos(engine: Engine, *, limit: int = 200) -> list[RetornoRow]:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -395,10 +493,10 @@ def list_retornos(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
             ),
             {"limit": limit},
         ).mappings()
-        return [dict(row) for row in rows]
+        return cast(list[RetornoRow], [dict(row) for row in rows])
 
 
-def retorno_items(conn: Connection, retorno_id: int) -> list[dict[str, Any]]:
+def retorno_items(conn: Connection, retorno_id: int) -> list[RetornoItem]:
     rows = conn.execute(
         text(
             """
@@ -413,7 +511,7 @@ def retorno_items(conn: Connection, retorno_id: int) -> list[dict[str, Any]]:
         ),
         {"id": retorno_id},
     ).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[RetornoItem], [dict(row) for row in rows])
 
 
 def insert_retorno_item(conn: Connection, **values: Any) -> None:
@@ -440,11 +538,11 @@ FROM charges WHERE nosso_numero = :nosso_numero
 
 def charge_by_nosso_numero(
     conn: Connection, nosso_numero: int, *, lock: bool = False
-) -> dict[str, Any] | None:
+) -> BankCharge | None:
     """The charge of a boleto, its row locked until the transaction ends if `lock`."""
     sql = _BANK_CHARGE + (" FOR UPDATE" if lock else "")
     row = conn.execute(text(sql), {"nosso_numero": nosso_numero}).mappings().first()
-    return dict(row) if row else None
+    return cast(BankCharge, dict(row)) if row else None
 
 
 def mark_registered(conn: Connection, charge_id: int, *, status: str) -> None:
@@ -462,6 +560,87 @@ def mark_rejected(conn: Connection, charge_id: int, reason: str) -> None:
         text("UPDATE charges SET registration_rejection = :reason WHERE id = :id"),
         {"id": charge_id, "reason": reason},
     )
+
+
+_RESEND_CHARGE = """
+SELECT id, debt_id, status, registration_rejection, registration_attempt
+FROM charges WHERE id = :id FOR UPDATE
+"""
+
+
+def charge_for_resend(conn: Connection, charge_id: int) -> dict[str, Any] | None:
+    """The charge's registration state, its row locked until the transaction ends."""
+    row = conn.execute(text(_RESEND_CHARGE), {"id": charge_id}).mappings().first()
+    return dict(row) if row else None
+
+
+def open_registration_attempt(conn: Connection, charge_id: int) -> int:
+    """Clear the bank's refusal and open the charge's next registration attempt (the
+    next remessa carries it again); returns the attempt's number."""
+    return int(
+        conn.execute(
+            text(
+                "UPDATE charges SET registration_rejection = NULL, "
+                "registration_attempt = coalesce(registration_attempt, 1) + 1 "
+                "WHERE id = :id RETURNING registration_attempt"
+            ),
+            {"id": charge_id},
+        ).scalar_one()
+    )
+
+
+def save_debtor_address(
+    conn: Connection,
+    *,
+    debtor_id: int,
+    street: str,
+    district: str,
+    zip_code: str,
+    city: str,
+    state: str,
+    actor: str,
+) -> None:
+    """Store (or replace) the postal address segment Q carries for the debtor."""
+    conn.execute(
+        text(
+            """
+            INSERT INTO debtor_addresses
+                (debtor_id, street, district, zip_code, city, state, updated_by)
+            VALUES (:debtor_id, :street, :district, :zip_code, :city, :state, :actor)
+            ON CONFLICT (debtor_id) DO UPDATE SET
+                street = EXCLUDED.street, district = EXCLUDED.district,
+                zip_code = EXCLUDED.zip_code, city = EXCLUDED.city,
+                state = EXCLUDED.state, updated_by = EXCLUDED.updated_by
+            """
+        ),
+        {
+            "debtor_id": debtor_id,
+            "street": street,
+            "district": district,
+            "zip_code": zip_code,
+            "city": city,
+            "state": state,
+            "actor": actor,
+        },
+    )
+
+
+def debtor_exists(conn: Connection, debtor_id: int) -> bool:
+    return (
+        conn.execute(text("SELECT 1 FROM debtors WHERE id = :id"), {"id": debtor_id}).first()
+        is not None
+    )
+
+
+def debtor_address(conn: Connection, debtor_id: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        text(
+            "SELECT street, district, zip_code, city, state FROM debtor_addresses "
+            "WHERE debtor_id = :id"
+        ),
+        {"id": debtor_id},
+    ).mappings().first()
+    return dict(row) if row else None
 
 
 def mark_written_off(conn: Connection, charge_id: int, *, status: str) -> None:

@@ -8,9 +8,9 @@ charge that changed meanwhile (paid, canceled, issued by someone else) is left a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TypedDict, cast
 
 import numpy as np
 import pyarrow as pa
@@ -112,6 +112,26 @@ class PendingBatch:
         return int(self.ids.shape[0])
 
 
+class BoletoCharge(TypedDict):
+    """A charge with its boleto fields and the payer's document. The boleto's fields
+    (nosso_numero, barcode, digitable_line, issued_at) are None until it is issued,
+    all four together (002's constraint); pix_code is None without a Pix key too."""
+
+    id: int
+    debt_id: str
+    amount: Decimal
+    due_date: date
+    status: str
+    payer_name: str
+    payer_email: str
+    nosso_numero: int | None
+    barcode: str | None
+    digitable_line: str | None
+    pix_code: str | None
+    issued_at: datetime | None
+    government_id: str
+
+
 def lock_issuing(conn: Connection) -> None:
     """Wait for any other issuer's batch to commit; held until this transaction ends."""
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ISSUE_LOCK_KEY})
@@ -179,8 +199,8 @@ def store_issued(conn: Connection, *, boletos: pa.Table) -> int:
     ).rowcount
 
 
-def charge_for_boleto(engine: Engine, charge_id: int) -> dict[str, Any] | None:
+def charge_for_boleto(engine: Engine, charge_id: int) -> BoletoCharge | None:
     """A charge with its boleto fields and the payer's document, or None."""
     with engine.connect() as conn:
         row = conn.execute(text(_CHARGE_FOR_BOLETO), {"id": charge_id}).mappings().first()
-        return dict(row) if row else None
+        return cast(BoletoCharge, dict(row)) if row else None

@@ -9,7 +9,7 @@ way its index is defined, so the planner can use it:
 * import, debtor                       -> charges_import_idx, charges_debtor_idx
 * name words    -> debtors_search_name_idx: to_tsvector('simple', search_name) @@ tsquery
 * e-mail prefix -> debtors_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
-* CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
+* CPF/CNPJ      -> debtors_government_id_idx (a "C" column): government_id LIKE 'prefix%'
 * debtId prefix -> charges_debt_id_idx (a "C" column): debt_id LIKE 'prefix%'
 
 Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date,
@@ -18,10 +18,10 @@ status and debtor indexes carry the amount (INCLUDE) so counts and sums read no 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import date
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, RowMapping, text
 
@@ -49,6 +49,109 @@ _EXPORT_SELECT = f"""
         AS paid_total,
     c.nosso_numero, c.digitable_line, c.import_id
 """
+
+
+# --------------------------------------------------------------------------
+# The rows returned
+# --------------------------------------------------------------------------
+
+
+class ChargeRow(TypedDict):
+    """A charge on a page of charges, with its debtor (_ROW_COLUMNS)."""
+
+    id: int
+    debt_id: str
+    amount: Decimal
+    due_date: date
+    status: str
+    import_id: int
+    debtor_id: int
+    name: str
+    government_id: str
+    email: str
+    overdue: bool
+
+
+class ChargeWithDebtor(TypedDict):
+    """One charge with its boleto fields, its debtor, its import and what was paid."""
+
+    id: int
+    debt_id: str
+    amount: Decimal
+    due_date: date
+    status: str
+    payer_name: str
+    payer_email: str
+    nosso_numero: int | None
+    barcode: str | None
+    digitable_line: str | None
+    pix_code: str | None
+    issued_at: datetime | None
+    created_at: datetime
+    import_id: int
+    debtor_id: int
+    registered_at: datetime | None
+    registration_rejection: str | None
+    written_off_at: datetime | None
+    name: str
+    government_id: str
+    email: str
+    import_file: str
+    imported_at: datetime
+    paid_total: Decimal
+    overdue: bool
+
+
+class ChargeNotice(TypedDict):
+    """An e-mail notice of a charge."""
+
+    id: int
+    kind: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    created_at: datetime
+
+
+class ImportChoice(TypedDict):
+    """An import that created charges, as the import filter offers it."""
+
+    id: int
+    file_name: str
+    started_at: datetime
+    imported: int
+
+
+class DebtorRow(TypedDict):
+    """A debtor on a page of debtors, with how many charges it has."""
+
+    id: int
+    name: str
+    government_id: str
+    email: str
+    charges: int
+
+
+class Debtor(TypedDict):
+    id: int
+    name: str
+    government_id: str
+    email: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DebtorTotals(TypedDict):
+    """Counts and sums over a debtor's charges (DEBTOR_TOTALS_SQL)."""
+
+    charges: int
+    open_charges: int
+    outstanding: Decimal
+    paid: Decimal
+    overdue_charges: int
+    overdue: Decimal
 
 
 # --------------------------------------------------------------------------
@@ -282,11 +385,12 @@ def charge_rows(
     after: Cursor | None,
     limit: int,
     broad_search: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[ChargeRow]:
     statement, params = charge_rows_sql(
         charge_filter, today=today, after=after, limit=limit, broad_search=broad_search
     )
-    return [dict(row) for row in conn.execute(text(statement), params).mappings()]
+    rows = conn.execute(text(statement), params).mappings()
+    return cast(list[ChargeRow], [dict(row) for row in rows])
 
 
 def count_and_sum(
@@ -299,7 +403,7 @@ def count_and_sum(
 
 def stream_export_rows(
     conn: Connection, *, charge_filter: ChargeFilter, today: date, batch_rows: int = 5000
-) -> Iterator[list[RowMapping]]:
+) -> Iterator[Sequence[RowMapping]]:
     """The filtered charges for an export, `batch_rows` at a time from a server-side
     cursor: never the whole result in memory. Run it inside a transaction."""
     statement, params = export_sql(charge_filter, today=today)
@@ -339,7 +443,7 @@ def charge_id_by_debt_id(conn: Connection, debt_id: str) -> int | None:
     ).scalar_one_or_none()
 
 
-def charge_with_debtor(conn: Connection, charge_id: int, *, today: date) -> dict[str, Any] | None:
+def charge_with_debtor(conn: Connection, charge_id: int, *, today: date) -> ChargeWithDebtor | None:
     """A charge with its boleto fields, its debtor, its import and the sum paid so far."""
     row = (
         conn.execute(
@@ -365,10 +469,10 @@ def charge_with_debtor(conn: Connection, charge_id: int, *, today: date) -> dict
         .mappings()
         .first()
     )
-    return dict(row) if row else None
+    return cast(ChargeWithDebtor, dict(row)) if row else None
 
 
-def notices_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
+def notices_of_charge(conn: Connection, charge_id: int) -> list[ChargeNotice]:
     """The e-mail notices of a charge, in the order they were planned."""
     rows = conn.execute(
         text(
@@ -382,10 +486,10 @@ def notices_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
         ),
         {"id": charge_id},
     ).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[ChargeNotice], [dict(row) for row in rows])
 
 
-def imports_with_charges(conn: Connection, *, limit: int) -> list[dict[str, Any]]:
+def imports_with_charges(conn: Connection, *, limit: int) -> list[ImportChoice]:
     rows = conn.execute(
         text(
             """
@@ -398,7 +502,7 @@ def imports_with_charges(conn: Connection, *, limit: int) -> list[dict[str, Any]
         ),
         {"limit": limit},
     ).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[ImportChoice], [dict(row) for row in rows])
 
 
 # --------------------------------------------------------------------------
@@ -444,12 +548,13 @@ LIMIT :limit
 
 def debtor_rows(
     conn: Connection, *, search: TextSearch | None, after: DebtorCursor | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[DebtorRow]:
     statement, params = debtor_rows_sql(search=search, after=after, limit=limit)
-    return [dict(row) for row in conn.execute(text(statement), params).mappings()]
+    rows = conn.execute(text(statement), params).mappings()
+    return cast(list[DebtorRow], [dict(row) for row in rows])
 
 
-def debtor(conn: Connection, debtor_id: int) -> dict[str, Any] | None:
+def debtor(conn: Connection, debtor_id: int) -> Debtor | None:
     row = (
         conn.execute(
             text(
@@ -461,7 +566,7 @@ def debtor(conn: Connection, debtor_id: int) -> dict[str, Any] | None:
         .mappings()
         .first()
     )
-    return dict(row) if row else None
+    return cast(Debtor, dict(row)) if row else None
 
 
 DEBTOR_TOTALS_SQL = f"""
@@ -480,7 +585,7 @@ WHERE c.debtor_id = :debtor_id
 """
 
 
-def debtor_totals(conn: Connection, debtor_id: int, *, today: date) -> dict[str, Any]:
+def debtor_totals(conn: Connection, debtor_id: int, *, today: date) -> DebtorTotals:
     """Counts and sums over a debtor's charges: outstanding, received (paid), overdue.
 
     Outstanding and overdue are what is still owed (amount minus what was paid) on open
@@ -499,4 +604,4 @@ def debtor_totals(conn: Connection, debtor_id: int, *, today: date) -> dict[str,
         .mappings()
         .one()
     )
-    return dict(row)
+    return cast(DebtorTotals, dict(row))

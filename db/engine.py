@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -219,7 +219,7 @@ def _apply_limits(conn: Connection) -> None:
     pooled = conn.connection
     if pooled.info.get(_LIMITS, _NO_LIMITS) == wanted:
         return
-    dbapi = pooled.dbapi_connection
+    dbapi = cast("psycopg.Connection[Any] | None", pooled.dbapi_connection)
     assert dbapi is not None
     with dbapi.cursor() as cursor:
         for name, milliseconds in zip(("statement_timeout", "lock_timeout"), wanted, strict=True):

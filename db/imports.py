@@ -4,9 +4,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, Engine, Row, text
+
+
+class ImportRow(TypedDict):
+    """An import as the history lists it; the counts are None until it is done."""
+
+    id: int
+    file_name: str
+    status: str  # running, done, failed or refused
+    rows: int | None
+    imported: int | None
+    duplicates: int | None
+    rejected: int | None
+    duration_seconds: Decimal | None
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    lenient_documents: bool
+    extra_columns: list[str]
+    reason_counts: dict[str, int]  # reason -> rows having it
+    size_bytes: int
+    sha256: str
+
+
+class ImportRecord(ImportRow):
+    """An import's whole row."""
+
+    encoding: str | None
+    delimiter: str | None
+    created_at: datetime
+    updated_at: datetime
+
 
 # What an import cut short says, on its row (closed at the next look by
 # mark_interrupted_imports) and to whoever started it (page or CLI).
@@ -138,7 +171,7 @@ def mark_interrupted_imports(engine: Engine) -> int:
         ).rowcount
 
 
-def list_imports(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+def list_imports(engine: Engine, *, limit: int = 200) -> list[ImportRow]:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -153,17 +186,17 @@ def list_imports(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
             ),
             {"limit": limit},
         ).mappings()
-        return [dict(row) for row in rows]
+        return cast(list[ImportRow], [dict(row) for row in rows])
 
 
-def get_import(engine: Engine, import_id: int) -> dict[str, Any] | None:
+def get_import(engine: Engine, import_id: int) -> ImportRecord | None:
     with engine.connect() as conn:
         row = (
             conn.execute(text("SELECT * FROM imports WHERE id = :id"), {"id": import_id})
             .mappings()
             .first()
         )
-        return dict(row) if row else None
+        return cast(ImportRecord, dict(row)) if row else None
 
 
 # The rejected rows' columns, in the order `stream_rejected_rows` returns them: where the

@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, text
 
 from billing.core.errors import OperatorError
+from db.driver import driver_connection
 from db.roles import grant_application_role
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -49,7 +50,7 @@ def _ensure_ledger(conn: Connection) -> None:
     if conn.execute(text("SELECT to_regclass('schema_migrations') IS NOT NULL")).scalar_one():
         return
     try:
-        conn.connection.driver_connection.execute(
+        driver_connection(conn).execute(
             """
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 name text PRIMARY KEY,
@@ -111,7 +112,7 @@ def _apply(conn: Connection, migration: Migration) -> None:
     try:
         # Straight to the driver: without parameters psycopg runs the file as written
         # (several statements, and '%' in RAISE messages is not a placeholder).
-        conn.connection.driver_connection.execute(migration.sql)
+        driver_connection(conn).execute(migration.sql)
     except psycopg.errors.InsufficientPrivilege as exc:
         raise _needs_the_owner(f"Migration {migration.name} is pending") from exc
     conn.execute(

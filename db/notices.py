@@ -9,14 +9,57 @@ names its sender's token in `claimed_by`; when that lock is free, the sender is 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from decimal import Decimal
+from typing import NamedTuple, TypedDict, cast
 
 from sqlalchemy import Connection, Engine, text
 
 NOTICE_CLAIM_LOCK_CLASS = 7_301_003  # pg_advisory_lock(class, token): a live sender's claim
 
 UNPAID = ("issued", "registered", "partially_paid")
+
+
+class ClaimedNotice(TypedDict):
+    """A notice claimed by a sender, with what its e-mail needs from the charge."""
+
+    id: int
+    charge_id: int
+    kind: str
+    attempts: int
+    message_id: str
+    charge_status: str
+    amount: Decimal
+    due_date: date
+    debt_id: str
+    payer_name: str
+    payer_email: str
+    digitable_line: str | None  # None: the charge has no boleto (the notice is skipped)
+    pix_code: str | None
+
+
+class FailedNotice(TypedDict):
+    """A notice that failed for good, with what the operator needs to act on it."""
+
+    id: int
+    kind: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+    debt_id: str
+    payer_name: str
+    payer_email: str
+    due_date: date
+    amount: Decimal
+
+
+class NoticeOutcome(NamedTuple):
+    """What became of one claimed notice (`outcome` as `record_outcomes` reads it)."""
+
+    notice_id: int
+    outcome: str  # sent | failed | retry | skipped | release
+    error: str | None
+
 
 # One statement per kind: INSERT ... SELECT ... ON CONFLICT DO NOTHING over all charges.
 # NOT EXISTS skips the pairs already planned without going through the conflict path;
@@ -181,11 +224,11 @@ ORDER BY cl.id
 """
 
 
-def claim_batch(conn: Connection, *, token: int, limit: int) -> list[dict[str, Any]]:
+def claim_batch(conn: Connection, *, token: int, limit: int) -> list[ClaimedNotice]:
     """Take up to `limit` due notices for this sender; other senders skip them."""
     requeue_abandoned(conn, own_token=token)
     rows = conn.execute(text(_CLAIM), {"token": token, "limit": limit}).mappings()
-    return [dict(row) for row in rows]
+    return [cast(ClaimedNotice, dict(row)) for row in rows]
 
 
 # outcome: sent | failed (permanent) | retry (transient: counts an attempt) | skipped |
@@ -223,7 +266,7 @@ def record_outcomes(
     conn: Connection,
     *,
     token: int,
-    outcomes: Sequence[tuple[int, str, str | None]],
+    outcomes: Sequence[NoticeOutcome],
     max_attempts: int,
     retry_base_seconds: float,
     retry_max_seconds: float,
@@ -343,7 +386,7 @@ def status_counts(engine: Engine) -> dict[str, int]:
         return {status: count for status, count in rows}
 
 
-def failed_notices(engine: Engine, *, limit: int = 500) -> list[dict[str, Any]]:
+def failed_notices(engine: Engine, *, limit: int = 500) -> list[FailedNotice]:
     """The failed notices, newest first, with what the operator needs to act on them."""
     with engine.connect() as conn:
         rows = conn.execute(
@@ -360,7 +403,7 @@ def failed_notices(engine: Engine, *, limit: int = 500) -> list[dict[str, Any]]:
             ),
             {"limit": limit},
         ).mappings()
-        return [dict(row) for row in rows]
+        return [cast(FailedNotice, dict(row)) for row in rows]
 
 
 def requeue_failed(conn: Connection) -> int:

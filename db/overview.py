@@ -11,11 +11,47 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import TypedDict, cast
 
 from sqlalchemy import Connection, Engine, text
 
 log = logging.getLogger(__name__)
+
+
+class ChargeTotalsRow(TypedDict):
+    """Charges of one (status, due_month, aging_bucket): sums as the database gives them."""
+
+    status: str
+    due_month: date
+    aging_bucket: int | None  # 0 not yet due .. 4 over 90 days late; None: no boleto out
+    charges: int | Decimal  # a sum of counts
+    amount: Decimal
+    paid: Decimal
+
+
+class TotalsDrift(TypedDict):
+    """A (status, due_date) key whose kept figures differ from the charges; None where a
+    side has no row."""
+
+    status: str
+    due_date: date
+    kept_charges: int | Decimal | None
+    charges: int | None
+    kept_amount: Decimal | None
+    amount: Decimal | None
+    kept_received: Decimal | None
+    received: Decimal | None
+
+
+class ActivityRow(TypedDict):
+    """One (series, day) of activity: 'received' (one row, no day), 'notices', 'imports'."""
+
+    series: str
+    day: date | None
+    count: int
+    total: int | Decimal | None  # money received, charges imported; None for notices
+
 
 # The aging bucket of a (status, due_date) row d, and the months, from :today:
 # set only where a boleto is out and unpaid (issued, registered, partially_paid): 0 not yet due,
@@ -141,24 +177,25 @@ _ACTIVITY = text(
 )
 
 
-def charge_totals(conn: Connection, *, today: date) -> list[dict[str, Any]]:
+def charge_totals(conn: Connection, *, today: date) -> list[ChargeTotalsRow]:
     """Count, amount and amount received per (status, due_month, aging_bucket), from the
     kept figures: read-only, so it runs on a replica too."""
-    return [dict(row) for row in conn.execute(_CHARGE_TOTALS, {"today": today}).mappings()]
+    rows = conn.execute(_CHARGE_TOTALS, {"today": today}).mappings()
+    return cast(list[ChargeTotalsRow], [dict(row) for row in rows])
 
 
-def direct_charge_totals(conn: Connection, *, today: date) -> list[dict[str, Any]]:
+def direct_charge_totals(conn: Connection, *, today: date) -> list[ChargeTotalsRow]:
     """The same rows as charge_totals computed from every charge: the reference (slow on
     millions of charges; for checks, never for a page)."""
     rows = conn.execute(_DIRECT_CHARGE_TOTALS, {"today": today}).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[ChargeTotalsRow], [dict(row) for row in rows])
 
 
-def charge_totals_drift(conn: Connection) -> list[dict[str, Any]]:
+def charge_totals_drift(conn: Connection) -> list[TotalsDrift]:
     """The (status, due_date) keys whose kept figures differ from a direct computation,
     with both sides (kept_charges, charges, kept_amount, amount, kept_received,
     received; None where a side has no row); empty when they agree. Reads every charge."""
-    return [dict(row) for row in conn.execute(_DRIFT).mappings()]
+    return cast(list[TotalsDrift], [dict(row) for row in conn.execute(_DRIFT).mappings()])
 
 
 def compact_charge_totals(conn: Connection) -> int | None:
@@ -219,7 +256,7 @@ def activity(
     next_month_start: datetime,
     notices_since: datetime,
     timezone: str,
-) -> list[dict[str, Any]]:
+) -> list[ActivityRow]:
     """Rows of (series, day, count, total) for 'received', 'notices' and 'imports'."""
     rows = conn.execute(
         _ACTIVITY,
@@ -230,4 +267,4 @@ def activity(
             "tz": timezone,
         },
     ).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[ActivityRow], [dict(row) for row in rows])

@@ -8,14 +8,56 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, text
+
+
+class LockedCharge(TypedDict):
+    """A charge's row as a payment or an operator's action reads it, locked."""
+
+    id: int
+    debt_id: str
+    amount: Decimal
+    status: str
+    due_date: date
+
+
+class ChargeEvent(TypedDict):
+    """One row of a charge's history, with the payment behind a payment event."""
+
+    id: int
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    amount: Decimal | None
+    reason: str | None
+    actor: str
+    created_at: datetime
+    payment_id: int | None
+    paid_at: datetime | None
+    paid_amount: Decimal | None
+    paid_by: str | None
+    source: str | None
+
+
+class Payment(TypedDict):
+    """A payment recorded for a charge; `payload` is the notification as stored (jsonb)."""
+
+    id: int
+    paid_at: datetime
+    paid_amount: Decimal
+    paid_by: str
+    source: str
+    idempotency_key: str
+    payload: Any
+    created_at: datetime
+
 
 _CHARGE_COLUMNS = "id, debt_id, amount, status, due_date"
 
 
-def lock_charge_by_debt_id(conn: Connection, debt_id: str) -> dict[str, Any] | None:
+def lock_charge_by_debt_id(conn: Connection, debt_id: str) -> LockedCharge | None:
     """The charge of a debtId, its row locked until the transaction ends."""
     row = (
         conn.execute(
@@ -25,10 +67,10 @@ def lock_charge_by_debt_id(conn: Connection, debt_id: str) -> dict[str, Any] | N
         .mappings()
         .first()
     )
-    return dict(row) if row else None
+    return cast(LockedCharge, dict(row)) if row else None
 
 
-def lock_charge(conn: Connection, charge_id: int) -> dict[str, Any] | None:
+def lock_charge(conn: Connection, charge_id: int) -> LockedCharge | None:
     """A charge by id, its row locked until the transaction ends."""
     row = (
         conn.execute(
@@ -38,7 +80,7 @@ def lock_charge(conn: Connection, charge_id: int) -> dict[str, Any] | None:
         .mappings()
         .first()
     )
-    return dict(row) if row else None
+    return cast(LockedCharge, dict(row)) if row else None
 
 
 def charge_exists(conn: Connection, charge_id: int) -> bool:
@@ -142,7 +184,7 @@ def insert_event(
     ).scalar_one()
 
 
-def charge_events(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
+def charge_events(conn: Connection, charge_id: int) -> list[ChargeEvent]:
     """A charge's history, oldest first, with the payment behind each payment event."""
     rows = conn.execute(
         text(
@@ -157,10 +199,10 @@ def charge_events(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
         ),
         {"id": charge_id},
     ).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[ChargeEvent], [dict(row) for row in rows])
 
 
-def payments_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]:
+def payments_of_charge(conn: Connection, charge_id: int) -> list[Payment]:
     rows = conn.execute(
         text(
             """
@@ -173,7 +215,7 @@ def payments_of_charge(conn: Connection, charge_id: int) -> list[dict[str, Any]]
         ),
         {"id": charge_id},
     ).mappings()
-    return [dict(row) for row in rows]
+    return cast(list[Payment], [dict(row) for row in rows])
 
 
 def payment_like(

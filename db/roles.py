@@ -15,6 +15,8 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, text
 
+from db.driver import driver_connection
+
 log = logging.getLogger(__name__)
 
 ROW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -94,7 +96,7 @@ def grant_application_role(conn: Connection, *, role: str) -> None:
     compared with what `role` holds and only the difference is granted or revoked, so a
     policy that tightens (audit_events, once it exists) takes effect at the next migrate.
     """
-    driver = conn.connection.driver_connection
+    driver = driver_connection(conn)
     grantee = sql.Identifier(role)
     if conn.execute(text("SELECT current_user = :role"), {"role": role}).scalar_one():
         return
@@ -139,7 +141,7 @@ def grant_application_role(conn: Connection, *, role: str) -> None:
 def _grant_default_privileges(conn: Connection, grantee: sql.Identifier) -> None:
     """What the owner creates later outside a migration (none today) is usable at once;
     the next migrate narrows it to the policy above."""
-    driver = conn.connection.driver_connection
+    driver = driver_connection(conn)
     schema = sql.Identifier(conn.execute(text("SELECT current_schema()")).scalar_one())
     for privileges, kind in (
         (ROW_PRIVILEGES, "TABLES"),

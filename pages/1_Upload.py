@@ -6,7 +6,8 @@ import streamlit as st
 
 from billing.accounts.access import Permission
 from billing.core.errors import FileRefused
-from billing.core.formatting import count_br, counted
+from billing.core.formatting import count_br
+from billing.core.i18n import _, ngettext
 from billing.imports.service import PreparedFile, import_file, prepare_file
 from db.imports import IMPORT_CONNECTION_LOST
 from pages._session import current_actor
@@ -14,26 +15,28 @@ from pages._shared import import_engine, operator_errors, plain, rejected_rows_b
 
 actor = current_actor()
 
-st.title("Upload a debtor file")
+st.title(_("Upload a debtor file"))
 if not actor.can(Permission.IMPORT):
-    st.info("Importing files is for operators; your account can read the Imports page.")
+    st.info(_("Importing files is for operators; your account can read the Imports page."))
     st.stop()
 st.caption(
-    "CSV with the columns name, governmentId, email, debtAmount, debtDueDate, debtId "
-    "(comma or semicolon, UTF-8 or Latin-1). Importing the same file again never "
-    "creates a charge twice."
+    _(
+        "CSV with the columns name, governmentId, email, debtAmount, debtDueDate, debtId "
+        "(comma or semicolon, UTF-8 or Latin-1). Importing the same file again never "
+        "creates a charge twice."
+    )
 )
 
-uploaded = st.file_uploader("Debtor file", type=["csv", "txt"], key="debtor_file")
+uploaded = st.file_uploader(_("Debtor file"), type=["csv", "txt"], key="debtor_file")
 lenient = st.checkbox(
-    "Lenient documents",
-    help="Accept any non-empty governmentId instead of requiring a valid CPF or CNPJ.",
+    _("Lenient documents"),
+    help=_("Accept any non-empty governmentId instead of requiring a valid CPF or CNPJ."),
 )
 
 
 # A resource, not data: a million-row preview is kept once, not pickled on every rerun;
 # the file's bytes are not hashed again (leading underscore), its sha256 is the key.
-@st.cache_resource(show_spinner="Reading and validating the file…", max_entries=2, ttl="15m")
+@st.cache_resource(show_spinner=_("Reading and validating the file…"), max_entries=2, ttl="15m")
 def _prepare(digest: str, _data: bytes, lenient_documents: bool) -> PreparedFile | str:
     try:
         return prepare_file(_data, lenient_documents=lenient_documents)
@@ -43,47 +46,58 @@ def _prepare(digest: str, _data: bytes, lenient_documents: bool) -> PreparedFile
 
 def _show_preview(prepared: PreparedFile) -> None:
     columns = st.columns(4)
-    columns[0].metric("Rows", count_br(prepared.row_count))
-    columns[1].metric("Valid", count_br(prepared.valid_count))
-    columns[2].metric("Rejected", count_br(prepared.rejected_count))
-    columns[3].metric("Format", f"{prepared.encoding}, “{prepared.delimiter}”")
+    columns[0].metric(_("Rows"), count_br(prepared.row_count))
+    columns[1].metric(_("Valid"), count_br(prepared.valid_count))
+    columns[2].metric(_("Rejected"), count_br(prepared.rejected_count))
+    columns[3].metric(_("Format"), f"{prepared.encoding}, “{prepared.delimiter}”")
     if prepared.extra_columns:
-        st.info("Ignored columns: " + plain(", ".join(prepared.extra_columns)))
-    st.subheader("First rows as read")
+        st.info(_("Ignored columns: ") + plain(", ".join(prepared.extra_columns)))
+    st.subheader(_("First rows as read"))
     st.dataframe(prepared.preview().to_pandas(), hide_index=True)
     if prepared.rejected_count:
-        st.subheader("Rows that will be rejected")
+        st.subheader(_("Rows that will be rejected"))
         st.dataframe(prepared.reason_summary(), hide_index=True)
+
+
+def _refused(reason: str) -> None:
+    st.error("**{title}** {reason}".format(title=_("File refused."), reason=plain(reason)))
 
 
 def _show_result(result: dict) -> None:
     if result["status"] == "refused":
-        st.error(f"**File refused.** {plain(result['error'])}")
+        _refused(result["error"])
         return
+    imported = ngettext("{count} charge", "{count} charges", result["imported"])
+    rejected = ngettext("{count} row", "{count} rows", result["rejected"])
     st.success(
-        f"Imported {counted(result['imported'], 'charge', 'charges')} in "
-        f"{result['seconds']:.1f} s; already present: {count_br(result['duplicates'])}; "
-        f"rejected: {counted(result['rejected'], 'row', 'rows')}."
+        _(
+            "Imported {charges} in {seconds} s; already present: {duplicates}; rejected: {rows}."
+        ).format(
+            charges=imported.format(count=count_br(result["imported"])),
+            seconds=f"{result['seconds']:.1f}",
+            duplicates=count_br(result["duplicates"]),
+            rows=rejected.format(count=count_br(result["rejected"])),
+        )
     )
     columns = st.columns(4)
-    columns[0].metric("Imported", count_br(result["imported"]))
-    columns[1].metric("Already present", count_br(result["duplicates"]))
-    columns[2].metric("Rejected", count_br(result["rejected"]))
-    columns[3].metric("Seconds", f"{result['seconds']:.1f}".replace(".", ","))
+    columns[0].metric(_("Imported"), count_br(result["imported"]))
+    columns[1].metric(_("Already present"), count_br(result["duplicates"]))
+    columns[2].metric(_("Rejected"), count_br(result["rejected"]))
+    columns[3].metric(_("Seconds"), f"{result['seconds']:.1f}".replace(".", ","))
     if result["rejected"]:
         rejected_rows_button(actor, result["import_id"])
 
 
 if uploaded is None:
     st.session_state.pop("import_result", None)
-    st.info("Drag a CSV file here to see a preview before anything is imported.")
+    st.info(_("Drag a CSV file here to see a preview before anything is imported."))
     st.stop()
 
 data = uploaded.getvalue()
 digest = hashlib.sha256(data).hexdigest()
 prepared = _prepare(digest, data, lenient)
 if isinstance(prepared, str):
-    st.error(f"**File refused.** {plain(prepared)}")
+    _refused(prepared)
     st.stop()
 
 _show_preview(prepared)
@@ -91,8 +105,8 @@ _show_preview(prepared)
 done = st.session_state.get("import_result")
 if done and done["digest"] == digest:
     _show_result(done["result"])
-elif st.button("Import", type="primary", disabled=prepared.valid_count == 0):
-    progress = st.progress(0.0, text="Starting")
+elif st.button(_("Import"), type="primary", disabled=prepared.valid_count == 0):
+    progress = st.progress(0.0, text=_("Starting"))
     with operator_errors(when_database_lost=IMPORT_CONNECTION_LOST):
         result = import_file(
             engine=import_engine(),

@@ -5,21 +5,23 @@ import streamlit as st
 
 from billing.accounts.access import Permission
 from billing.core.formatting import count_br
+from billing.core.i18n import _
 from billing.imports.service import import_history
 from pages._session import current_actor
-from pages._shared import engine, rejected_rows_button
+from pages._shared import engine, rejected_rows_button, shown_word
 
 actor = current_actor()
 
-st.title("Import history")
+st.title(_("Import history"))
 
 history = import_history(engine())
 if not history:
-    st.info("No file imported yet. Start on the Upload page.")
+    st.info(_("No file imported yet. Start on the Upload page."))
     st.stop()
 
 table = pd.DataFrame(history)
 table["error"] = table["error"].fillna("")
+table["status"] = table["status"].map(shown_word)
 # Counts written the pt-BR way like every other screen (300.000), whatever the browser.
 for column in ("rows", "imported", "duplicates", "rejected"):
     table[column] = [None if pd.isna(n) else count_br(int(n)) for n in table[column]]
@@ -41,26 +43,26 @@ st.dataframe(
     hide_index=True,
     column_config={
         "id": st.column_config.NumberColumn("#", format="%d"),
-        "started_at": st.column_config.DatetimeColumn("When", format="DD/MM/YYYY HH:mm"),
-        "file_name": "File",
-        "status": "Status",
-        "rows": "Rows",
-        "imported": "Imported",
-        "duplicates": "Already present",
-        "rejected": "Rejected",
-        "duration_seconds": st.column_config.NumberColumn("Seconds", format="%.1f"),
-        "error": "Message",
+        "started_at": st.column_config.DatetimeColumn(_("When"), format="DD/MM/YYYY HH:mm"),
+        "file_name": _("File"),
+        "status": _("Status"),
+        "rows": _("Rows"),
+        "imported": _("Imported"),
+        "duplicates": _("Already present"),
+        "rejected": _("Rejected"),
+        "duration_seconds": st.column_config.NumberColumn(_("Seconds"), format="%.1f"),
+        "error": _("Message"),
     },
 )
 
 with_rejections = [row for row in history if row["rejected"]]
 if with_rejections and actor.can(Permission.EXPORT):
-    st.subheader("Rejected rows")
+    st.subheader(_("Rejected rows"))
     chosen = st.selectbox(
-        "Import",
+        _("Import"),
         with_rejections,
-        format_func=lambda row: (
-            f"#{row['id']} {row['file_name']} ({count_br(row['rejected'])} rejected)"
+        format_func=lambda row: _("#{id} {file} ({count} rejected)").format(
+            id=row["id"], file=row["file_name"], count=count_br(row["rejected"])
         ),
     )
     rejected_rows_button(actor, chosen["id"])

@@ -30,17 +30,25 @@ from billing.core.filters import (
     ChargeFilter,
 )
 from billing.core.formatting import brl, count_br
+from billing.core.i18n import _
 from billing.notices.planning import today_in
 from pages._charge_view import open_charge
 from pages._session import current_actor
-from pages._shared import engine, operator_errors, plain, read_engine, whole_number
+from pages._shared import (
+    engine,
+    operator_errors,
+    plain,
+    read_engine,
+    translated_headers,
+    whole_number,
+)
 
 actor = current_actor()
 
-st.title("Charges")
+st.title(_("Charges"))
 
 if not has_charges(read_engine()):
-    st.info("No charges yet: import a debtor file on the Upload page, then come back here.")
+    st.info(_("No charges yet: import a debtor file on the Upload page, then come back here."))
     st.stop()
 
 today = today_in()
@@ -63,35 +71,47 @@ if "c_q" not in st.session_state:  # the page's first run: its widgets start fro
     charge_param = st.query_params.get("charge", "").strip()
     st.session_state.c_open = whole_number(charge_param)
     if charge_param and st.session_state.c_open is None:
-        notes.append(f"Ignored charge={charge_param[:40]!r} from the link: expected a number.")
+        notes.append(
+            _("Ignored charge={value} from the link: expected a number.").format(
+                value=repr(charge_param[:40])
+            )
+        )
 
 link_notes = st.container()  # filled below, once the filter is known
 imports = {row["id"]: row for row in import_choices(read_engine())}
 search_column, in_column = st.columns([3, 1])
 search_column.text_input(
-    "Search",
+    _("Search"),
     key="c_q",
-    placeholder="Name, e-mail, CPF/CNPJ or debtId",
-    help="Accents and case do not matter. Name words match their beginnings "
-    "(“conc silva”); an e-mail, a CPF/CNPJ or a debtId matches by its beginning.",
+    placeholder=_("Name, e-mail, CPF/CNPJ or debtId"),
+    help=_(
+        "Accents and case do not matter. Name words match their beginnings "
+        "(“conc silva”); an e-mail, a CPF/CNPJ or a debtId matches by its beginning."
+    ),
 )
-in_column.selectbox("Search in", list(SEARCH_IN), format_func=SEARCH_IN.get, key="c_in")
+in_column.selectbox(
+    _("Search in"), list(SEARCH_IN), format_func=lambda k: _(SEARCH_IN[k]), key="c_in"
+)
 columns = st.columns([2, 1, 1, 1, 1])
-columns[0].multiselect("Status", STATUS_CHOICES, format_func=STATUS_LABELS.get, key="c_status")
-columns[1].date_input("Due from", value=None, format="DD/MM/YYYY", key="c_due_from")
-columns[2].date_input("Due until", value=None, format="DD/MM/YYYY", key="c_due_to")
-columns[3].number_input("Amount from (R$)", min_value=0.0, value=None, step=100.0, key="c_min")
-columns[4].number_input("Amount up to (R$)", min_value=0.0, value=None, step=100.0, key="c_max")
+columns[0].multiselect(
+    _("Status"), STATUS_CHOICES, format_func=lambda k: _(STATUS_LABELS[k]), key="c_status"
+)
+columns[1].date_input(_("Due from"), value=None, format="DD/MM/YYYY", key="c_due_from")
+columns[2].date_input(_("Due until"), value=None, format="DD/MM/YYYY", key="c_due_to")
+columns[3].number_input(_("Amount from (R$)"), min_value=0.0, value=None, step=100.0, key="c_min")
+columns[4].number_input(_("Amount up to (R$)"), min_value=0.0, value=None, step=100.0, key="c_max")
 import_column, sort_column = st.columns([3, 2])
 if st.session_state.c_import not in (None, *imports):
-    imports[st.session_state.c_import] = {"file_name": "(not listed)"}
+    imports[st.session_state.c_import] = {"file_name": _("(not listed)")}
 import_column.selectbox(
-    "Import file",
+    _("Import file"),
     [None, *imports],
-    format_func=lambda i: "All files" if i is None else f"#{i} {imports[i]['file_name']}",
+    format_func=lambda i: _("All files") if i is None else f"#{i} {imports[i]['file_name']}",
     key="c_import",
 )
-sort_column.selectbox("Order", list(SORT_LABELS), format_func=SORT_LABELS.get, key="c_sort")
+sort_column.selectbox(
+    _("Order"), list(SORT_LABELS), format_func=lambda k: _(SORT_LABELS[k]), key="c_sort"
+)
 
 
 def _amount(value: float | None) -> Decimal | None:
@@ -118,8 +138,8 @@ if charge_filter == state.c_link_filter:  # what the link said, until the operat
 for note in notes:
     st.warning(plain(note))
 if charge_filter.debtor_id is not None:
-    st.info(f"Only the charges of debtor #{charge_filter.debtor_id}.")
-    if st.button("Show every debtor's charges"):
+    st.info(_("Only the charges of debtor #{id}.").format(id=charge_filter.debtor_id))
+    if st.button(_("Show every debtor's charges")):
         state.c_debtor = None
         st.rerun()
 
@@ -148,9 +168,9 @@ def _export_button(count: int) -> None:
     current_engine = engine()
     st.download_button(
         (
-            "Download this charge (CSV)"
+            _("Download this charge (CSV)")
             if count == 1
-            else f"Download these {count_br(count)} charges (CSV)"
+            else _("Download these {count} charges (CSV)").format(count=count_br(count))
         ),
         data=lambda: charges_csv_file(
             current_engine, actor=actor, charge_filter=charge_filter, today=today
@@ -158,23 +178,23 @@ def _export_button(count: int) -> None:
         file_name=export_file_name(charge_filter, today=today),
         mime="text/csv",
         on_click="ignore",
-        help="Every filtered charge, whole CPF/CNPJ, amounts as plain decimals, ISO dates.",
+        help=_("Every filtered charge, whole CPF/CNPJ, amounts as plain decimals, ISO dates."),
     )
 
 
 count, amount = _totals(charge_filter, today, data_version(read_engine()))
-count_column, amount_column, _ = st.columns(3)
-count_column.metric("Charges", count_br(count))
-amount_column.metric("Total amount", brl(amount))
+count_column, amount_column = st.columns(3)[:2]
+count_column.metric(_("Charges"), count_br(count))
+amount_column.metric(_("Total amount"), brl(amount))
 page_number = len(state.c_cursors)
 page = charge_page(
     read_engine(), charge_filter=charge_filter, today=today, after=state.c_cursors[-1]
 )
 if not page.rows:
-    st.info("No charge matches these filters. Clear the search or widen the dates.")
+    st.info(_("No charge matches these filters. Clear the search or widen the dates."))
 else:
     event = st.dataframe(
-        pd.DataFrame(charge_table(page.rows)),
+        translated_headers(pd.DataFrame(charge_table(page.rows))),
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
@@ -187,16 +207,21 @@ else:
     state.c_selected = selected[0] if selected else None
     first = (page_number - 1) * PAGE_SIZE + 1
     previous, caption, following = st.columns([1, 4, 1])
-    if previous.button("← Previous", disabled=page_number == 1):
+    if previous.button(_("← Previous"), disabled=page_number == 1):
         state.c_cursors.pop()
         state.pop("c_table", None)
         st.rerun()
     caption.caption(
-        f"Page {page_number}: rows {count_br(first)} to {count_br(first + len(page.rows) - 1)} "
-        f"of {count_br(count)}. "
-        "Select a row to open the charge."
+        _(
+            "Page {page}: rows {first} to {last} of {count}. Select a row to open the charge."
+        ).format(
+            page=page_number,
+            first=count_br(first),
+            last=count_br(first + len(page.rows) - 1),
+            count=count_br(count),
+        )
     )
-    if following.button("Next →", disabled=page.next_cursor is None):
+    if following.button(_("Next →"), disabled=page.next_cursor is None):
         state.c_cursors.append(page.next_cursor)
         state.pop("c_table", None)
         st.rerun()
@@ -206,8 +231,8 @@ else:
 
 with st.form("open_charge", border=False):
     reference_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
-    reference = reference_column.text_input("Open a charge by its debtId or number")
-    if button_column.form_submit_button("Open"):
+    reference = reference_column.text_input(_("Open a charge by its debtId or number"))
+    if button_column.form_submit_button(_("Open")):
         with operator_errors():
             state.c_open = find_charge_id(read_engine(), reference)
             st.rerun()

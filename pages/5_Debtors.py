@@ -13,7 +13,8 @@ from billing.charges.browsing import (
     masked_document,
 )
 from billing.core.filters import PAGE_SIZE, SEARCH_IN, ChargeFilter, route_search
-from billing.core.formatting import brl, count_br, counted
+from billing.core.formatting import brl, count_br
+from billing.core.i18n import _, ngettext
 from billing.notices.planning import today_in
 from pages._session import current_actor
 from pages._shared import (
@@ -22,15 +23,16 @@ from pages._shared import (
     read_engine,
     reveal_button,
     shown_document,
+    translated_headers,
     whole_number,
 )
 
 actor = current_actor()
 
-st.title("Debtors")
+st.title(_("Debtors"))
 
 if not has_charges(read_engine()):
-    st.info("No debtors yet: import a debtor file on the Upload page, then come back here.")
+    st.info(_("No debtors yet: import a debtor file on the Upload page, then come back here."))
     st.stop()
 
 state = st.session_state
@@ -44,9 +46,13 @@ if "d_q" not in state:  # the page's first run: start from the link
 
 search_column, in_column = st.columns([3, 1])
 search_column.text_input(
-    "Search", key="d_q", placeholder="Name, e-mail, CPF/CNPJ or debtId of one of their charges"
+    _("Search"),
+    key="d_q",
+    placeholder=_("Name, e-mail, CPF/CNPJ or debtId of one of their charges"),
 )
-in_column.selectbox("Search in", list(SEARCH_IN), format_func=SEARCH_IN.get, key="d_in")
+in_column.selectbox(
+    _("Search in"), list(SEARCH_IN), format_func=lambda k: _(SEARCH_IN[k]), key="d_in"
+)
 link = {"q": state.d_q} if state.d_q.strip() else {}
 if link and state.d_in != "auto":
     link["in"] = state.d_in
@@ -61,18 +67,20 @@ if state.get("d_pages_of") != search:
     state.pop("d_table", None)  # a row selected in another list means nothing here
 if state.d_q.strip() and route_search(state.d_q, search_in=state.d_in) is None:
     st.warning(
-        f"“{plain(state.d_q)}” has no letters or digits to search for; showing every debtor."
+        _("“{text}” has no letters or digits to search for; showing every debtor.").format(
+            text=plain(state.d_q)
+        )
     )
 page = debtor_page(read_engine(), text=state.d_q, search_in=state.d_in, after=state.d_cursors[-1])
 if not page.rows:
-    st.info("No debtor matches. Check the spelling, or search by CPF/CNPJ or e-mail.")
+    st.info(_("No debtor matches. Check the spelling, or search by CPF/CNPJ or e-mail."))
 else:
     table = pd.DataFrame(
         {
-            "Debtor": [row["name"] for row in page.rows],
+            _("Debtor"): [row["name"] for row in page.rows],
             "CPF/CNPJ": [masked_document(row["government_id"]) for row in page.rows],
-            "E-mail": [row["email"] for row in page.rows],
-            "Charges": [row["charges"] for row in page.rows],
+            _("E-mail"): [row["email"] for row in page.rows],
+            _("Charges"): [row["charges"] for row in page.rows],
         }
     )
     event = st.dataframe(
@@ -88,12 +96,14 @@ else:
             state.d_open = chosen
             st.rerun()
     previous, caption, following = st.columns([1, 4, 1])
-    if previous.button("← Previous", disabled=len(state.d_cursors) == 1):
+    if previous.button(_("← Previous"), disabled=len(state.d_cursors) == 1):
         state.d_cursors.pop()
         state.pop("d_table", None)
         st.rerun()
-    caption.caption(f"Page {len(state.d_cursors)}, by name. Select a row to see the debtor.")
-    if following.button("Next →", disabled=page.next_cursor is None):
+    caption.caption(
+        _("Page {page}, by name. Select a row to see the debtor.").format(page=len(state.d_cursors))
+    )
+    if following.button(_("Next →"), disabled=page.next_cursor is None):
         state.d_cursors.append(page.next_cursor)
         state.pop("d_table", None)
         st.rerun()
@@ -103,31 +113,34 @@ if state.d_open is not None:
     with operator_errors():
         debtor = debtor_summary(read_engine(), state.d_open, today=today)
         st.divider()
-        st.subheader(f"Debtor #{debtor['id']}")  # names come from files: shown as plain text
+        st.subheader(_("Debtor #{id}").format(id=debtor["id"]))  # names: shown as plain text
         document = shown_document(debtor["id"], debtor["government_id"])
         st.text(f"{debtor['name']} · CPF/CNPJ {document} · {debtor['email']}")
         reveal_button(actor, debtor["id"])
         totals = st.columns(4)
-        totals[0].metric("Charges", count_br(debtor["charges"]))
-        totals[1].metric("Outstanding", brl(debtor["outstanding"]))
-        totals[2].metric("Paid", brl(debtor["paid"]))
+        totals[0].metric(_("Charges"), count_br(debtor["charges"]))
+        totals[1].metric(_("Outstanding"), brl(debtor["outstanding"]))
+        totals[2].metric(_("Paid"), brl(debtor["paid"]))
+        overdue = debtor["overdue_charges"]
         totals[3].metric(
-            "Overdue",
+            _("Overdue"),
             brl(debtor["overdue"]),
-            counted(debtor["overdue_charges"], "charge", "charges"),
+            ngettext("{count} charge", "{count} charges", overdue).format(count=count_br(overdue)),
             "off",
         )
         charges = charge_page(
             read_engine(), charge_filter=ChargeFilter(debtor_id=debtor["id"]), today=today
         )
-        st.dataframe(pd.DataFrame(charge_table(charges.rows)), hide_index=True)
+        st.dataframe(translated_headers(pd.DataFrame(charge_table(charges.rows))), hide_index=True)
         if charges.next_cursor is not None:
-            st.caption(f"The first {PAGE_SIZE} charges, by due date.")
+            st.caption(_("The first {count} charges, by due date.").format(count=PAGE_SIZE))
         try:
             st.page_link(
                 "pages/3_Charges.py",
-                label="Open these charges on the Charges page",
+                label=_("Open these charges on the Charges page"),
                 query_params={"debtor": str(debtor["id"])},
             )
         except StreamlitPageNotFoundError:  # this page was started on its own
-            st.caption(f"On the Charges page, ?debtor={debtor['id']} lists them all.")
+            st.caption(
+                _("On the Charges page, ?debtor={id} lists them all.").format(id=debtor["id"])
+            )

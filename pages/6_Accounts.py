@@ -12,14 +12,15 @@ from billing.accounts.users import (
     set_role,
 )
 from billing.core.formatting import datetime_br
+from billing.core.i18n import _
 from billing.core.settings import get_settings
 from pages._session import current_actor
-from pages._shared import engine, operator_errors, read_engine, wrote
+from pages._shared import engine, operator_errors, read_engine, role_name, wrote
 
 ROLES = ["viewer", "operator", "admin"]
 actor = current_actor()
 zone = get_settings().timezone
-st.title("Accounts")
+st.title(_("Accounts"))
 
 accounts = []
 with operator_errors():
@@ -30,15 +31,15 @@ if not accounts:
 st.dataframe(
     pd.DataFrame(
         {
-            "E-mail": [a.email for a in accounts],
-            "Role": [a.role.value for a in accounts],
-            "Status": ["disabled" if a.disabled else "active" for a in accounts],
-            "Signs in with": [
-                "password" if a.has_password else "company account" for a in accounts
+            _("E-mail"): [a.email for a in accounts],
+            _("Role"): [role_name(a.role) for a in accounts],
+            _("Status"): [_("disabled") if a.disabled else _("active") for a in accounts],
+            _("Signs in with"): [
+                _("password") if a.has_password else _("company account") for a in accounts
             ],
-            "Last sign-in": [datetime_br(a.last_sign_in_at, timezone=zone) for a in accounts],
-            "Locked until": [datetime_br(a.locked_until, timezone=zone) for a in accounts],
-            "Created by": [a.created_by for a in accounts],
+            _("Last sign-in"): [datetime_br(a.last_sign_in_at, timezone=zone) for a in accounts],
+            _("Locked until"): [datetime_br(a.locked_until, timezone=zone) for a in accounts],
+            _("Created by"): [a.created_by for a in accounts],
         }
     ),
     hide_index=True,
@@ -53,39 +54,55 @@ def _done(message: str) -> None:
     st.rerun()
 
 
-add_tab, change_tab = st.tabs(["Add an account", "Change an account"])
+add_tab, change_tab = st.tabs([_("Add an account"), _("Change an account")])
 with add_tab, st.form("add_account", clear_on_submit=True):
-    email = st.text_input("E-mail")
-    role = st.selectbox("Role", ROLES, index=1)
+    email = st.text_input(_("E-mail"))
+    role = st.selectbox(_("Role"), ROLES, index=1, format_func=role_name)
     password = st.text_input(
-        f"Password (at least {MIN_PASSWORD_LENGTH} characters; empty: company account only)",
+        _("Password (at least {count} characters; empty: company account only)").format(
+            count=MIN_PASSWORD_LENGTH
+        ),
         type="password",
         autocomplete="new-password",
     )
-    if st.form_submit_button("Add the account", type="primary"):
+    if st.form_submit_button(_("Add the account"), type="primary"):
         with operator_errors():
             added = create_account(
                 engine(), actor=actor, email=email, role=role, password=password or None
             )
-            _done(f"Added {added.email} as {added.role.value}.")
+            _done(
+                _("Added {email} as {role}.").format(email=added.email, role=role_name(added.role))
+            )
 
 with change_tab:
-    chosen = st.selectbox("Account", [a.email for a in accounts])
+    chosen = st.selectbox(_("Account"), [a.email for a in accounts])
     current = next(a for a in accounts if a.email == chosen)
     role_column, password_column = st.columns(2)
     with role_column.form("set_role"):
-        new_role = st.selectbox("Role", ROLES, index=ROLES.index(current.role.value))
-        if st.form_submit_button("Change the role"):
+        new_role = st.selectbox(
+            _("Role"), ROLES, index=ROLES.index(current.role.value), format_func=role_name
+        )
+        if st.form_submit_button(_("Change the role")):
             with operator_errors():
                 changed = set_role(engine(), actor=actor, email=chosen, role=new_role)
-                _done(f"{changed.email} is now {changed.role.value}.")
+                _done(
+                    _("{email} is now {role}.").format(
+                        email=changed.email, role=role_name(changed.role)
+                    )
+                )
     with password_column.form("reset_password", clear_on_submit=True):
-        new_password = st.text_input("New password", type="password", autocomplete="new-password")
-        if st.form_submit_button("Reset the password"):
+        new_password = st.text_input(
+            _("New password"), type="password", autocomplete="new-password"
+        )
+        if st.form_submit_button(_("Reset the password")):
             with operator_errors():
                 reset = reset_password(engine(), actor=actor, email=chosen, password=new_password)
-                _done(f"New password set for {reset.email}; their sessions were ended.")
-    if not current.disabled and st.button("Disable this account", key="disable_account"):
+                _done(
+                    _("New password set for {email}; their sessions were ended.").format(
+                        email=reset.email
+                    )
+                )
+    if not current.disabled and st.button(_("Disable this account"), key="disable_account"):
         with operator_errors():
             disabled = disable_account(engine(), actor=actor, email=chosen)
-            _done(f"{disabled.email} is disabled; their sessions were ended.")
+            _done(_("{email} is disabled; their sessions were ended.").format(email=disabled.email))

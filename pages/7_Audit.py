@@ -7,14 +7,15 @@ import streamlit as st
 
 from billing.accounts.audit import AuditFilter, audit_choices, audit_csv_file, audit_events
 from billing.core.formatting import datetime_br
+from billing.core.i18n import _
 from billing.core.settings import get_settings
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, read_engine
 
 actor = current_actor()
 zone = get_settings().timezone
-st.title("Audit trail")
-st.caption("Every sign-in, every action on money or personal data, every account change.")
+st.title(_("Audit trail"))
+st.caption(_("Every sign-in, every action on money or personal data, every account change."))
 
 choices = None
 with operator_errors():
@@ -23,13 +24,15 @@ if choices is None:
     st.stop()  # the refusal is on the screen
 
 columns = st.columns([2, 2, 2, 1, 1])
-who = columns[0].selectbox("Who", [None, *choices["actor"]], format_func=lambda v: v or "Anyone")
-what = columns[1].selectbox(
-    "Action", [None, *choices["action"]], format_func=lambda v: v or "Any action"
+who = columns[0].selectbox(
+    _("Who"), [None, *choices["actor"]], format_func=lambda v: v or _("Anyone")
 )
-subject = columns[2].text_input("Subject", placeholder="charge:12, debtor:3, an e-mail…")
-day_from: date | None = columns[3].date_input("From", value=None, format="DD/MM/YYYY")
-day_to: date | None = columns[4].date_input("Until", value=None, format="DD/MM/YYYY")
+what = columns[1].selectbox(
+    _("Action"), [None, *choices["action"]], format_func=lambda v: v or _("Any action")
+)
+subject = columns[2].text_input(_("Subject"), placeholder=_("charge:12, debtor:3, an e-mail…"))
+day_from: date | None = columns[3].date_input(_("From"), value=None, format="DD/MM/YYYY")
+day_to: date | None = columns[4].date_input(_("Until"), value=None, format="DD/MM/YYYY")
 audit_filter = AuditFilter(
     actor=who, action=what, subject=subject, day_from=day_from, day_to=day_to
 )
@@ -45,37 +48,39 @@ rows = audit_events(
     before_id=state.audit_cursors[-1],
 )
 if not rows:
-    st.info("No event matches these filters.")
+    st.info(_("No event matches these filters."))
     st.stop()
 st.dataframe(
     pd.DataFrame(
         {
-            "When": [datetime_br(row["at"], timezone=zone) for row in rows],
-            "Who": [row["actor"] for row in rows],
-            "Action": [row["action"] for row in rows],
-            "Subject": [row["subject"] for row in rows],
-            "Details": [", ".join(f"{k}: {v}" for k, v in row["details"].items()) for row in rows],
+            _("When"): [datetime_br(row["at"], timezone=zone) for row in rows],
+            _("Who"): [row["actor"] for row in rows],
+            _("Action"): [row["action"] for row in rows],
+            _("Subject"): [row["subject"] for row in rows],
+            _("Details"): [
+                ", ".join(f"{k}: {v}" for k, v in row["details"].items()) for row in rows
+            ],
         }
     ),
     hide_index=True,
 )
 previous, caption, following = st.columns([1, 4, 1])
-if previous.button("← Newer", disabled=len(state.audit_cursors) == 1):
+if previous.button(_("← Newer"), disabled=len(state.audit_cursors) == 1):
     state.audit_cursors.pop()
     st.rerun()
-caption.caption(f"Page {len(state.audit_cursors)}, newest first.")
-if following.button("Older →", disabled=len(rows) < 100):
+caption.caption(_("Page {page}, newest first.").format(page=len(state.audit_cursors)))
+if following.button(_("Older →"), disabled=len(rows) < 100):
     state.audit_cursors.append(rows[-1]["id"])
     st.rerun()
 
 current_engine = engine()
 st.download_button(
-    "Download these events (CSV)",
+    _("Download these events (CSV)"),
     data=lambda: audit_csv_file(
         current_engine, actor=actor, audit_filter=audit_filter, timezone=zone
     ),
     file_name=f"audit-{date.today().isoformat()}.csv",
     mime="text/csv",
     on_click="ignore",
-    help="Every event matching the filters, oldest first; the download is itself recorded.",
+    help=_("Every event matching the filters, oldest first; the download is itself recorded."),
 )

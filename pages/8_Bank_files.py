@@ -14,25 +14,38 @@ from billing.cnab.service import (
     retorno_report,
 )
 from billing.core.formatting import brl, count_br
+from billing.core.i18n import N_, _
 from pages._session import current_actor
-from pages._shared import engine, import_engine, operator_errors, plain, wrote
+from pages._shared import engine, import_engine, operator_errors, plain, shown_word, wrote
 
 actor = current_actor()
 may_exchange = actor.can(Permission.BANK_FILES)
 _REPORT = "retorno_report"  # the retorno just imported, shown after the rerun
+# What became of a retorno's titles (billing.cnab's outcome groups), as the reader says it.
+OUTCOMES = {
+    "registered": N_("registered"),
+    "rejected": N_("rejected"),
+    "liquidated": N_("liquidated"),
+    "written_off": N_("written off"),
+    "unchanged": N_("unchanged"),
+    "unknown": N_("unknown"),
+    "ignored": N_("ignored"),
+}
 
-st.title("Bank files")
+st.title(_("Bank files"))
 st.caption(
-    "The remessa asks the bank to register each new boleto and to write off canceled "
-    "ones; the retorno is the bank's answer: registrations, rejections, payments and "
-    "write-offs. Both are CNAB 240 files."
+    _(
+        "The remessa asks the bank to register each new boleto and to write off canceled "
+        "ones; the retorno is the bank's answer: registrations, rejections, payments and "
+        "write-offs. Both are CNAB 240 files."
+    )
 )
 
 
 def _download(remessa_id: int, file_name: str, key: str) -> None:
     current_engine = engine()
     st.download_button(
-        f"Download {file_name}",
+        _("Download {file}").format(file=file_name),
         data=lambda: remessa_download(current_engine, actor=actor, remessa_id=remessa_id)[1],
         on_click="ignore",
         file_name=file_name,
@@ -41,75 +54,101 @@ def _download(remessa_id: int, file_name: str, key: str) -> None:
     )
 
 
-st.header("Remessa (to the bank)")
-if may_exchange and st.button("Generate the remessa", type="primary"):
+st.header(_("Remessa (to the bank)"))
+if may_exchange and st.button(_("Generate the remessa"), type="primary"):
     with operator_errors():
         result = generate_remessa(import_engine(), actor=actor)
         wrote()
         if not result.files:
-            st.info("Nothing new to send: every boleto is already in a remessa.")
+            st.info(_("Nothing new to send: every boleto is already in a remessa."))
         for item in result.files:
             st.success(
-                f"Remessa NSA {item.nsa}: {count_br(item.registrations)} registrations, "
-                f"{count_br(item.write_offs)} write-off requests, {brl(item.total_amount)}."
+                _(
+                    "Remessa NSA {nsa}: {registrations} registrations, {write_offs} write-off "
+                    "requests, {amount}."
+                ).format(
+                    nsa=item.nsa,
+                    registrations=count_br(item.registrations),
+                    write_offs=count_br(item.write_offs),
+                    amount=brl(item.total_amount),
+                )
             )
             _download(item.remessa_id, item.file_name, key=f"new-{item.remessa_id}")
+        if result.without_address:
+            st.warning(
+                _(
+                    "{count} of these charges went out with no debtor address in segment Q: "
+                    "the debtor file has none. CAIXA accepts that when the fund prints and "
+                    "sends the boletos; a bank that requires a CEP will refuse them."
+                ).format(count=count_br(result.without_address))
+            )
 
 remessas = remessa_history(engine(), actor=actor)
 if remessas:
     table = pd.DataFrame(remessas)
     st.dataframe(
-        table[["nsa", "generated_at", "file_name", "registrations", "write_offs", "records",
-               "total_amount", "actor"]],
+        table[["nsa", "generated_at", "file_name", "registrations", "without_address",
+               "write_offs", "records", "total_amount", "actor"]],
         hide_index=True,
         column_config={
             "nsa": st.column_config.NumberColumn("NSA", format="%d"),
-            "generated_at": st.column_config.DatetimeColumn("When", format="DD/MM/YYYY HH:mm"),
-            "file_name": "File",
-            "registrations": "Registrations",
-            "write_offs": "Write-offs",
-            "records": "Lines",
-            "total_amount": st.column_config.NumberColumn("Amount (R$)", format="%.2f"),
-            "actor": "By",
+            "generated_at": st.column_config.DatetimeColumn(_("When"), format="DD/MM/YYYY HH:mm"),
+            "file_name": _("File"),
+            "registrations": _("Registrations"),
+            "without_address": _("Without address"),
+            "write_offs": _("Write-offs"),
+            "records": _("Lines"),
+            "total_amount": st.column_config.NumberColumn(_("Amount (R$)"), format="%.2f"),
+            "actor": _("By"),
         },
     )  # fmt: skip
     if may_exchange:
         chosen = st.selectbox(
-            "Download again", remessas, format_func=lambda row: f"NSA {row['nsa']}: "
+            _("Download again"), remessas, format_func=lambda row: f"NSA {row['nsa']}: "
             f"{row['file_name']}"
         )  # fmt: skip
         _download(chosen["id"], chosen["file_name"], key="again")
 else:
-    st.info("No remessa generated yet.")
+    st.info(_("No remessa generated yet."))
 
-st.header("Retorno (from the bank)")
+st.header(_("Retorno (from the bank)"))
 if may_exchange:
     # Banks name retornos in many ways (.ret, .txt, none): the content decides, not the name.
-    uploaded = st.file_uploader("Retorno file", key="ret")
-    if uploaded is not None and st.button("Import the retorno"):
+    uploaded = st.file_uploader(_("Retorno file"), key="ret")
+    if uploaded is not None and st.button(_("Import the retorno")):
         with operator_errors():
             result = import_retorno(
                 import_engine(), actor=actor, data=uploaded.getvalue(), file_name=uploaded.name
             )
             wrote()
             if result.status == "refused":
-                st.error(f"**Retorno refused.** {plain(result.error)}")
+                st.error(
+                    "**{title}** {error}".format(
+                        title=_("Retorno refused."), error=plain(result.error)
+                    )
+                )
             else:
                 counts = ", ".join(
-                    f"{count_br(n)} {name.replace('_', ' ')}" for name, n in result.counts.items()
+                    f"{count_br(n)} {_(OUTCOMES.get(name, name))}"
+                    for name, n in result.counts.items()
                 )
                 st.success(
-                    f"Retorno #{result.retorno_id} imported: {count_br(result.entries)} titles "
-                    f"({plain(counts)}); {brl(result.paid_amount)} paid."
+                    _("Retorno #{id} imported: {entries} titles ({counts}); {paid} paid.").format(
+                        id=result.retorno_id,
+                        entries=count_br(result.entries),
+                        counts=plain(counts),
+                        paid=brl(result.paid_amount),
+                    )
                 )
                 st.session_state[_REPORT] = result.retorno_id
 else:
-    st.info("Importing retornos is for operators.")
+    st.info(_("Importing retornos is for operators."))
 
 retornos = retorno_history(engine(), actor=actor)
 if retornos:
     table = pd.DataFrame(retornos)
     table["error"] = table["error"].fillna("")
+    table["status"] = table["status"].map(shown_word)
     st.dataframe(
         table[["id", "started_at", "file_name", "nsa", "status", "entries", "registered",
                "rejected", "liquidated", "written_off", "unchanged", "unknown", "paid_amount",
@@ -117,18 +156,18 @@ if retornos:
         hide_index=True,
         column_config={
             "id": st.column_config.NumberColumn("#", format="%d"),
-            "started_at": st.column_config.DatetimeColumn("When", format="DD/MM/YYYY HH:mm"),
-            "file_name": "File", "nsa": "NSA", "status": "Status", "entries": "Titles",
-            "registered": "Registered", "rejected": "Rejected", "liquidated": "Paid",
-            "written_off": "Written off", "unchanged": "Already applied",
-            "unknown": "Unknown", "paid_amount": st.column_config.NumberColumn(
-                "Paid (R$)", format="%.2f"), "error": "Message",
+            "started_at": st.column_config.DatetimeColumn(_("When"), format="DD/MM/YYYY HH:mm"),
+            "file_name": _("File"), "nsa": "NSA", "status": _("Status"), "entries": _("Titles"),
+            "registered": _("Registered"), "rejected": _("Rejected"), "liquidated": _("Paid"),
+            "written_off": _("Written off"), "unchanged": _("Already applied"),
+            "unknown": _("Unknown"), "paid_amount": st.column_config.NumberColumn(
+                _("Paid (R$)"), format="%.2f"), "error": _("Message"),
         },
     )  # fmt: skip
     ids = [row["id"] for row in retornos]
     shown = st.session_state.get(_REPORT)
     chosen_id = st.selectbox(
-        "Lines of retorno", ids, index=ids.index(shown) if shown in ids else 0,
+        _("Lines of retorno"), ids, index=ids.index(shown) if shown in ids else 0,
         format_func=lambda i: f"#{i}",
     )  # fmt: skip
     st.dataframe(
@@ -136,4 +175,4 @@ if retornos:
         hide_index=True,
     )
 else:
-    st.info("No retorno imported yet.")
+    st.info(_("No retorno imported yet."))

@@ -1,7 +1,8 @@
 """The dashboard's charts: Plotly bars of the overview's frames, in pt-BR.
 
 Built here, beside the screens, so the domain (billing/) hands over figures and frames
-and never a drawing."""
+and never a drawing. Their labels (statuses, age buckets) come in English and are shown
+in the reader's language."""
 
 from __future__ import annotations
 
@@ -10,21 +11,23 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from billing.charges.overview import AGING_BUCKETS
+from billing.core.i18n import N_, _
 from billing.core.statuses import STATUS_LABELS
 
 COLORS = {
-    "Pending (no boleto yet)": "#9e9e9e",
-    "Issued": "#1f77b4",
-    "Registered at the bank": "#17becf",
-    "Partially paid": "#ff7f0e",
-    "Paid": "#2ca02c",
-    "Canceled": "#d0d0d0",
-    "Current": "#1f77b4",
-    "1-30 days": "#f2c14e",
-    "31-60 days": "#f08a3c",
-    "61-90 days": "#d9482b",
-    "Over 90 days": "#8c1c13",
+    N_("Pending (no boleto yet)"): "#9e9e9e",
+    N_("Issued"): "#1f77b4",
+    N_("Registered at the bank"): "#17becf",
+    N_("Partially paid"): "#ff7f0e",
+    N_("Paid"): "#2ca02c",
+    N_("Canceled"): "#d0d0d0",
+    N_("Current"): "#1f77b4",
+    N_("1-30 days"): "#f2c14e",
+    N_("31-60 days"): "#f08a3c",
+    N_("61-90 days"): "#d9482b",
+    N_("Over 90 days"): "#8c1c13",
 }
+LABEL_COLUMNS = ("label", "bucket")  # English labels, translated when drawn
 _DAY_MS = 86_400_000  # plotly measures date axes in milliseconds
 
 
@@ -40,6 +43,10 @@ def bar_chart(
     """Bars of one of the frames above, in pt-BR: "R$ 1.234" on the value axis, the
     frame's `hover` sentence on hover. A `day` axis is a date axis labelled dd/mm/yyyy,
     at least a week wide so a single day is not drawn across the whole chart."""
+    frame = frame.copy()
+    for column in LABEL_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].map(_)
     figure = px.bar(
         frame,
         x=x,
@@ -47,8 +54,11 @@ def bar_chart(
         color=color,
         orientation="h" if horizontal else "v",
         custom_data=["hover"],
-        color_discrete_map=COLORS,
-        category_orders={"label": list(STATUS_LABELS.values()), "bucket": list(AGING_BUCKETS)},
+        color_discrete_map={_(label): value for label, value in COLORS.items()},
+        category_orders={
+            "label": [_(label) for label in STATUS_LABELS.values()],
+            "bucket": [_(bucket) for bucket in AGING_BUCKETS],
+        },
     )
     figure.update_traces(hovertemplate="%{customdata[0]}<extra></extra>")
     value_axis = "xaxis" if horizontal else "yaxis"

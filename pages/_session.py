@@ -17,24 +17,37 @@ from billing.accounts.users import (
     AUTH_MODES,
     MIN_PASSWORD_LENGTH,
     SignInRefused,
+    account_language,
     create_first_admin,
     needs_first_admin,
     oidc_actor,
     resume_session,
+    set_language,
     sign_in,
     sign_out,
 )
 from billing.core.errors import OperatorError
+from billing.core.i18n import (
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    _,
+    current_language,
+    is_language,
+    use_language,
+)
 from billing.core.settings import get_settings
-from pages._shared import engine, plain
+from pages._shared import engine, plain, role_name
 
 COOKIE = "billing_session"
 COOKIE_DAYS = 30
 _ACTOR, _TOKEN = "actor", "session_token"
+# The language this tab is shown in: the switch's choice, else the account's, else LANGUAGE.
+_LANGUAGE = "language"
 
 
 def current_actor() -> Actor:
     """The signed-in identity of this run; a script reached without one renders nothing."""
+    use_language(st.session_state.get(_LANGUAGE))  # a page opened on its own too
     actor = st.session_state.get(_ACTOR)
     if not isinstance(actor, Actor):
         st.stop()
@@ -43,17 +56,46 @@ def current_actor() -> Actor:
 
 def signed_in_actor() -> Actor | None:
     """The identity using this tab, checked against the database on every run; None for
-    a visitor, who must be shown `sign_in_screen` and nothing else."""
+    a visitor, who must be shown `sign_in_screen` and nothing else. Sets the language
+    of the run: the tab's choice, else the account's, else LANGUAGE."""
+    use_language(st.session_state.get(_LANGUAGE))
     mode = get_settings().auth_mode
     if mode not in AUTH_MODES:
-        st.error(f"AUTH_MODE must be {' or '.join(AUTH_MODES)}, not {mode!r}; nobody can sign in.")
+        st.error(
+            _("AUTH_MODE must be {modes}, not {mode}; nobody can sign in.").format(
+                modes=_(" or ").join(AUTH_MODES), mode=repr(mode)
+            )
+        )
         st.stop()
     actor = _oidc_actor() if mode == "oidc" else _password_actor()
     if actor is None:
         st.session_state.pop(_ACTOR, None)
+        st.session_state.pop(_LANGUAGE, None)  # the next account reads in its own
     else:
         st.session_state[_ACTOR] = actor
+        _use_account_language(actor)
     return actor
+
+
+def _use_account_language(actor: Actor) -> None:
+    """The account's language, read once per tab (the switch keeps it up to date)."""
+    if not is_language(st.session_state.get(_LANGUAGE)):
+        st.session_state[_LANGUAGE] = account_language(engine(), actor.name) or current_language()
+    use_language(st.session_state[_LANGUAGE])
+
+
+def language_switch(actor: Actor) -> None:
+    """The sidebar's choice of language: the page changes at once, and the account keeps
+    it for every browser where it signs in."""
+    shown = current_language()
+    chosen = st.sidebar.selectbox(
+        _("Language"), LANGUAGES, index=LANGUAGES.index(shown), format_func=LANGUAGE_NAMES.get
+    )
+    if chosen == shown:
+        return
+    st.session_state[_LANGUAGE] = chosen
+    set_language(engine(), actor=actor, language=chosen)
+    st.rerun()
 
 
 def sign_in_screen() -> None:
@@ -69,9 +111,12 @@ def sign_in_screen() -> None:
 
 
 def sign_out_button(actor: Actor) -> None:
-    st.sidebar.caption(f"Signed in as {plain(actor.name)} ({actor.role.value})")
-    if st.sidebar.button("Sign out", icon=":material/logout:"):
+    st.sidebar.caption(
+        _("Signed in as {name} ({role})").format(name=plain(actor.name), role=role_name(actor.role))
+    )
+    if st.sidebar.button(_("Sign out"), icon=":material/logout:"):
         st.session_state.pop(_ACTOR, None)
+        st.session_state.pop(_LANGUAGE, None)
         st.session_state["signed_out"] = True
         if get_settings().auth_mode == "oidc":
             record_now(
@@ -114,15 +159,15 @@ def _password_actor() -> Actor | None:
 
 
 def _sign_in_screen(*, expired: bool) -> None:
-    st.title("Sign in")
+    st.title(_("Sign in"))
     if expired:
-        st.info("Your session ended (signed out elsewhere, or unused for a while).")
+        st.info(_("Your session ended (signed out elsewhere, or unused for a while)."))
     elif st.session_state.pop("signed_out", False):
-        st.success("Signed out.")
+        st.success(_("Signed out."))
     with st.form("sign_in"):
-        email = st.text_input("E-mail", autocomplete="username")
-        password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = st.form_submit_button("Sign in", type="primary")
+        email = st.text_input(_("E-mail"), autocomplete="username")
+        password = st.text_input(_("Password"), type="password", autocomplete="current-password")
+        submitted = st.form_submit_button(_("Sign in"), type="primary")
     if submitted:
         try:
             signed = sign_in(engine(), email=email, password=password)
@@ -133,24 +178,26 @@ def _sign_in_screen(*, expired: bool) -> None:
 
 
 def _first_admin_screen() -> None:
-    st.title("Create the first administrator")
+    st.title(_("Create the first administrator"))
     st.write(
-        "No account exists yet. The account created here is an administrator: it can add "
-        "the other accounts. This screen is shown only until one account exists."
+        _(
+            "No account exists yet. The account created here is an administrator: it can add "
+            "the other accounts. This screen is shown only until one account exists."
+        )
     )
     with st.form("first_admin"):
-        email = st.text_input("E-mail", autocomplete="username")
+        email = st.text_input(_("E-mail"), autocomplete="username")
         password = st.text_input(
-            f"Password (at least {MIN_PASSWORD_LENGTH} characters)",
+            _("Password (at least {count} characters)").format(count=MIN_PASSWORD_LENGTH),
             type="password",
             autocomplete="new-password",
         )
-        again = st.text_input("The password again", type="password", autocomplete="new-password")
-        submitted = st.form_submit_button("Create the administrator", type="primary")
+        again = st.text_input(_("The password again"), type="password", autocomplete="new-password")
+        submitted = st.form_submit_button(_("Create the administrator"), type="primary")
     if not submitted:
         return
     if password != again:
-        st.error("The two passwords differ; type them again.")
+        st.error(_("The two passwords differ; type them again."))
         return
     try:
         create_first_admin(engine(), email=email, password=password)
@@ -189,8 +236,10 @@ def _set_cookie(token: str) -> None:
 def _oidc_actor() -> Actor | None:
     if "is_logged_in" not in st.user:  # Streamlit found no [auth] section
         st.error(
-            "AUTH_MODE is oidc but Streamlit found no [auth] section in its secrets "
-            "(STREAMLIT_SECRETS_FILES or .streamlit/secrets.toml); nobody can sign in."
+            _(
+                "AUTH_MODE is oidc but Streamlit found no [auth] section in its secrets "
+                "(STREAMLIT_SECRETS_FILES or .streamlit/secrets.toml); nobody can sign in."
+            )
         )
         st.stop()
     if not st.user.get("is_logged_in"):
@@ -219,22 +268,26 @@ def _oidc_actor() -> Actor | None:
 
 
 def _oidc_sign_in_screen() -> None:
-    st.title("Sign in")
+    st.title(_("Sign in"))
     refusal = st.session_state.get("oidc_refusal")
     if refusal is not None and st.user.get("is_logged_in"):
         st.error(f"**{plain(refusal[1].title)}.** {plain(refusal[1].message)}")
-        if st.button("Sign out of the company account"):
+        if st.button(_("Sign out of the company account")):
             st.session_state.pop("oidc_refusal", None)
             st.logout()
             st.stop()
         return
     if st.session_state.pop("signed_out", False):
-        st.success("Signed out.")
-    st.write("Sign in with your company account.")
-    if st.button("Sign in with the company account", type="primary"):
+        st.success(_("Signed out."))
+    st.write(_("Sign in with your company account."))
+    if st.button(_("Sign in with the company account"), type="primary"):
         try:
             st.login()
         except StreamlitAuthError as exc:
-            st.error(f"**The identity provider is not configured.** {plain(exc)}")
+            st.error(
+                "**{title}** {detail}".format(
+                    title=_("The identity provider is not configured."), detail=plain(exc)
+                )
+            )
             return
         st.stop()  # the redirect must reach the browser before any rerun

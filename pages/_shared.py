@@ -8,12 +8,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 from streamlit.runtime.pages_manager import PagesManager
 
-from billing.accounts.access import Actor, Permission
+from billing.accounts.access import Actor, Permission, Role
 from billing.core.errors import OperatorError
+from billing.core.i18n import N_, _
 
 log = logging.getLogger("billing.dashboard")
 
@@ -35,7 +37,11 @@ def _use_app_navigation() -> None:
         st.rerun()
 
 
-@st.cache_resource(show_spinner="Starting the database…")
+# Spinners said once, when the server starts: in the default language (LANGUAGE).
+STARTING = N_("Starting the database…")
+
+
+@st.cache_resource(show_spinner=_(STARTING))
 def import_engine() -> Engine:
     """The engine for imports: no statement or lock limit (a large file runs for minutes,
     and an import waits for the one before it to finish)."""
@@ -47,7 +53,7 @@ def import_engine() -> Engine:
     return engine
 
 
-@st.cache_resource(show_spinner="Starting the database…")
+@st.cache_resource(show_spinner=_(STARTING))
 def engine() -> Engine:
     """The engine for actions and for reads that must see the latest data: the primary,
     a lock waited for past DATABASE_LOCK_TIMEOUT_SECONDS given up."""
@@ -63,7 +69,7 @@ READ_YOUR_WRITES_SECONDS = 10.0
 _WROTE_AT = "wrote_at"
 
 
-@st.cache_resource(show_spinner="Starting the database…")
+@st.cache_resource(show_spinner=_(STARTING))
 def _replica() -> Engine:
     from db.engine import dashboard_read_limits, get_read_engine
 
@@ -84,6 +90,31 @@ def read_engine() -> Engine:
 def wrote() -> None:
     """Call after an action changed data: this session reads from the primary for a while."""
     st.session_state[_WROTE_AT] = time.monotonic()
+
+
+ROLE_NAMES = {Role.VIEWER: N_("viewer"), Role.OPERATOR: N_("operator"), Role.ADMIN: N_("admin")}
+
+
+def role_name(role: Role | str) -> str:
+    """A role as the reader says it ("operador"); its value stays English in the database."""
+    return _(ROLE_NAMES.get(Role(role), str(role)))
+
+
+# Values stored in English (imports, notices, retornos), shown in the reader's language.
+STORED_WORDS = (
+    *(N_("running"), N_("done"), N_("failed"), N_("refused")),
+    *(N_("queued"), N_("sending"), N_("sent"), N_("skipped")),
+)
+
+
+def shown_word(value: object) -> object:
+    """A stored word (a status) in the reader's language; anything else as it is."""
+    return _(value) if isinstance(value, str) and value else value
+
+
+def translated_headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table whose column names are English labels (the domain's), in the reader's language."""
+    return frame.rename(columns=_)
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&@])")
@@ -121,8 +152,10 @@ def operator_errors(*, when_database_lost: str | None = None) -> Iterator[None]:
             return
         log.exception("dashboard action failed")
         st.error(
-            "Something went wrong on our side and nothing was changed. "
-            "The details are in the server log; please tell the team."
+            _(
+                "Something went wrong on our side and nothing was changed. "
+                "The details are in the server log; please tell the team."
+            )
         )
 
 
@@ -130,7 +163,7 @@ def operator_errors(*, when_database_lost: str | None = None) -> Iterator[None]:
 
 # A page that met a database that is not answering tries again this often, by itself.
 DATABASE_RETRY_SECONDS = 5
-DATABASE_DOWN = "The database is not answering; retrying…"
+DATABASE_DOWN = N_("The database is not answering; retrying…")
 _DOWN_SINCE = "database_down_since"
 
 
@@ -158,10 +191,12 @@ def _show_database_trouble(exc: BaseException) -> bool:
         st.warning(_too_slow_message())
         return True
     log.warning("the database is not answering: %s", str(exc).splitlines()[0])
-    st.warning(DATABASE_DOWN, icon=":material/sync_problem:")
+    st.warning(_(DATABASE_DOWN), icon=":material/sync_problem:")
     st.caption(
-        "The page comes back by itself once the database answers again; nothing you did "
-        "was lost. If this lasts, tell the team."
+        _(
+            "The page comes back by itself once the database answers again; nothing you did "
+            "was lost. If this lasts, tell the team."
+        )
     )
     st.session_state[_DOWN_SINCE] = time.monotonic()
     _rerun_when_the_database_answers()
@@ -178,11 +213,11 @@ def _too_slow_message() -> str:
     from billing.core.settings import get_settings
 
     limit = get_settings().dashboard_statement_seconds
-    return (
-        f"This took longer than the dashboard waits ({limit} s) and was stopped; nothing "
+    return _(
+        "This took longer than the dashboard waits ({limit} s) and was stopped; nothing "
         "was changed. Narrow the filters, or try again in a moment: the database may be "
         "busy with an import."
-    )
+    ).format(limit=limit)
 
 
 @st.fragment(run_every=DATABASE_RETRY_SECONDS)
@@ -228,14 +263,14 @@ def reveal_button(actor: Actor, debtor_id: int) -> None:
         return
     revealed = st.session_state.get(_REVEALED)
     if revealed and revealed[0] == debtor_id:
-        if st.button("Hide the CPF/CNPJ", key=f"hide-{debtor_id}"):
+        if st.button(_("Hide the CPF/CNPJ"), key=f"hide-{debtor_id}"):
             st.session_state.pop(_REVEALED, None)
             st.rerun()
         return
     if st.button(
-        "Show the whole CPF/CNPJ",
+        _("Show the whole CPF/CNPJ"),
         key=f"reveal-{debtor_id}",
-        help="Each time a whole CPF/CNPJ is shown, it is recorded in the audit trail.",
+        help=_("Each time a whole CPF/CNPJ is shown, it is recorded in the audit trail."),
     ):
         with operator_errors():
             whole = reveal_government_id(engine(), actor=actor, debtor_id=debtor_id)
@@ -254,7 +289,7 @@ def rejected_rows_button(actor: Actor, import_id: int) -> None:
 
     current_engine = engine()
     st.download_button(
-        "Download the rejected rows (CSV with reasons)",
+        _("Download the rejected rows (CSV with reasons)"),
         data=lambda: rejected_rows_csv(current_engine, actor=actor, import_id=import_id),
         on_click="ignore",
         file_name=f"rejected-import-{import_id}.csv",

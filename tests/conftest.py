@@ -27,8 +27,21 @@ from sqlalchemy import Engine, make_url, text
 from billing.core.settings import get_settings
 from db.engine import APP_ROLE, get_engine, libpq_url, make_engine, start_embedded_server, url_as
 from db.migrations import migrate
+from tests.support.smtp_server import SmtpTestServer
 
-_TABLES = ("payments", "notices", "charges", "debtors", "import_rejections", "imports")
+# The suite reads the product in English (its source strings), whatever the machine's
+# LANGUAGE: tests in Portuguese ask for it (tests/core/test_i18n.py, tests/pages/).
+os.environ["LANGUAGE"] = "en"
+
+_TABLES = (
+    "payments",
+    "notices",
+    "charges",
+    "debtors",
+    "import_rejections",
+    "imports",
+    "column_mappings",
+)
 
 
 def _fresh_database_on(server_url: str) -> tuple[str, str]:
@@ -164,6 +177,13 @@ def dashboard_db(
     yield db
     get_engine().dispose()
     _clear_engine_caches()
+
+
+@pytest.fixture()
+def smtp() -> Iterator[SmtpTestServer]:
+    """A real SMTP server on a free port, recording what it receives."""
+    with SmtpTestServer() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 from billing.accounts.access import Actor, Permission, require
 from billing.core.csv_files import csv_chunks
 from db import audit as audit_db
+from db.audit import AuditEvent, AuditQuery
 
 
 class Action:
@@ -39,11 +40,13 @@ class Action:
     SEND_NOW = "notice.send_now"
     EXPORT_CHARGES = "charges.export"
     EXPORT_REJECTED = "import.export_rejected_rows"
+    MAPPING_SAVED = "import.mapping_saved"  # a column mapping kept for a source's files
     REVEAL_DOCUMENT = "debtor.reveal_document"
     ACCOUNT_CREATE = "account.create"
     ACCOUNT_DISABLE = "account.disable"
     ACCOUNT_SET_ROLE = "account.set_role"
     ACCOUNT_RESET_PASSWORD = "account.reset_password"
+    ACCOUNT_SET_LANGUAGE = "account.set_language"  # its own choice, from the sidebar
     WEBHOOK_PAYMENT = "payment.webhook"
     PAYMENT = "payment.recorded"  # from any other source
     EXPORT_AUDIT = "audit.export"
@@ -51,6 +54,8 @@ class Action:
     REMESSA_DOWNLOAD = "bank_file.remessa_download"  # personal data leaving again
     RETORNO = "bank_file.retorno"  # a retorno imported: its counts
     WRITTEN_OFF = "charge.written_off"  # a baixa in a retorno canceled an open charge
+    REGISTRATION_RESENT = "charge.registration_resent"  # a refused registration, again
+    DEBTOR_ADDRESS_SAVED = "debtor.address_saved"  # the postal address segment Q carries
 
 
 AUDIT_HEADER = ("id", "at", "actor", "action", "subject", "details")
@@ -95,7 +100,7 @@ class AuditFilter:
     day_from: date | None = None
     day_to: date | None = None  # inclusive
 
-    def query_args(self, timezone: str) -> dict[str, Any]:
+    def query_args(self, timezone: str) -> AuditQuery:
         zone = ZoneInfo(timezone)
         since = until = None
         if self.day_from is not None:
@@ -119,7 +124,7 @@ def audit_events(
     timezone: str,
     before_id: int | None = None,
     limit: int = PAGE_SIZE,
-) -> list[dict[str, Any]]:
+) -> list[AuditEvent]:
     """A page of the trail, newest first (admins only)."""
     require(actor, Permission.READ_AUDIT)
     with engine.connect() as conn:

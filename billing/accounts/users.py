@@ -39,8 +39,10 @@ from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, Role, parse_role, require
 from billing.accounts.audit import Action
 from billing.core.errors import OperatorError
+from billing.core.i18n import LANGUAGES, is_language
 from billing.core.settings import Settings, get_settings
 from db import accounts as accounts_db
+from db.accounts import AccountRow
 
 AUTH_MODES = ("accounts", "oidc")
 MIN_PASSWORD_LENGTH = 12
@@ -77,7 +79,7 @@ class Account:
     created_by: str
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Account:
+    def from_row(cls, row: AccountRow) -> Account:
         return cls(
             id=row["id"],
             email=row["email"],
@@ -299,7 +301,7 @@ def sign_in(engine: Engine, *, email: str, password: str) -> SignedIn:
     raise refusal
 
 
-def _refusal(conn: Connection, row: dict[str, Any] | None, password: str) -> SignInRefused | None:
+def _refusal(conn: Connection, row: AccountRow | None, password: str) -> SignInRefused | None:
     """None when the password is right; else the refusal, with the failure recorded."""
     wrong = SignInRefused("Wrong e-mail or password.")
     email = row["email"] if row else ""
@@ -358,13 +360,13 @@ def _record_failure(conn: Connection, email: str, reason: str, **details: Any) -
     )
 
 
-def _open_session(conn: Connection, row: dict[str, Any], password: str) -> SignedIn:
+def _open_session(conn: Connection, row: AccountRow, password: str) -> SignedIn:
     changes: dict[str, Any] = {
         "failed_attempts": 0,
         "locked_until": None,
         "last_sign_in_at": accounts_db.now(conn),
     }
-    if _hasher.check_needs_rehash(row["password_hash"]):
+    if row["password_hash"] is not None and _hasher.check_needs_rehash(row["password_hash"]):
         changes["password_hash"] = _hasher.hash(password)  # argon2's parameters were raised
     accounts_db.update_account(conn, row["id"], **changes)
     token = secrets.token_urlsafe(32)
@@ -470,3 +472,35 @@ def oidc_actor(
             else f"The identity provider has not verified {address}; verify it there first."
         )
     return Actor(address, role)
+
+
+# --- Each account's language ----------------------------------------------------------------
+
+
+def account_language(engine: Engine, email: str) -> str | None:
+    """The language the account chose to read the dashboard in; None: the default."""
+    with engine.connect() as conn:
+        return accounts_db.account_language(conn, email)
+
+
+def set_language(engine: Engine, *, actor: Actor, language: str) -> bool:
+    """Keep the actor's own language with their account (any role chooses its own),
+    audited; False when the identity has no account to keep it (a provider's list)."""
+    if not is_language(language):
+        raise OperatorError(
+            f"{language!r} is not a language of the dashboard ({', '.join(LANGUAGES)}).",
+            title="Unknown language",
+        )
+    with engine.begin() as conn:
+        before = accounts_db.account_language(conn, actor.name)
+        if not accounts_db.set_account_language(conn, actor.name, language):
+            return False
+        if before != language:
+            audit.record(
+                conn,
+                actor=actor,
+                action=Action.ACCOUNT_SET_LANGUAGE,
+                subject=actor.name,
+                details={"from": before or "default", "to": language},
+            )
+        return True

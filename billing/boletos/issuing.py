@@ -26,6 +26,7 @@ from __future__ import annotations
 import binascii
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -158,10 +159,7 @@ def boleto_pdf_for_charge(
     charge = boletos_db.charge_for_boleto(engine, charge_id)
     if charge is None:
         raise OperatorError(f"No charge has id {charge_id}.", title="Not found")
-    if charge["status"] == "canceled":
-        raise OperatorError("This charge was canceled; its boleto must not be paid.")
-    if charge["barcode"] is None:
-        raise OperatorError("This charge has no boleto yet.")
+    boleto = _stored_boleto(charge)
     beneficiary = beneficiary_from_settings(settings)
     return boleto_pdf(
         beneficiary=beneficiary,
@@ -170,14 +168,39 @@ def boleto_pdf_for_charge(
         payer_email=charge["payer_email"],
         amount=charge["amount"],
         due_date=charge["due_date"],
-        issue_date=_local_date(charge["issued_at"], settings.timezone),
-        nosso_numero=format_nosso_numero(
-            beneficiary=beneficiary, nosso_numero=charge["nosso_numero"]
-        ),
+        issue_date=_local_date(boleto.issued_at, settings.timezone),
+        nosso_numero=format_nosso_numero(beneficiary=beneficiary, nosso_numero=boleto.nosso_numero),
         debt_id=charge["debt_id"],
-        barcode=charge["barcode"],
-        digitable_line=charge["digitable_line"],
+        barcode=boleto.barcode,
+        digitable_line=boleto.digitable_line,
         pix_code=charge["pix_code"],
+    )
+
+
+@dataclass(frozen=True)
+class _StoredBoleto:
+    """The codes of an issued charge, as stored."""
+
+    nosso_numero: int
+    barcode: str
+    digitable_line: str
+    issued_at: datetime
+
+
+def _stored_boleto(charge: boletos_db.BoletoCharge) -> _StoredBoleto:
+    """The charge's boleto; OperatorError when the charge is canceled or has none yet."""
+    if charge["status"] == "canceled":
+        raise OperatorError("This charge was canceled; its boleto must not be paid.")
+    nosso_numero, barcode = charge["nosso_numero"], charge["barcode"]
+    digitable_line, issued_at = charge["digitable_line"], charge["issued_at"]
+    # Stored together or not at all (002's constraint): one missing means no boleto yet.
+    if nosso_numero is None or barcode is None or digitable_line is None or issued_at is None:
+        raise OperatorError("This charge has no boleto yet.")
+    return _StoredBoleto(
+        nosso_numero=nosso_numero,
+        barcode=barcode,
+        digitable_line=digitable_line,
+        issued_at=issued_at,
     )
 
 
@@ -276,7 +299,7 @@ _POWERS_OF_TEN = 10 ** np.arange(1, _AMOUNT_WIDTH - 3, dtype=np.int64)
 _TXID_SAMPLE_NUMBER = 1
 
 
-def _crc_step(state: np.ndarray, column: np.ndarray) -> np.ndarray:
+def _crc_step(state: np.ndarray, column: np.ndarray | np.int64) -> np.ndarray:
     """CRC16-CCITT-FALSE state after one more byte per row (table-driven)."""
     return ((state << 8) & 0xFFFF) ^ _CRC_TABLE[(state >> 8) ^ column]
 

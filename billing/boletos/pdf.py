@@ -53,6 +53,31 @@ VALUE_FONT, VALUE_SIZE = "Helvetica", 8.5
 BOLD = "Helvetica-Bold"
 
 
+@dataclass(frozen=True)
+class SlipFields:
+    """What one boleto prints, checked and drawn from this one object.
+
+    ``payer_document`` is formatted for print (``format_government_id``) and
+    ``nosso_numero`` is the display form (``format_nosso_numero``).
+    """
+
+    beneficiary: Beneficiary
+    payer_name: str
+    payer_document: str
+    payer_email: str | None
+    payer_address: str | None
+    amount: Decimal
+    due_date: date
+    issue_date: date
+    nosso_numero: str
+    debt_id: str
+    barcode: str
+    digitable_line: str
+    pix_code: str | None
+    instructions: tuple[str, ...]
+    document_kind: str
+
+
 def boleto_pdf(
     *,
     beneficiary: Beneficiary,
@@ -79,22 +104,7 @@ def boleto_pdf(
     drawing: a slip whose bars and printed numbers disagree must never leave.
     ``compress=False`` keeps the page text searchable in the raw bytes (tests).
     """
-    _check_consistency(
-        beneficiary=beneficiary,
-        amount=amount,
-        due_date=due_date,
-        barcode=barcode,
-        digitable_line=digitable_line,
-        pix_code=pix_code,
-    )
-    buffer = io.BytesIO()
-    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1 if compress else 0)
-    canvas.setTitle(f"Boleto {nosso_numero} - vencimento {date_br(due_date)}")
-    canvas.setAuthor(beneficiary.name)
-    canvas.setSubject(f"Documento {debt_id}")
-
-    slip = _Slip(
-        c=canvas,
+    fields = SlipFields(
         beneficiary=beneficiary,
         payer_name=payer_name,
         payer_document=format_government_id(payer_document),
@@ -105,31 +115,38 @@ def boleto_pdf(
         issue_date=issue_date,
         nosso_numero=nosso_numero,
         debt_id=debt_id,
+        barcode=barcode,
         digitable_line=digitable_line,
         pix_code=pix_code,
-        instructions=list(instructions) or _default_instructions(debt_id, pix_code),
+        instructions=tuple(instructions) or _default_instructions(debt_id, pix_code),
         document_kind=document_kind,
     )
+    _check_consistency(fields)
+    return _draw_page(fields, compress=compress)
+
+
+def _draw_page(fields: SlipFields, *, compress: bool) -> bytes:
+    """The A4 page: recibo do pagador, cut line, ficha de compensação and its bars."""
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pagesize=A4, invariant=1, pageCompression=1 if compress else 0)
+    canvas.setTitle(f"Boleto {fields.nosso_numero} - vencimento {date_br(fields.due_date)}")
+    canvas.setAuthor(fields.beneficiary.name)
+    canvas.setSubject(f"Documento {fields.debt_id}")
+    slip = _Slip(c=canvas, f=fields)
     slip.draw_payer_receipt(top=10 * mm)
     _draw_cut_line(canvas, top=152 * mm)
     bottom = slip.draw_compensation_form(top=160 * mm)
-    _draw_barcode(canvas, barcode, top=bottom + 3 * mm)
+    _draw_barcode(canvas, fields.barcode, top=bottom + 3 * mm)
     canvas.showPage()
     canvas.save()
     return buffer.getvalue()
 
 
-def _check_consistency(
-    *,
-    beneficiary: Beneficiary,
-    amount: Decimal,
-    due_date: date,
-    barcode: str,
-    digitable_line: str,
-    pix_code: str | None,
-) -> None:
+def _check_consistency(fields: SlipFields) -> None:
+    """ValueError when the bars, the printed numbers and the Pix code disagree."""
+    beneficiary, amount, barcode = fields.beneficiary, fields.amount, fields.barcode
     parts = parse_barcode(barcode)
-    if barcode_from_digitable_line(digitable_line) != barcode:
+    if barcode_from_digitable_line(fields.digitable_line) != barcode:
         raise ValueError("digitable line and barcode are of different boletos")
     if parts.bank_code != beneficiary.bank_code:
         raise ValueError(
@@ -137,24 +154,24 @@ def _check_consistency(
         )
     if parts.amount_cents != amount_to_cents(amount):
         raise ValueError(f"barcode amount is {parts.amount_cents} cents, slip says {amount}")
-    if parts.factor != due_date_factor(due_date):
+    if parts.factor != due_date_factor(fields.due_date):
         raise ValueError(
-            f"barcode due-date factor {parts.factor} does not match {due_date.isoformat()}"
+            f"barcode due-date factor {parts.factor} does not match {fields.due_date.isoformat()}"
         )
-    if pix_code is not None:
-        pix = parse_pix_payload(pix_code)
+    if fields.pix_code is not None:
+        pix = parse_pix_payload(fields.pix_code)
         if pix.amount is not None and pix.amount != amount:
             raise ValueError(f"Pix amount {pix.amount} differs from the slip amount {amount}")
 
 
-def _default_instructions(debt_id: str, pix_code: str | None) -> list[str]:
+def _default_instructions(debt_id: str, pix_code: str | None) -> tuple[str, ...]:
     lines = [f"Referente ao documento {debt_id}."]
     if pix_code:
         lines.append(
             "Este boleto também pode ser pago com Pix: use o QR code do recibo do pagador."
         )
     lines.append("Em caso de dúvida, entre em contato com o beneficiário.")
-    return lines
+    return tuple(lines)
 
 
 def _fit(text: str, font: str, size: float, width: float) -> str:
@@ -173,25 +190,29 @@ def _name_and_id(name: str, document: str, width: float) -> str:
     return _fit(name, VALUE_FONT, VALUE_SIZE, room) + suffix
 
 
-@dataclass
+# The ficha de compensação's columns: the wide left part, the right one from RIGHT_X.
+FORM_LEFT = WIDTH - RIGHT_COLUMN
+RIGHT_X = LEFT + FORM_LEFT
+# Its two rows of small boxes (document, then bank use) share these widths; the last box
+# takes what is left of the left part.
+_FIRST_BOX_WIDTHS = (28 * mm, 42 * mm, 20 * mm, 15 * mm)
+DOCUMENT_WIDTHS = (*_FIRST_BOX_WIDTHS, FORM_LEFT - sum(_FIRST_BOX_WIDTHS))
+MONEY_ROWS = (
+    "(-) Desconto / Abatimento",
+    "(-) Outras Deduções",
+    "(+) Mora / Multa",
+    "(+) Outros Acréscimos",
+    "(=) Valor Cobrado",
+)
+
+
+@dataclass(frozen=True)
 class _Slip:
-    """What the two halves of the page print; ``top`` arguments grow downwards."""
+    """Draws the two halves of the page from `f` on `c`; ``top`` arguments grow
+    downwards and each step returns the ``top`` below what it drew."""
 
     c: Canvas
-    beneficiary: Beneficiary
-    payer_name: str
-    payer_document: str
-    payer_email: str | None
-    payer_address: str | None
-    amount: Decimal
-    due_date: date
-    issue_date: date
-    nosso_numero: str
-    debt_id: str
-    digitable_line: str
-    pix_code: str | None
-    instructions: list[str]
-    document_kind: str
+    f: SlipFields
 
     # -- primitives -------------------------------------------------------
 
@@ -231,7 +252,7 @@ class _Slip:
         width: float,
         height: float,
         label: str,
-        lines: list[str],
+        lines: Sequence[str],
     ) -> None:
         c = self.c
         c.setLineWidth(0.5)
@@ -246,13 +267,22 @@ class _Slip:
                 _fit(line, VALUE_FONT, VALUE_SIZE, width - 2.4 * mm),
             )
 
+    def row_of_boxes(
+        self, top: float, widths: Sequence[float], labels: Sequence[str], values: Sequence[str]
+    ) -> None:
+        """Boxes side by side from LEFT, one per (width, label, value)."""
+        x = LEFT
+        for width, label, value in zip(widths, labels, values, strict=True):
+            self.box(x, top, width, label, value)
+            x += width
+
     def header(self, top: float, title: str) -> float:
         """Bank name | bank code with digit | linha digitável (or a title)."""
         c = self.c
-        bank_name = BANK_NAMES.get(self.beneficiary.bank_code, self.beneficiary.bank_code)
+        bank_code = self.f.beneficiary.bank_code
         baseline = self._y(top + 6 * mm)
         c.setFont(BOLD, 12)
-        c.drawString(LEFT, baseline, bank_name)
+        c.drawString(LEFT, baseline, BANK_NAMES.get(bank_code, bank_code))
         c.setLineWidth(1.2)
         code_x = LEFT + 42 * mm
         c.line(code_x, self._y(top + 1 * mm), code_x, self._y(top + 8 * mm))
@@ -263,33 +293,33 @@ class _Slip:
             self._y(top + 8 * mm),
         )
         c.setFont(BOLD, 14)
-        c.drawCentredString(
-            code_x + 10 * mm, baseline, bank_code_with_digit(self.beneficiary.bank_code)
-        )
+        c.drawCentredString(code_x + 10 * mm, baseline, bank_code_with_digit(bank_code))
         c.setFont(BOLD, 10.5)
         c.drawRightString(LEFT + WIDTH, baseline, title)
         c.setLineWidth(1.2)
         c.line(LEFT, self._y(top + 8 * mm), LEFT + WIDTH, self._y(top + 8 * mm))
         return top + 8 * mm
 
-    # -- the two halves ---------------------------------------------------
+    # -- texts ------------------------------------------------------------
 
     def beneficiary_text(self, width: float) -> str:
+        beneficiary = self.f.beneficiary
         return _name_and_id(
-            self.beneficiary.name,
-            f"CNPJ {format_government_id(self.beneficiary.document)}",
-            width,
+            beneficiary.name, f"CNPJ {format_government_id(beneficiary.document)}", width
         )
 
     def payer_text(self, width: float) -> str:
-        kind = "CPF" if len(self.payer_document) == 14 else "CNPJ"
-        return _name_and_id(self.payer_name, f"{kind} {self.payer_document}", width)
+        document = self.f.payer_document
+        kind = "CPF" if len(document) == 14 else "CNPJ"
+        return _name_and_id(self.f.payer_name, f"{kind} {document}", width)
+
+    # -- the recibo do pagador ----------------------------------------------
 
     def draw_payer_receipt(self, *, top: float) -> None:
-        c = self.c
+        f, c = self.f, self.c
         c.setFont(BOLD, 9)
         c.drawString(LEFT, self._y(top + 3 * mm), "RECIBO DO PAGADOR")
-        y = self.header(top + 4 * mm, self.digitable_line)
+        y = self.header(top + 4 * mm, f.digitable_line)
         left = WIDTH - 2 * 40 * mm
         col = 40 * mm
         self.box(LEFT, y, left, "Beneficiário", self.beneficiary_text(left))
@@ -298,45 +328,39 @@ class _Slip:
             y,
             col,
             "Agência/Código do Beneficiário",
-            format_beneficiary_account(self.beneficiary),
+            format_beneficiary_account(f.beneficiary),
         )
         self.box(
-            LEFT + left + col,
-            y,
-            col,
-            "Vencimento",
-            date_br(self.due_date),
-            align="right",
-            bold=True,
+            LEFT + left + col, y, col, "Vencimento", date_br(f.due_date), align="right", bold=True
         )
         y += ROW
         self.box(LEFT, y, left, "Pagador", self.payer_text(left))
-        self.box(LEFT + left, y, col, "Nosso Número", self.nosso_numero)
+        self.box(LEFT + left, y, col, "Nosso Número", f.nosso_numero)
         self.box(
             LEFT + left + col,
             y,
             col,
             "Valor do Documento",
-            brl(self.amount),
+            brl(f.amount),
             align="right",
             bold=True,
         )
         y += ROW
-        self.box(LEFT, y, 35 * mm, "Data do Documento", date_br(self.issue_date))
-        self.box(LEFT + 35 * mm, y, left - 35 * mm, "Número do Documento", self.debt_id)
-        self.box(LEFT + left, y, col, "E-mail do Pagador", self.payer_email or "")
+        self.box(LEFT, y, 35 * mm, "Data do Documento", date_br(f.issue_date))
+        self.box(LEFT + 35 * mm, y, left - 35 * mm, "Número do Documento", f.debt_id)
+        self.box(LEFT + left, y, col, "E-mail do Pagador", f.payer_email or "")
         self.box(LEFT + left + col, y, col, "(=) Valor Cobrado", "", align="right")
         y += ROW
-        if self.pix_code:
-            y = self.draw_pix(top=y + 4 * mm)
+        if f.pix_code:
+            y = self.draw_pix(f.pix_code, top=y + 4 * mm)
         c.setFont(LABEL_FONT, 7)
         c.drawRightString(LEFT + WIDTH, self._y(y + 4 * mm), "Autenticação mecânica")
 
-    def draw_pix(self, *, top: float) -> float:
+    def draw_pix(self, pix_code: str, *, top: float) -> float:
         c = self.c
         size = 42 * mm
         # Sized directly: asking the widget for its bounds would encode the QR twice.
-        widget = QrCodeWidget(self.pix_code, barLevel="M", barWidth=size, barHeight=size)
+        widget = QrCodeWidget(pix_code, barLevel="M", barWidth=size, barHeight=size)
         drawing = Drawing(size, size)
         drawing.add(widget)
         renderPDF.draw(drawing, c, LEFT, self._y(top + size))
@@ -344,7 +368,7 @@ class _Slip:
         text_x = LEFT + size + 4 * mm
         text_width = WIDTH - size - 4 * mm
         c.setFont(BOLD, 11)
-        c.drawString(text_x, self._y(top + 6 * mm), f"Pague com Pix - {brl(self.amount)}")
+        c.drawString(text_x, self._y(top + 6 * mm), f"Pague com Pix - {brl(self.f.amount)}")
         c.setFont(VALUE_FONT, 8.5)
         c.drawString(
             text_x,
@@ -361,117 +385,22 @@ class _Slip:
             (text_width - 2 * mm) / (0.6 * mono_size)
         )  # Courier advances 0.6 em per character
         c.setFont("Courier", mono_size)
-        chunks = [self.pix_code[i : i + per_line] for i in range(0, len(self.pix_code), per_line)]
+        chunks = [pix_code[i : i + per_line] for i in range(0, len(pix_code), per_line)]
         for i, chunk in enumerate(chunks):
             c.drawString(text_x, self._y(top + 22 * mm + i * 3.4 * mm), chunk)
         return top + max(size, 22 * mm + len(chunks) * 3.4 * mm)
 
+    # -- the ficha de compensação -------------------------------------------
+
     def draw_compensation_form(self, *, top: float) -> float:
-        y = self.header(top, self.digitable_line)
-        left = WIDTH - RIGHT_COLUMN
-        right_x = LEFT + left
-        if self.beneficiary.layout == LAYOUT_CAIXA_SIGCB:
-            place = (
-                "Preferencialmente nas casas lotéricas e agências da CAIXA, ou em qualquer banco"
-            )
-        else:
-            place = "Pagável em qualquer banco"
-        self.box(LEFT, y, left, "Local de Pagamento", place)
-        self.box(
-            right_x,
-            y,
-            RIGHT_COLUMN,
-            "Vencimento",
-            date_br(self.due_date),
-            align="right",
-            bold=True,
-        )
-        y += ROW
-        beneficiary_lines = [self.beneficiary_text(left)]
-        if self.beneficiary.address:
-            beneficiary_lines.append(self.beneficiary.address)
-        height = ROW + 3 * mm
-        self.lines_box(LEFT, y, left, height, "Beneficiário", beneficiary_lines)
-        self.box(
-            right_x,
-            y,
-            RIGHT_COLUMN,
-            "Agência/Código do Beneficiário",
-            format_beneficiary_account(self.beneficiary),
-            height=height,
-            align="right",
-        )
-        y += height
-        widths = [28 * mm, 42 * mm, 20 * mm, 15 * mm]
-        widths.append(left - sum(widths))
-        x = LEFT
-        for width, label, value in zip(
-            widths,
-            [
-                "Data do Documento",
-                "Nº do Documento",
-                "Espécie Doc.",
-                "Aceite",
-                "Data Processamento",
-            ],
-            [
-                date_br(self.issue_date),
-                self.debt_id,
-                self.document_kind,
-                "N",
-                date_br(self.issue_date),
-            ],
-            strict=True,
-        ):
-            self.box(x, y, width, label, value)
-            x += width
-        self.box(right_x, y, RIGHT_COLUMN, "Nosso Número", self.nosso_numero, align="right")
-        y += ROW
-        x = LEFT
-        for width, label, value in zip(
-            widths,
-            ["Uso do Banco", "Carteira", "Espécie", "Quantidade", "Valor"],
-            ["", self.beneficiary.wallet, "R$", "", ""],
-            strict=True,
-        ):
-            self.box(x, y, width, label, value)
-            x += width
-        self.box(
-            right_x,
-            y,
-            RIGHT_COLUMN,
-            "(=) Valor do Documento",
-            brl(self.amount),
-            align="right",
-            bold=True,
-        )
-        y += ROW
-        money_rows = [
-            "(-) Desconto / Abatimento",
-            "(-) Outras Deduções",
-            "(+) Mora / Multa",
-            "(+) Outros Acréscimos",
-            "(=) Valor Cobrado",
-        ]
-        self.lines_box(
-            LEFT,
-            y,
-            left,
-            ROW * len(money_rows),
-            "Instruções (texto de responsabilidade do beneficiário)",
-            self.instructions,
-        )
-        for i, label in enumerate(money_rows):
-            self.box(right_x, y + i * ROW, RIGHT_COLUMN, label)
-        y += ROW * len(money_rows)
-        payer_lines = [self.payer_text(WIDTH)]
-        if self.payer_address:
-            payer_lines.append(self.payer_address)
-        height = 16 * mm
-        self.lines_box(LEFT, y, WIDTH, height, "Pagador", payer_lines)
-        self.c.setFont(LABEL_FONT, LABEL_SIZE)
-        self.c.drawString(LEFT + 1.2 * mm, self._y(y + height - 1.5 * mm), "Sacador/Avalista:")
-        y += height
+        """The bank's half, row by row; returns its bottom (the bars go below it)."""
+        y = self.header(top, self.f.digitable_line)
+        y = self.draw_place_and_due_date(y)
+        y = self.draw_beneficiary(y)
+        y = self.draw_document_row(y)
+        y = self.draw_bank_use_row(y)
+        y = self.draw_instructions_and_amounts(y)
+        y = self.draw_payer(y)
         self.c.setFont(LABEL_FONT, 7)
         self.c.drawRightString(
             LEFT + WIDTH,
@@ -479,6 +408,101 @@ class _Slip:
             "Autenticação mecânica - FICHA DE COMPENSAÇÃO",
         )
         return y
+
+    def draw_place_and_due_date(self, top: float) -> float:
+        if self.f.beneficiary.layout == LAYOUT_CAIXA_SIGCB:
+            place = (
+                "Preferencialmente nas casas lotéricas e agências da CAIXA, ou em qualquer banco"
+            )
+        else:
+            place = "Pagável em qualquer banco"
+        self.box(LEFT, top, FORM_LEFT, "Local de Pagamento", place)
+        self.box(
+            RIGHT_X,
+            top,
+            RIGHT_COLUMN,
+            "Vencimento",
+            date_br(self.f.due_date),
+            align="right",
+            bold=True,
+        )
+        return top + ROW
+
+    def draw_beneficiary(self, top: float) -> float:
+        beneficiary = self.f.beneficiary
+        lines = [self.beneficiary_text(FORM_LEFT)]
+        if beneficiary.address:
+            lines.append(beneficiary.address)
+        height = ROW + 3 * mm
+        self.lines_box(LEFT, top, FORM_LEFT, height, "Beneficiário", lines)
+        self.box(
+            RIGHT_X,
+            top,
+            RIGHT_COLUMN,
+            "Agência/Código do Beneficiário",
+            format_beneficiary_account(beneficiary),
+            height=height,
+            align="right",
+        )
+        return top + height
+
+    def draw_document_row(self, top: float) -> float:
+        f = self.f
+        self.row_of_boxes(
+            top,
+            DOCUMENT_WIDTHS,
+            (
+                "Data do Documento",
+                "Nº do Documento",
+                "Espécie Doc.",
+                "Aceite",
+                "Data Processamento",
+            ),
+            (date_br(f.issue_date), f.debt_id, f.document_kind, "N", date_br(f.issue_date)),
+        )
+        self.box(RIGHT_X, top, RIGHT_COLUMN, "Nosso Número", f.nosso_numero, align="right")
+        return top + ROW
+
+    def draw_bank_use_row(self, top: float) -> float:
+        self.row_of_boxes(
+            top,
+            DOCUMENT_WIDTHS,
+            ("Uso do Banco", "Carteira", "Espécie", "Quantidade", "Valor"),
+            ("", self.f.beneficiary.wallet, "R$", "", ""),
+        )
+        self.box(
+            RIGHT_X,
+            top,
+            RIGHT_COLUMN,
+            "(=) Valor do Documento",
+            brl(self.f.amount),
+            align="right",
+            bold=True,
+        )
+        return top + ROW
+
+    def draw_instructions_and_amounts(self, top: float) -> float:
+        self.lines_box(
+            LEFT,
+            top,
+            FORM_LEFT,
+            ROW * len(MONEY_ROWS),
+            "Instruções (texto de responsabilidade do beneficiário)",
+            self.f.instructions,
+        )
+        for i, label in enumerate(MONEY_ROWS):
+            self.box(RIGHT_X, top + i * ROW, RIGHT_COLUMN, label)
+        return top + ROW * len(MONEY_ROWS)
+
+    def draw_payer(self, top: float) -> float:
+        lines = [self.payer_text(WIDTH)]
+        if self.f.payer_address:
+            lines.append(self.f.payer_address)
+        height = 16 * mm
+        self.lines_box(LEFT, top, WIDTH, height, "Pagador", lines)
+        self.c.setFont(LABEL_FONT, LABEL_SIZE)
+        self.c.drawString(LEFT + 1.2 * mm, self._y(top + height - 1.5 * mm), "Sacador/Avalista:")
+        return top + height
 
 
 def _draw_cut_line(canvas: Canvas, *, top: float) -> None:

@@ -25,8 +25,19 @@ from billing.core.filters import (
     route_search,
 )
 from billing.core.formatting import brl, date_br, format_government_id, mask_government_id
+from billing.core.i18n import N_, _
 from db import charges as charges_db
 from db import payments as payments_db
+from db.charges import (
+    ChargeNotice,
+    ChargeRow,
+    ChargeWithDebtor,
+    Debtor,
+    DebtorRow,
+    DebtorTotals,
+    ImportChoice,
+)
+from db.payments import ChargeEvent, Payment
 
 # --------------------------------------------------------------------------
 # Pages of charges
@@ -35,7 +46,7 @@ from db import payments as payments_db
 
 @dataclass(frozen=True)
 class ChargePage:
-    rows: list[dict[str, Any]]
+    rows: list[ChargeRow]
     next_cursor: Cursor | None  # None on the last page
 
 
@@ -67,8 +78,13 @@ def charge_page(
     next_cursor = None
     if more:
         last = rows[-1]
-        next_cursor = Cursor(value=last[charge_filter.sort], id=last["id"])
+        next_cursor = Cursor(value=_sort_value(last, charge_filter.sort), id=last["id"])
     return ChargePage(rows=rows, next_cursor=next_cursor)
+
+
+def _sort_value(row: ChargeRow, sort: str) -> date | Decimal:
+    """The row's value in the page's sort column (one of billing.core.filters.SORTS)."""
+    return row["amount"] if sort == "amount" else row["due_date"]
 
 
 def is_broad_search(engine: Engine, charge_filter: ChargeFilter) -> bool:
@@ -104,15 +120,16 @@ def has_charges(engine: Engine) -> bool:
         return charges_db.any_charge(conn)
 
 
-def import_choices(engine: Engine, *, limit: int = 500) -> list[dict[str, Any]]:
+def import_choices(engine: Engine, *, limit: int = 500) -> list[ImportChoice]:
     """The imports that created charges, newest first: what the import filter offers."""
     with engine.connect() as conn:
         return charges_db.imports_with_charges(conn, limit=limit)
 
 
 def status_label(status: str, *, overdue: bool) -> str:
-    label = STATUS_LABELS.get(status, status)
-    return f"{label}, overdue" if overdue else label
+    """The status in the reader's language (billing.core.i18n)."""
+    label = _(STATUS_LABELS.get(status, status))
+    return _("{label}, overdue").format(label=label) if overdue else label
 
 
 def masked_document(government_id: str) -> str:
@@ -135,14 +152,14 @@ def charge_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """Rows of a page as an operator reads them: pt-BR money and dates, CPF/CNPJ masked."""
     return [
         {
-            "Number": f"#{row['id']}",
+            N_("Number"): f"#{row['id']}",
             "debtId": row["debt_id"],
-            "Debtor": row["name"],
+            N_("Debtor"): row["name"],
             "CPF/CNPJ": masked_document(row["government_id"]),
-            "E-mail": row["email"],
-            "Amount": brl(row["amount"]),
-            "Due": date_br(row["due_date"]),
-            "Status": status_label(row["status"], overdue=row["overdue"]),
+            N_("E-mail"): row["email"],
+            N_("Amount"): brl(row["amount"]),
+            N_("Due"): date_br(row["due_date"]),
+            N_("Status"): status_label(row["status"], overdue=row["overdue"]),
         }
         for row in rows
     ]
@@ -155,10 +172,10 @@ def charge_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class ChargeDetail:
-    charge: dict[str, Any]  # the charge, its debtor, its import and what was paid
-    notices: list[dict[str, Any]] = field(default_factory=list)
-    payments: list[dict[str, Any]] = field(default_factory=list)  # oldest first
-    history: list[dict[str, Any]] = field(default_factory=list)  # its events, oldest first
+    charge: ChargeWithDebtor  # the charge, its debtor, its import and what was paid
+    notices: list[ChargeNotice] = field(default_factory=list)
+    payments: list[Payment] = field(default_factory=list)  # oldest first
+    history: list[ChargeEvent] = field(default_factory=list)  # its events, oldest first
 
     @property
     def id(self) -> int:
@@ -227,7 +244,7 @@ def charge_detail(engine: Engine, charge_id: int, *, today: date) -> ChargeDetai
 
 @dataclass(frozen=True)
 class DebtorPage:
-    rows: list[dict[str, Any]]
+    rows: list[DebtorRow]
     next_cursor: DebtorCursor | None
 
 
@@ -248,15 +265,19 @@ def debtor_page(
     return DebtorPage(rows=rows, next_cursor=next_cursor)
 
 
-def debtor_summary(engine: Engine, debtor_id: int, *, today: date) -> dict[str, Any]:
+class DebtorSummary(Debtor, DebtorTotals):
+    """A debtor (its governmentId masked) and the totals of their charges."""
+
+
+def debtor_summary(engine: Engine, debtor_id: int, *, today: date) -> DebtorSummary:
     """A debtor and the totals of their charges: outstanding, paid and overdue."""
     with engine.connect() as conn:
         debtor = charges_db.debtor(conn, debtor_id)
         if debtor is None:
             raise OperatorError(f"No debtor has number {debtor_id}.", title="Debtor not found")
-        debtor.update(charges_db.debtor_totals(conn, debtor_id, today=today))
-    debtor["government_id"] = masked_document(debtor["government_id"])  # see charge_detail
-    return debtor
+        summary = DebtorSummary(**debtor, **charges_db.debtor_totals(conn, debtor_id, today=today))
+    summary["government_id"] = masked_document(summary["government_id"])  # see charge_detail
+    return summary
 
 
 def reveal_government_id(engine: Engine, *, actor: Actor, debtor_id: int, reason: str = "") -> str:

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, RowMapping
 
 from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, require
@@ -71,7 +71,7 @@ def _audited_chunks(
 ) -> Iterator[bytes]:
     rows = 0
 
-    def counted(batches: Iterable[list[Any]]) -> Iterator[list[list[Any]]]:
+    def counted(batches: Iterable[Sequence[RowMapping]]) -> Iterator[list[list[Any]]]:
         nonlocal rows
         for batch in batches:
             rows += len(batch)

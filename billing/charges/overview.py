@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TypedDict, cast
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -41,10 +41,47 @@ NOTICE_DAYS = 90  # the notices chart shows this many days, today included
 _ZERO = Decimal("0.00")
 
 
+class ChargeTotal(TypedDict):
+    """Charges of one (status, due_month, aging_bucket): how many, their amount, and what
+    was received on them."""
+
+    status: str
+    due_month: date
+    aging_bucket: int | None  # an index of AGING_BUCKETS; None: no boleto out, unpaid
+    charges: int
+    amount: Decimal
+    paid: Decimal
+
+
+class Received(TypedDict):
+    payments: int
+    amount: Decimal
+
+
+class Activity(TypedDict):
+    received: Received  # this month
+    notices: pd.DataFrame  # day, sent, hover
+    imports: pd.DataFrame  # day, files, rows, hover
+
+
+class Kpis(TypedDict):
+    charges: int
+    outstanding: Decimal
+    overdue_amount: Decimal
+    overdue_count: int
+
+
+class CollectionRate(TypedDict):
+    charges: int
+    due: Decimal
+    received: Decimal
+    rate: Decimal | None  # None when nothing falls due in the period
+
+
 # --- reading --------------------------------------------------------------------------
 
 
-def charge_totals(engine: Engine, *, today: date) -> list[dict[str, Any]]:
+def charge_totals(engine: Engine, *, today: date) -> list[ChargeTotal]:
     """Charges per (status, due_month, aging_bucket): count, amount and amount received.
 
     aging_bucket indexes AGING_BUCKETS for issued and partially paid charges, None for
@@ -53,21 +90,21 @@ def charge_totals(engine: Engine, *, today: date) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = overview_db.charge_totals(conn, today=today)
     return [
-        {
-            "status": row["status"],
-            "due_month": row["due_month"],
-            "aging_bucket": row["aging_bucket"],
-            "charges": int(row["charges"]),
-            "amount": Decimal(row["amount"]),
-            "paid": Decimal(row["paid"]),
-        }
+        ChargeTotal(
+            status=row["status"],
+            due_month=row["due_month"],
+            aging_bucket=row["aging_bucket"],
+            charges=int(row["charges"]),
+            amount=Decimal(row["amount"]),
+            paid=Decimal(row["paid"]),
+        )
         for row in rows
     ]
 
 
 def activity(
     engine: Engine, *, today: date, timezone: str, notice_days: int = NOTICE_DAYS
-) -> dict[str, Any]:
+) -> Activity:
     """Money received this month, notices sent per day and imports per day.
 
     Returns {"received": {"payments", "amount"}, "notices": DataFrame(day, sent, hover),
@@ -93,7 +130,7 @@ def activity(
     notices["hover"] = [f"{date_br(d)}: {count_br(n)} sent" for d, n in notices.itertuples(False)]
     imports = pd.DataFrame(
         [
-            (row["day"], int(row["count"]), int(row["total"]))
+            (row["day"], int(row["count"]), int(row["total"] or 0))
             for row in rows
             if row["series"] == "imports"
         ],
@@ -104,17 +141,20 @@ def activity(
         + ("file" if f == 1 else "files")
         for d, f, r in imports[["day", "files", "rows"]].itertuples(False)
     ]
-    return {
-        "received": {"payments": int(received["count"]), "amount": Decimal(received["total"])},
-        "notices": notices,
-        "imports": imports,
-    }
+    return Activity(
+        received=Received(
+            payments=int(received["count"]),
+            amount=Decimal(cast(Decimal, received["total"])),  # coalesce(sum, 0): never None
+        ),
+        notices=notices,
+        imports=imports,
+    )
 
 
 # --- KPIs ------------------------------------------------------------------------------
 
 
-def kpis(totals: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def kpis(totals: Iterable[ChargeTotal]) -> Kpis:
     """Outstanding and overdue amounts, overdue count, and the count of charges."""
     totals = list(totals)
     outstanding = sum(
@@ -122,17 +162,17 @@ def kpis(totals: Iterable[dict[str, Any]]) -> dict[str, Any]:
         _ZERO,
     )
     overdue = [row for row in totals if (row["aging_bucket"] or 0) > 0]
-    return {
-        "charges": sum(row["charges"] for row in totals),
-        "outstanding": outstanding,
-        "overdue_amount": sum((row["amount"] - row["paid"] for row in overdue), _ZERO),
-        "overdue_count": sum(row["charges"] for row in overdue),
-    }
+    return Kpis(
+        charges=sum(row["charges"] for row in totals),
+        outstanding=outstanding,
+        overdue_amount=sum((row["amount"] - row["paid"] for row in overdue), _ZERO),
+        overdue_count=sum(row["charges"] for row in overdue),
+    )
 
 
 def collection_rate(
-    totals: Iterable[dict[str, Any]], *, first_month: date, last_month: date
-) -> dict[str, Any]:
+    totals: Iterable[ChargeTotal], *, first_month: date, last_month: date
+) -> CollectionRate:
     """Received ÷ due over the charges due from `first_month` to `last_month` (inclusive).
 
     Canceled charges are left out of both. `rate` is a Decimal fraction, None when
@@ -144,15 +184,15 @@ def collection_rate(
     ]
     due = sum((row["amount"] for row in rows), _ZERO)
     received = sum((row["paid"] for row in rows), _ZERO)
-    return {
-        "charges": sum(row["charges"] for row in rows),
-        "due": due,
-        "received": received,
-        "rate": received / due if due else None,
-    }
+    return CollectionRate(
+        charges=sum(row["charges"] for row in rows),
+        due=due,
+        received=received,
+        rate=received / due if due else None,
+    )
 
 
-def due_months(totals: Iterable[dict[str, Any]]) -> list[date]:
+def due_months(totals: Iterable[ChargeTotal]) -> list[date]:
     """The months in which some charge falls due, oldest first."""
     return sorted({row["due_month"] for row in totals})
 
@@ -170,7 +210,7 @@ def default_month(months: list[date], today: date) -> date | None:
 # --- chart data -------------------------------------------------------------------------
 
 
-def charges_by_status(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def charges_by_status(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
     """One row per status, in lifecycle order: status, label, charges, amount, hover."""
     counts = dict.fromkeys(STATUSES, 0)
     amounts = dict.fromkeys(STATUSES, _ZERO)
@@ -191,7 +231,7 @@ def charges_by_status(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def amounts_by_due_month(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def amounts_by_due_month(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
     """Amount due per month and status: due_month, month ("jan/2024"), label, amount, hover."""
     grouped: dict[tuple[date, str], list] = {}
     for row in totals:
@@ -218,7 +258,7 @@ def amounts_by_due_month(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def aging(totals: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def aging(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
     """Outstanding on issued and partially paid charges per bucket of days past due.
 
     Always the five buckets, in order: bucket, charges, outstanding, hover.

@@ -24,6 +24,15 @@ checked for coverage of positions 1-240 by `RecordLayout.__post_init__`):
   33-52 (file) and 34-53 (batch), the 17-digit nosso número left-aligned in 38-57,
   versions 083 (file) and 042 (batch).
 
+Checked afterwards against the published manuals, as carried by the public repository
+eduardokum/laravel-boleto (commit 0081d09): CAIXA's "Leiaute de Arquivo Eletrônico
+Padrão CNAB 240 - Cobrança Bancária CAIXA - SIGCB", 67.118 v010, June 2018
+(manuais/CEF/novos/240_posicoes.pdf, "CAIXA 67.118" below), and Banco do Brasil's
+"Particularidades BB - Leiaute CNAB 240", August 2017 (manuais/BB/novos/
+Cnab240Agosto2017.pdf, "BB 2017" below); cross-checked with the JSON specs of
+kmee/cnab240 (cnab240/bancos/cef/specs/*.json) and the PHP writers of laravel-boleto
+(src/Cnab/Remessa/Cnab240/Banco/Bb.php). Each correction names its source where it is.
+
 One batch per file for both banks (CAIXA's SIGCB accepts no more), so a file holds at
 most 99,999 detail records (the batch's 5-digit record sequence).
 """
@@ -282,13 +291,16 @@ _FILE_TRAILER_HEAD = (
 )
 
 
-def _p_charge_terms() -> tuple[Field, ...]:
-    """Positions 78-229 of segment P, shared by both banks (FEBRABAN)."""
+def _p_charge_terms(
+    agency_digit: str = "0", write_off_code: str = "1", write_off_days: str | None = None
+) -> tuple[Field, ...]:
+    """Positions 78-229 of segment P, shared by both banks (FEBRABAN); the arguments are
+    where a bank's manual asks for other constants."""
     return (
         n("due_date", 78, 85, meaning="data de vencimento (DDMMAAAA)"),
         n("amount", 86, 100, meaning="valor nominal do título (centavos)"),
         n("collecting_agency", 101, 105, "0", "agência encarregada da cobrança"),
-        a("collecting_agency_digit", 106, 106, "0", "DV da agência encarregada"),
+        a("collecting_agency_digit", 106, 106, agency_digit, "DV da agência encarregada"),
         n("species", 107, 108, meaning="espécie do título"),
         a("acceptance", 109, 109, "N", "identificação de título aceito/não aceito"),
         n("issued_on", 110, 117, meaning="data da emissão do título"),
@@ -303,8 +315,8 @@ def _p_charge_terms() -> tuple[Field, ...]:
         a("company_reference", 196, 220, meaning="identificação do título na empresa"),
         n("protest_code", 221, 221, "3", "código para protesto (3 não protestar)"),
         n("protest_days", 222, 223, "0", "número de dias para protesto"),
-        n("write_off_code", 224, 224, "1", "código para baixa/devolução (1 baixar)"),
-        n("write_off_days", 225, 227, meaning="número de dias para baixa/devolução"),
+        n("write_off_code", 224, 224, write_off_code, "código para baixa/devolução"),
+        n("write_off_days", 225, 227, write_off_days, "número de dias para baixa/devolução"),
         n("currency", 228, 229, "09", "código da moeda (09 real)"),
     )
 
@@ -377,7 +389,11 @@ CAIXA_SEGMENT_P = RecordLayout(
         n("agency", 18, 22, meaning="agência mantenedora da conta"),
         a("agency_digit", 23, 23, meaning="DV da agência"),
         n("beneficiary_code", 24, 29, meaning="código do convênio no banco"),
-        zeros(30, 40, "uso exclusivo CAIXA"),
+        # CAIXA 67.118 3.5.3 (11.3P-13.3P): 30-37 and 38-39 zeros, 40 the SINCO
+        # modality ('0' for SIGCB's 17-digit nosso número, note G069A), then 41-57.
+        zeros(30, 37, "uso exclusivo CAIXA"),
+        zeros(38, 39, "uso exclusivo CAIXA"),
+        n("sinco_modality", 40, 40, "0", "modalidade da carteira SINCO (0 no SIGCB)"),
         n("nosso_numero_modality", 41, 42, meaning="modalidade da carteira (14)"),
         n("nosso_numero", 43, 57, meaning="identificação do título no banco (nosso número)"),
         n("wallet_code", 58, 58, "1", "código da carteira (1 cobrança simples)"),
@@ -389,7 +405,8 @@ CAIXA_SEGMENT_P = RecordLayout(
         blank(74, 77, "uso exclusivo CAIXA"),
         *_p_charge_terms(),
         zeros(230, 239, "uso exclusivo CAIXA"),
-        blank(240, 240),
+        # CAIXA 67.118 42.3P, note C092: blank, the boleto takes no divergent payment.
+        a("partial_payment", 240, 240, "", "autorização de pagamento parcial/divergente"),
     ),
 )
 
@@ -400,9 +417,17 @@ CAIXA_SEGMENT_T = RecordLayout(
         n("agency", 18, 22, meaning="agência mantenedora da conta"),
         a("agency_digit", 23, 23, meaning="DV da agência"),
         n("beneficiary_code", 24, 29, meaning="código do convênio no banco"),
-        zeros(30, 40, "uso exclusivo CAIXA"),
-        n("nosso_numero_modality", 41, 42, meaning="modalidade da carteira"),
-        n("nosso_numero", 43, 57, meaning="identificação do título no banco (nosso número)"),
+        # Corrected from CAIXA 67.118 3.6.3 (11.3T-13.3T; kmee/cnab240 segmento_t.json
+        # agrees on 42-56): in the retorno the modality is at 40-41 and the number at
+        # 42-56, followed by its check digit at 57, not at 41-42 and 43-57 as in P.
+        zeros(30, 32, "uso exclusivo CAIXA"),
+        n("payers_bank", 33, 35, "0", "número do banco de pagadores (movimentos 36-38)"),
+        zeros(36, 36, "uso exclusivo CAIXA"),
+        blank(37, 38, "uso exclusivo CAIXA"),
+        n("sinco_modality", 39, 39, "0", "modalidade da carteira SINCO (0 no SIGCB)"),
+        n("nosso_numero_modality", 40, 41, meaning="modalidade da carteira (SIGCB)"),
+        n("nosso_numero", 42, 56, meaning="identificação do título no banco (nosso número)"),
+        n("nosso_numero_digit", 57, 57, meaning="DV do nosso número"),
         n("wallet_code", 58, 58, meaning="código da carteira"),
         a("document_number", 59, 69, meaning="número do documento de cobrança"),
         blank(70, 73, "uso exclusivo CAIXA"),
@@ -538,7 +563,10 @@ BB_SEGMENT_P = RecordLayout(
         n("slip_issuer", 61, 61, "2", "identificação da emissão do boleto (2 cliente)"),
         a("slip_delivery", 62, 62, "2", "identificação da distribuição (2 cliente)"),
         a("document_number", 63, 77, meaning="número do documento de cobrança (seu número)"),
-        *_p_charge_terms(),
+        # Corrected from BB 2017, segment P: 23.3P (106) "informar 'branco'"; 38.3P (224)
+        # and 39.3P (225-227) "campo não tratado, informar 'zeros'": the bank writes
+        # off after the term registered for the carteira (laravel-boleto Bb.php agrees).
+        *_p_charge_terms(agency_digit="", write_off_code="0", write_off_days="0"),
         n("contract", 230, 239, "0", "nº do contrato da operação de crédito"),
         blank(240, 240),
     ),
@@ -575,16 +603,9 @@ BB_BATCH_TRAILER = RecordLayout(
         *_control("5"),
         blank(9, 17),
         n("record_count", 18, 23, meaning="quantidade de registros no lote"),
-        n("simple_count", 24, 29, meaning="quantidade de títulos em cobrança simples"),
-        n("simple_amount", 30, 46, meaning="valor total dos títulos em carteira simples"),
-        n("linked_count", 47, 52, "0", "quantidade de títulos em cobrança vinculada"),
-        n("linked_amount", 53, 69, "0", "valor total dos títulos em carteira vinculada"),
-        n("secured_count", 70, 75, "0", "quantidade de títulos em cobrança caucionada"),
-        n("secured_amount", 76, 92, "0", "valor total dos títulos em carteira caucionada"),
-        n("discounted_count", 93, 98, "0", "quantidade de títulos em cobrança descontada"),
-        n("discounted_amount", 99, 115, "0", "valor total dos títulos em carteira descontada"),
-        a("notice_number", 116, 123, "", "número do aviso de lançamento"),
-        blank(124, 240),
+        # Corrected from BB 2017, trailer de lote: 06.5 (24-240) is FEBRABAN's filler,
+        # no totals by carteira (laravel-boleto Bb.php writes blanks there too).
+        blank(24, 240),
     ),
 )
 
@@ -599,6 +620,13 @@ BB_FILE_TRAILER = RecordLayout(
 
 SEGMENT_Q = RecordLayout("segment Q", _SEGMENT_Q)
 SEGMENT_R = RecordLayout("segment R", _SEGMENT_R)
+# Corrected from CAIXA 67.118 3.5.6 (20.3R, 21.3R; kmee/cnab240 segmento_r.json agrees):
+# CAIXA has no débito automático fields: 180-229 are its own filler and 230-240
+# FEBRABAN's, both spaces (FEBRABAN's 200-231 zeros were written there before).
+CAIXA_SEGMENT_R = RecordLayout(
+    "CAIXA segment R",
+    (*_SEGMENT_R[:19], blank(180, 229, "uso exclusivo CAIXA"), blank(230, 240)),
+)
 SEGMENT_U = RecordLayout("segment U", _SEGMENT_U)
 
 
@@ -619,7 +647,8 @@ class BankLayout:
     batch_trailer: RecordLayout
     file_trailer: RecordLayout
     species: str = "02"  # espécie do título: 02 duplicata mercantil
-    write_off_days: int = 90  # prazo para baixa/devolução after the due date
+    # prazo para baixa/devolução after the due date; None where the layout fixes it
+    write_off_days: int | None = 90
 
     def record(self, segment: str) -> RecordLayout:
         return {
@@ -636,7 +665,7 @@ CAIXA_SIGCB = BankLayout(
     batch_header=CAIXA_BATCH_HEADER,
     segment_p=CAIXA_SEGMENT_P,
     segment_q=SEGMENT_Q,
-    segment_r=SEGMENT_R,
+    segment_r=CAIXA_SEGMENT_R,
     segment_t=CAIXA_SEGMENT_T,
     segment_u=SEGMENT_U,
     batch_trailer=CAIXA_BATCH_TRAILER,
@@ -656,6 +685,7 @@ BB_CONVENIO7 = BankLayout(
     segment_u=SEGMENT_U,
     batch_trailer=BB_BATCH_TRAILER,
     file_trailer=BB_FILE_TRAILER,
+    write_off_days=None,  # BB 2017 39.3P: zeros, the carteira's term applies
 )
 
 BANK_LAYOUTS = {layout.key: layout for layout in (CAIXA_SIGCB, BB_CONVENIO7)}

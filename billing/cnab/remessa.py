@@ -84,6 +84,7 @@ class RemessaTotals:
 
     registrations: int
     write_offs: int
+    without_address: int  # registrations whose segment Q went out with no address
     records: int  # every line, headers and trailers included
     total_amount: Decimal
     size_bytes: int
@@ -147,6 +148,7 @@ class RemessaWriter:
         self._details = 0
         self._registrations = 0
         self._write_offs = 0
+        self._without_address = 0
         self._titles_cents = 0
         self._registration_records = terms.segments_per_registration()
         account = account_values(layout, beneficiary, wallet_variation)
@@ -173,10 +175,9 @@ class RemessaWriter:
         title_constants = {
             key: value for key, value in account.items() if key in layout.segment_p.variable_names
         }
-        title_constants.update(
-            batch=1, species=layout.species, write_off_days=layout.write_off_days,
-            **_terms_constants(terms),
-        )  # fmt: skip
+        title_constants.update(batch=1, species=layout.species, **_terms_constants(terms))
+        if layout.write_off_days is not None:  # BB fixes it in the table (zeros)
+            title_constants["write_off_days"] = layout.write_off_days
         if not self._bb:
             modality = SIGCB_REGISTERED + SIGCB_ISSUED_BY_BENEFICIARY
             title_constants["nosso_numero_modality"] = modality
@@ -208,7 +209,19 @@ class RemessaWriter:
         values["payer_document"] = charge["payer_document"]
         values["payer_document_type"] = document_type(charge["payer_document"])
         values["payer_name"] = cnab_text(charge["payer_name"])
-        values.update(_NO_ADDRESS)
+        zip_code = charge.get("payer_zip")
+        if zip_code is None:
+            values.update(_NO_ADDRESS)
+            self._without_address += 1
+        else:
+            values.update(
+                payer_address=cnab_text(charge["payer_address"]),
+                payer_district=cnab_text(charge["payer_district"]),
+                payer_zip=zip_code[:5],
+                payer_zip_suffix=zip_code[5:],
+                payer_city=cnab_text(charge["payer_city"]),
+                payer_state=charge["payer_state"],
+            )
         self._sink.line(self._q.line(values))
         if self.terms.has_fine:
             values["sequence"] += 1
@@ -246,6 +259,7 @@ class RemessaWriter:
         return RemessaTotals(
             registrations=self._registrations,
             write_offs=self._write_offs,
+            without_address=self._without_address,
             records=self._details + 4,
             total_amount=Decimal(self._titles_cents) / 100,
             size_bytes=self._sink.size,
@@ -279,7 +293,8 @@ class RemessaWriter:
         }
 
 
-# The debtor file carries no postal address: the fields go out empty (see README).
+# A debtor with no address stored (debtor_addresses; the debtor file carries none): the
+# fields go out empty, and the remessa counts the charges that did (see README).
 _NO_ADDRESS = {
     "payer_address": "",
     "payer_district": "",

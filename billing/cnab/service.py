@@ -5,8 +5,18 @@ Decisions, so a reader need not rediscover them:
 
 * A remessa carries every charge issued and never sent for registration, and a
   write-off request (pedido de baixa) for every canceled charge that was sent and not
-  refused and was never written off; `remessa_items` records each, once per kind, so
-  generating again gives only what is new. A file holds one batch of at most 99,999
+  refused and was never written off; `remessa_items` records each, once per kind and
+  registration attempt, so generating again gives only what is new.
+* A registration the bank refused (a retorno's 03) goes out again only when an operator
+  asks for it (`send_registration_again`, after correcting the cause): the refusal is
+  cleared and the charge's next registration attempt opened, which the next remessa
+  carries, once. Nothing is resent on its own: the same file would be refused again.
+* Segment Q's address comes from `debtor_addresses` (stored by an operator,
+  `save_debtor_address`; the debtor file has none and keeps its format). A charge whose
+  debtor has none goes out with the address blank, as CAIXA accepts when the
+  beneficiary prints and delivers the boletos (SIGCB 67.118, 11.3Q-16.3Q); each remessa
+  counts those charges (`without_address`) so the operator sees what a bank such as BB,
+  which refuses a registration without a valid CEP, would turn down. A file holds one batch of at most 99,999
   detail records (33,333 charges with P, Q and R); a larger remessa is several files,
   each with its own NSA, generated in one transaction.
 * The NSA comes from a counter row taken in that transaction, under a lock only one
@@ -75,6 +85,7 @@ from billing.core.settings import Settings, get_settings
 from billing.payments.service import record_payment
 from db import bank_files as bank_db
 from db import payments as payments_db
+from db.bank_files import BankCharge, RemessaRow, RetornoItem, RetornoRow
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +144,7 @@ class RemessaFile:
     size_bytes: int
     sha256: str
     path: str | None = None
+    without_address: int = 0  # registrations whose segment Q carried no address
 
 
 @dataclass(frozen=True)
@@ -148,12 +160,17 @@ class RemessaResult:
     def write_offs(self) -> int:
         return sum(item.write_offs for item in self.files)
 
+    @property
+    def without_address(self) -> int:
+        return sum(item.without_address for item in self.files)
+
     def as_dict(self) -> dict[str, Any]:
         """For --json: amounts as strings with two decimals, never floats."""
         return {
             "status": "generated" if self.files else "nothing_new",
             "registrations": self.registrations,
             "writeOffs": self.write_offs,
+            "withoutAddress": self.without_address,
             "seconds": round(self.seconds, 3),
             "files": [
                 {
@@ -267,6 +284,7 @@ def generate_remessa(
                     "nsa": [item.nsa for item in results],
                     "registrations": result.registrations,
                     "writeOffs": result.write_offs,
+                    "withoutAddress": result.without_address,
                     "totalAmount": str(sum((item.total_amount for item in results), Decimal(0))),
                     "sha256": [item.sha256 for item in results],
                 },
@@ -386,6 +404,7 @@ def _write_file(
         size_bytes=totals.size_bytes,
         sha256=totals.sha256,
         content=totals.compressed,
+        without_address=totals.without_address,
     )
     return RemessaFile(
         remessa_id=remessa_id,
@@ -398,10 +417,11 @@ def _write_file(
         size_bytes=totals.size_bytes,
         sha256=totals.sha256,
         path=str(path) if path is not None else None,
+        without_address=totals.without_address,
     )
 
 
-def remessa_history(engine: Engine, *, actor: Actor, limit: int = 200) -> list[dict[str, Any]]:
+def remessa_history(engine: Engine, *, actor: Actor, limit: int = 200) -> list[RemessaRow]:
     """The remessas generated, newest first (without their contents)."""
     require(actor, Permission.READ)
     return bank_db.list_remessas(engine, limit=limit)
@@ -621,9 +641,7 @@ def _occurrence(entry: RetornoEntry) -> str:
     return text
 
 
-def _registered(
-    conn: Connection, charge: dict[str, Any], retorno_id: int, actor: Actor
-) -> _Applied:
+def _registered(conn: Connection, charge: BankCharge, retorno_id: int, actor: Actor) -> _Applied:
     if charge["registered_at"] is not None:
         return _Applied("unchanged", "Registration already confirmed.", charge["id"])
     status = "registered" if charge["status"] == "issued" else charge["status"]
@@ -640,9 +658,7 @@ def _registered(
     return _Applied("registered", "02 Entrada confirmada.", charge["id"])
 
 
-def _rejected(
-    conn: Connection, charge: dict[str, Any], entry: RetornoEntry, actor: Actor
-) -> _Applied:
+def _rejected(conn: Connection, charge: BankCharge, entry: RetornoEntry, actor: Actor) -> _Applied:
     reason = f"03 Entrada rejeitada: {rejection_text(entry.reasons)}"
     if charge["registered_at"] is not None:  # e.g. 63, already registered: nothing to flag
         return _Applied("ignored", f"{reason} (the boleto is registered)", charge["id"])
@@ -662,7 +678,7 @@ def _rejected(
 
 
 def _written_off(
-    conn: Connection, charge: dict[str, Any], entry: RetornoEntry, retorno_id: int, actor: Actor
+    conn: Connection, charge: BankCharge, entry: RetornoEntry, retorno_id: int, actor: Actor
 ) -> _Applied:
     if charge["written_off_at"] is not None:
         return _Applied("unchanged", "Write-off already recorded.", charge["id"])
@@ -781,7 +797,7 @@ def _record_item(conn: Connection, retorno_id: int, entry: RetornoEntry, applied
     )
 
 
-def retorno_history(engine: Engine, *, actor: Actor, limit: int = 200) -> list[dict[str, Any]]:
+def retorno_history(engine: Engine, *, actor: Actor, limit: int = 200) -> list[RetornoRow]:
     """Every retorno received, newest first; those left running by a dead process are
     closed as failed first (the same rule as the imports' history)."""
     require(actor, Permission.READ)
@@ -789,8 +805,122 @@ def retorno_history(engine: Engine, *, actor: Actor, limit: int = 200) -> list[d
     return bank_db.list_retornos(engine, limit=limit)
 
 
-def retorno_report(engine: Engine, *, actor: Actor, retorno_id: int) -> list[dict[str, Any]]:
+def retorno_report(engine: Engine, *, actor: Actor, retorno_id: int) -> list[RetornoItem]:
     """What each title of a retorno did, in file order."""
     require(actor, Permission.READ)
     with engine.connect() as conn:
         return bank_db.retorno_items(conn, retorno_id)
+
+
+# --- What an operator corrects ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RegistrationResent:
+    charge_id: int
+    debt_id: str
+    rejection: str  # the bank's refusal that was cleared
+    attempt: int  # the registration attempt the next remessa carries
+
+
+def send_registration_again(
+    engine: Engine, *, actor: Actor, charge_id: int
+) -> RegistrationResent:
+    """Clear the bank's refusal of a charge's registration so the next remessa carries it
+    again (once), after the operator corrected what the bank refused; audited."""
+    if not actor.can(Permission.CHANGE_CHARGES):
+        require(actor, Permission.BANK_FILES)
+    with engine.begin() as conn:
+        charge = bank_db.charge_for_resend(conn, charge_id)
+        if charge is None:
+            raise OperatorError(f"There is no charge #{charge_id}.", title="Not found")
+        rejection = charge["registration_rejection"]
+        if rejection is None:
+            raise OperatorError(
+                f"The bank has not refused the registration of charge #{charge_id}: there "
+                "is nothing to send again.",
+                title="Nothing to send again",
+            )
+        if charge["status"] != "issued":
+            raise OperatorError(
+                f"Charge #{charge_id} is {charge['status']}: only an issued charge, still "
+                "owed in full, is sent to the bank for registration.",
+                title="Nothing to send again",
+            )
+        attempt = bank_db.open_registration_attempt(conn, charge_id)
+        payments_db.insert_event(
+            conn,
+            charge_id=charge_id,
+            kind="registration_resent",
+            from_status=charge["status"],
+            to_status=charge["status"],
+            reason=rejection,
+            actor=actor.name,
+        )
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.REGISTRATION_RESENT,
+            subject=f"charge:{charge_id}",
+            details={"debtId": charge["debt_id"], "rejection": rejection, "attempt": attempt},
+        )
+    log.info("charge %s: registration to be sent again (attempt %d)", charge_id, attempt)
+    return RegistrationResent(
+        charge_id=charge_id, debt_id=charge["debt_id"], rejection=rejection, attempt=attempt
+    )
+
+
+_STATES = frozenset(
+    "AC AL AP AM BA CE DF ES GO MA MT MS MG PA PB PR PE PI RJ RN RS RO RR SC SP SE TO".split()
+)
+
+
+def save_debtor_address(
+    engine: Engine,
+    *,
+    actor: Actor,
+    debtor_id: int,
+    street: str,
+    district: str,
+    zip_code: str,
+    city: str,
+    state: str,
+) -> None:
+    """Store the postal address the remessa's segment Q carries for a debtor (personal
+    data: audited). Refused, with a sentence, when a bank could not use it."""
+    require(actor, Permission.CHANGE_CHARGES)
+    street, district, city = street.strip(), district.strip(), city.strip()
+    digits = "".join(ch for ch in zip_code if ch.isdigit())
+    state = state.strip().upper()
+    problems = []
+    if not street:
+        problems.append("the street is empty")
+    if len(digits) != 8 or len(digits) != len(zip_code.replace("-", "").replace(".", "").strip()):
+        problems.append(f"the CEP {zip_code!r} is not 8 digits")
+    if not city:
+        problems.append("the city is empty")
+    if state not in _STATES:
+        problems.append(f"{state!r} is not a Brazilian state (UF)")
+    if problems:
+        raise OperatorError(
+            "The address was not saved: " + "; ".join(problems) + ".", title="Address"
+        )
+    with engine.begin() as conn:
+        if not bank_db.debtor_exists(conn, debtor_id):
+            raise OperatorError(f"There is no debtor #{debtor_id}.", title="Not found")
+        bank_db.save_debtor_address(
+            conn,
+            debtor_id=debtor_id,
+            street=street[:120],
+            district=district[:60],
+            zip_code=digits,
+            city=city[:60],
+            state=state,
+            actor=actor.name,
+        )
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.DEBTOR_ADDRESS_SAVED,
+            subject=f"debtor:{debtor_id}",
+            details={"city": city, "state": state},
+        )

@@ -1,21 +1,32 @@
-"""One settings object, read from the environment.
+"""One settings object, read from the environment, each setting defined once.
+
+A setting is one field of `Settings`: its type, its default and, through `setting(...)`,
+its line in the README's table and the values it may take. From that one definition come
+the reading of the environment (`Settings.from_env`, which checks every value at start-up
+and names each variable it cannot use in one OperatorError), the README's table
+(`readme_table`, which a test compares with README.md) and a repr without secrets.
 
 Defaults suit a laptop: no variable is needed to run the dashboard on the embedded
 PostgreSQL and a local mail catcher. Secrets have no default; the parts that need one
-(the payments webhook) refuse to start without it. Every variable is documented in the
-README's table, and a test checks that none is missing there. A Settings never shows
-a secret when printed or logged: fields named *_password, *_secret or *_token show '***',
-and *_url fields show their URL with the password replaced by '***'.
+(the payments webhook) refuse to start without it. A Settings never shows a secret when
+printed or logged: fields named *_password, *_secret or *_token show '***', and *_url
+fields show their URL with the password replaced by '***'.
+
+`python -m billing.core.settings` prints the README's table.
 """
+
+# ruff: noqa: RUF009  (setting(...) returns a dataclasses.field, as field(...) would)
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, get_type_hints
 
 from billing.core.errors import OperatorError
 
@@ -30,33 +41,45 @@ _PASSWORD_PARAMETER = re.compile(
     r"(?P<key>(?:^|[?&;\s])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^&;\s#]*)",
     re.IGNORECASE,
 )
+LANGUAGES = ("pt_BR", "en")
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, "").strip() or default
+def _first_known_language(text: str) -> str:
+    """LANGUAGE as GNU gettext also reads it, a list of preferences such as "en_US:en" or
+    "pt_BR.UTF-8": the first one this product speaks; the text itself when none is."""
+    for preference in text.split(":"):
+        code = preference.split(".")[0].split("@")[0].strip().lower().replace("-", "_")
+        if code == "pt" or code.startswith("pt_"):
+            return "pt_BR"
+        if code == "en" or code.startswith("en_"):
+            return "en"
+    return text
 
 
-def _env_int(name: str, default: int) -> int:
-    value = _env(name)
-    try:
-        return int(value) if value else default
-    except ValueError as exc:
-        raise OperatorError(f"{name} must be a whole number, not {value!r}.") from exc
+@dataclass(frozen=True)
+class Entry:
+    """What one setting's definition adds to its field: the README's line and its choices."""
+
+    meaning: str
+    variable: str  # the environment variable; "" when it is the field's name in capitals
+    shown_default: str  # the README's Default column; "" when it is the default itself
+    choices: tuple[str, ...]  # the only values allowed (any case); () for any value
+    # Reads the variable's text before the choices are checked (a gettext list for LANGUAGE).
+    read_as: Callable[[str], str] | None = None
 
 
-def _env_decimal(name: str, default: Decimal) -> Decimal:
-    value = _env(name).replace(",", ".")
-    try:
-        return Decimal(value) if value else default
-    except ArithmeticError as exc:
-        raise OperatorError(f"{name} must be a number such as 2.00, not {value!r}.") from exc
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    value = _env(name).lower()
-    if not value:
-        return default
-    return value in {"1", "true", "yes", "on"}
+def setting(
+    default: Any,
+    meaning: str,
+    *,
+    variable: str = "",
+    shown_default: str = "",
+    choices: tuple[str, ...] = (),
+    read_as: Callable[[str], str] | None = None,
+) -> Any:
+    """A field of Settings: its default, its meaning for the README, the values it takes."""
+    entry = Entry(meaning, variable, shown_default, choices, read_as)
+    return field(default=default, metadata={"entry": entry})
 
 
 @dataclass(frozen=True)
@@ -64,84 +87,182 @@ class Settings:
     """Everything the product reads from the environment, in one place."""
 
     # Database and files
-    database_url: str = ""
-    migration_database_url: str = ""  # the schema owner; unset: DATABASE_URL
-    database_read_url: str = ""  # a read replica for the dashboard's reads; unset: DATABASE_URL
-    data_dir: Path = PROJECT_ROOT / ".data"
-    max_file_mb: int = 250  # the dashboard's upload, held in memory by the browser's session
-    max_import_file_mb: int = 4096  # the CLI's and the API's, read a piece at a time
-    max_debt_amount: Decimal = Decimal("99999999.99")
+    database_url: str = setting(
+        "",
+        "`postgresql://user:password@host:port/db`, or a socket with `?host=/dir`",
+        shown_default="*(unset: embedded server)*",
+    )
+    migration_database_url: str = setting(
+        "",
+        "the schema owner's URL, for migrations; `DATABASE_URL` is then the application's "
+        "role, which owns nothing (see Docker)",
+        shown_default="*(unset: `DATABASE_URL`)*",
+    )
+    database_read_url: str = setting(
+        "",
+        "a read replica of `DATABASE_URL`'s database: the dashboard's pages read from it, "
+        "every write still goes to `DATABASE_URL` (see [A read replica](#a-read-replica))",
+        shown_default="*(unset: `DATABASE_URL`)*",
+    )
+    data_dir: Path = setting(
+        PROJECT_ROOT / ".data",
+        "where the embedded PostgreSQL keeps its files",
+        variable="BILLING_DATA_DIR",
+        shown_default="`.data`",
+    )
+    max_file_mb: int = setting(
+        250, "largest debtor file accepted by the dashboard's upload (held in memory)"
+    )
+    max_import_file_mb: int = setting(
+        4096, "largest debtor file accepted by the CLI and the API (read in 16 MB pieces)"
+    )
+    max_debt_amount: Decimal = setting(Decimal("99999999.99"), "largest amount accepted in a row")
 
-    # Time limits on the database (0 turns one off). A dashboard page gives up on a query
-    # past DASHBOARD_STATEMENT_SECONDS with a sentence, instead of holding a page and a
-    # connection for ever; imports, the worker and the API have no statement limit (an
-    # import of a million rows runs for minutes).
-    database_connect_timeout_seconds: int = 10
-    dashboard_statement_seconds: int = 30
-    database_lock_timeout_seconds: int = 60
-    database_idle_in_transaction_seconds: int = 600
+    # Time limits on the database (0 turns one off)
+    database_connect_timeout_seconds: int = setting(
+        10,
+        "every process gives up dialling the database after this long (and tries again: "
+        "see [Bad days](#bad-days))",
+    )
+    dashboard_statement_seconds: int = setting(
+        30,
+        "a dashboard page's query is stopped past this long and the page says so "
+        "(0: no limit); imports, exports, the worker and the API have none",
+    )
+    database_lock_timeout_seconds: int = setting(
+        60,
+        "the dashboard's reads and actions stop waiting for a lock after this long "
+        "(0: no limit); imports queue behind each other without it",
+    )
+    database_idle_in_transaction_seconds: int = setting(
+        600,
+        "the server ends a session left idle inside a transaction this long (a hung process "
+        "never holds its locks for ever; 0: no limit)",
+    )
 
     # Beneficiary of the boletos (the fund's bank account)
-    boleto_layout: str = "caixa_sigcb"
-    bank_code: str = "104"
-    beneficiary_name: str = "Fundo de Crédito Exemplo FIDC"
-    beneficiary_document: str = "11222333000181"
-    beneficiary_agency: str = "1234"
-    beneficiary_account: str = "005507"
-    beneficiary_account_digit: str = "7"
-    beneficiary_wallet: str = "14"
-    beneficiary_code: str = "005507"
-    beneficiary_address: str = ""
-    beneficiary_wallet_variation: str = "019"  # Banco do Brasil's variação da carteira
+    boleto_layout: str = setting(
+        "caixa_sigcb", "free-field layout: `caixa_sigcb` or `bb_convenio7`"
+    )
+    bank_code: str = setting("104", "beneficiary bank (104 Caixa, 001 Banco do Brasil)")
+    beneficiary_name: str = setting(
+        "Fundo de Crédito Exemplo FIDC",
+        "beneficiary printed on the boleto",
+        shown_default="example fund",
+    )
+    beneficiary_document: str = setting(
+        "11222333000181", "beneficiary CNPJ", shown_default="example CNPJ"
+    )
+    beneficiary_agency: str = setting("1234", "agency")
+    beneficiary_account: str = setting("005507", "account")
+    beneficiary_account_digit: str = setting("7", "account check digit")
+    beneficiary_wallet: str = setting("14", "carteira")
+    beneficiary_code: str = setting("005507", "Caixa código do beneficiário (6) or BB convênio (7)")
+    beneficiary_address: str = setting("", "beneficiary address on the slip")
+    beneficiary_wallet_variation: str = setting(
+        "019", "Banco do Brasil's variação da carteira, in the remessa's agreement code"
+    )
 
-    # What a remessa asks the bank to charge after the due date, and the discount before
-    # it (billing.cnab): percentages of the amount; 0 leaves one out.
-    bank_fine_percent: Decimal = Decimal("2.00")  # multa, once (the most the CDC allows)
-    bank_interest_monthly_percent: Decimal = Decimal("1.00")  # juros de mora, per month
-    bank_discount_percent: Decimal = Decimal("0")  # desconto for paying early
-    bank_discount_days: int = 0  # the discount holds until this many days before the due date
+    # What a remessa asks the bank to charge after the due date (billing.cnab)
+    bank_fine_percent: Decimal = setting(
+        Decimal("2.00"),
+        "multa the remessa asks the bank to charge after the due date, % of the amount (0: none)",
+    )
+    bank_interest_monthly_percent: Decimal = setting(
+        Decimal("1.00"),
+        "juros de mora per month after the due date, sent as a value per day (0: none)",
+    )
+    bank_discount_percent: Decimal = setting(
+        Decimal("0"), "desconto for paying early, % of the amount (0: none)"
+    )
+    bank_discount_days: int = setting(
+        0, "the discount holds until this many days before the due date"
+    )
 
     # Pix (hybrid boleto): off when no key is configured
-    pix_key: str = ""
-    pix_merchant_name: str = ""
-    pix_merchant_city: str = "SAO PAULO"
+    pix_key: str = setting(
+        "",
+        'Pix key for the hybrid boleto\'s "copia e cola"',
+        shown_default="*(empty: no Pix)*",
+    )
+    pix_merchant_name: str = setting(
+        "", "name in the Pix code", shown_default="*(beneficiary name)*"
+    )
+    pix_merchant_city: str = setting("SAO PAULO", "city in the Pix code")
 
     # E-mail
-    smtp_host: str = "localhost"
-    smtp_port: int = 1025
-    smtp_user: str = ""
-    smtp_password: str = ""
-    smtp_security: str = "none"  # none, starttls or ssl
-    smtp_timeout_seconds: int = 30
-    mail_from: str = "Cobrança <cobranca@example.com>"
-    mail_attach_pdf: bool = False
-    mail_rate_per_second: int = 0  # 0: no limit
-    mail_max_attempts: int = 5
-    # First wait when the mail server cannot be reached at all; doubles, up to 15 minutes.
-    mail_server_retry_seconds: int = 30
+    smtp_host: str = setting("localhost", "mail server")
+    smtp_port: int = setting(1025, "mail server port (a local mail catcher by default)")
+    smtp_user: str = setting("", "login, when the server needs one")
+    smtp_password: str = setting("", "password (secret: from the environment only)")
+    smtp_security: str = setting(
+        "none", "`none`, `starttls` or `ssl`", choices=("none", "starttls", "ssl")
+    )
+    smtp_timeout_seconds: int = setting(30, "connection timeout")
+    mail_from: str = setting("Cobrança <cobranca@example.com>", "sender")
+    mail_attach_pdf: bool = setting(False, "attach the boleto PDF to e-mails")
+    mail_rate_per_second: int = setting(0, "sending limit, 0 for none")
+    mail_max_attempts: int = setting(5, "tries for a transient SMTP failure")
+    mail_server_retry_seconds: int = setting(
+        30,
+        "first wait when the mail server cannot be reached at all; doubles up to 15 "
+        "minutes, and counts no attempt",
+    )
 
     # Notices and the daily cycle
-    notice_on_issue: bool = True
-    notice_reminder_days: int = 3  # 0 turns the reminder off
-    notice_on_due_date: bool = True
-    notice_overdue_days: int = 1  # days after the due date; 0 turns it off
-    # Only e-mail boletos the bank has registered (a retorno confirmed them): off, so the
-    # product works without exchanging files with a bank.
-    notice_requires_registration: bool = False
-    daily_cycle_at: str = "08:00"
-    timezone: str = "America/Sao_Paulo"
+    notice_on_issue: bool = setting(True, "e-mail when the boleto is issued")
+    notice_reminder_days: int = setting(3, "reminder this many days before the due date (0: off)")
+    notice_on_due_date: bool = setting(True, "e-mail on the due date")
+    notice_overdue_days: int = setting(
+        1, "overdue notice this many days after the due date (0: off)"
+    )
+    notice_requires_registration: bool = setting(
+        False,
+        "e-mail a debtor only once the bank has registered the boleto (a retorno confirmed it)",
+    )
+    daily_cycle_at: str = setting("08:00", "when the worker runs the daily cycle")
+    timezone: str = setting(
+        "America/Sao_Paulo", "time zone of the schedule and of the bank's times"
+    )
 
     # Payments API
-    webhook_secret: str = ""
-    api_token: str = ""  # bearer token for POST /debtors/upload; unset: uploads off
-    api_port: int = 8000
+    webhook_secret: str = setting(
+        "",
+        "HMAC secret of the bank's payment webhook: at least 32 bytes, not a placeholder "
+        "(`openssl rand -hex 32`)",
+        shown_default="*(required by the API)*",
+    )
+    api_token: str = setting(
+        "",
+        "bearer token of systems that `POST /debtors/upload`: at least 32 bytes when set",
+        shown_default="*(required for file uploads by API)*",
+    )
+    api_port: int = setting(8000, "port of the payments API")
 
     # Sign-in and roles
-    auth_mode: str = "accounts"  # accounts (built-in, in PostgreSQL) or oidc
-    session_idle_minutes: int = 480
-    oidc_admins: str = ""  # e-mails or @domains, comma-separated
-    oidc_operators: str = ""
-    oidc_viewers: str = ""
+    auth_mode: str = setting(
+        "accounts",
+        "how operators sign in: `accounts` (built-in, passwords in PostgreSQL) or `oidc` "
+        "(the company's identity provider, see Security)",
+        choices=("accounts", "oidc"),
+    )
+    session_idle_minutes: int = setting(
+        480, "a dashboard session ends after this many minutes without use"
+    )
+    oidc_admins: str = setting(
+        "", "with `oidc`: e-mails or `@domain`s (comma-separated) signed in as admin"
+    )
+    oidc_operators: str = setting("", "with `oidc`: e-mails or `@domain`s signed in as operator")
+    oidc_viewers: str = setting("", "with `oidc`: e-mails or `@domain`s signed in as viewer")
+
+    # Language
+    language: str = setting(
+        "pt_BR",
+        "the dashboard's and the command line's default language: `pt_BR` or `en` "
+        "(an operator may choose their own)",
+        choices=LANGUAGES,
+        read_as=_first_known_language,
+    )
 
     @property
     def max_file_bytes(self) -> int:
@@ -160,83 +281,85 @@ class Settings:
         return f"{type(self).__name__}({shown})"
 
     @classmethod
-    def from_env(cls) -> Settings:
-        d = cls()
-        return cls(
-            database_url=_env("DATABASE_URL"),
-            migration_database_url=_env("MIGRATION_DATABASE_URL"),
-            database_read_url=_env("DATABASE_READ_URL"),
-            data_dir=Path(_env("BILLING_DATA_DIR", str(d.data_dir))),
-            max_file_mb=_env_int("MAX_FILE_MB", d.max_file_mb),
-            max_import_file_mb=_env_int("MAX_IMPORT_FILE_MB", d.max_import_file_mb),
-            max_debt_amount=Decimal(_env("MAX_DEBT_AMOUNT", str(d.max_debt_amount))),
-            database_connect_timeout_seconds=_env_int(
-                "DATABASE_CONNECT_TIMEOUT_SECONDS", d.database_connect_timeout_seconds
-            ),
-            dashboard_statement_seconds=_env_int(
-                "DASHBOARD_STATEMENT_SECONDS", d.dashboard_statement_seconds
-            ),
-            database_lock_timeout_seconds=_env_int(
-                "DATABASE_LOCK_TIMEOUT_SECONDS", d.database_lock_timeout_seconds
-            ),
-            database_idle_in_transaction_seconds=_env_int(
-                "DATABASE_IDLE_IN_TRANSACTION_SECONDS", d.database_idle_in_transaction_seconds
-            ),
-            boleto_layout=_env("BOLETO_LAYOUT", d.boleto_layout),
-            bank_code=_env("BANK_CODE", d.bank_code),
-            beneficiary_name=_env("BENEFICIARY_NAME", d.beneficiary_name),
-            beneficiary_document=_env("BENEFICIARY_DOCUMENT", d.beneficiary_document),
-            beneficiary_agency=_env("BENEFICIARY_AGENCY", d.beneficiary_agency),
-            beneficiary_account=_env("BENEFICIARY_ACCOUNT", d.beneficiary_account),
-            beneficiary_account_digit=_env(
-                "BENEFICIARY_ACCOUNT_DIGIT", d.beneficiary_account_digit
-            ),
-            beneficiary_wallet=_env("BENEFICIARY_WALLET", d.beneficiary_wallet),
-            beneficiary_code=_env("BENEFICIARY_CODE", d.beneficiary_code),
-            beneficiary_address=_env("BENEFICIARY_ADDRESS", d.beneficiary_address),
-            beneficiary_wallet_variation=_env(
-                "BENEFICIARY_WALLET_VARIATION", d.beneficiary_wallet_variation
-            ),
-            bank_fine_percent=_env_decimal("BANK_FINE_PERCENT", d.bank_fine_percent),
-            bank_interest_monthly_percent=_env_decimal(
-                "BANK_INTEREST_MONTHLY_PERCENT", d.bank_interest_monthly_percent
-            ),
-            bank_discount_percent=_env_decimal("BANK_DISCOUNT_PERCENT", d.bank_discount_percent),
-            bank_discount_days=_env_int("BANK_DISCOUNT_DAYS", d.bank_discount_days),
-            pix_key=_env("PIX_KEY"),
-            pix_merchant_name=_env("PIX_MERCHANT_NAME"),
-            pix_merchant_city=_env("PIX_MERCHANT_CITY", d.pix_merchant_city),
-            smtp_host=_env("SMTP_HOST", d.smtp_host),
-            smtp_port=_env_int("SMTP_PORT", d.smtp_port),
-            smtp_user=_env("SMTP_USER"),
-            smtp_password=_env("SMTP_PASSWORD"),
-            smtp_security=_env("SMTP_SECURITY", d.smtp_security).lower(),
-            smtp_timeout_seconds=_env_int("SMTP_TIMEOUT_SECONDS", d.smtp_timeout_seconds),
-            mail_from=_env("MAIL_FROM", d.mail_from),
-            mail_attach_pdf=_env_bool("MAIL_ATTACH_PDF", d.mail_attach_pdf),
-            mail_rate_per_second=_env_int("MAIL_RATE_PER_SECOND", d.mail_rate_per_second),
-            mail_max_attempts=_env_int("MAIL_MAX_ATTEMPTS", d.mail_max_attempts),
-            mail_server_retry_seconds=_env_int(
-                "MAIL_SERVER_RETRY_SECONDS", d.mail_server_retry_seconds
-            ),
-            notice_on_issue=_env_bool("NOTICE_ON_ISSUE", d.notice_on_issue),
-            notice_reminder_days=_env_int("NOTICE_REMINDER_DAYS", d.notice_reminder_days),
-            notice_on_due_date=_env_bool("NOTICE_ON_DUE_DATE", d.notice_on_due_date),
-            notice_overdue_days=_env_int("NOTICE_OVERDUE_DAYS", d.notice_overdue_days),
-            notice_requires_registration=_env_bool(
-                "NOTICE_REQUIRES_REGISTRATION", d.notice_requires_registration
-            ),
-            daily_cycle_at=_env("DAILY_CYCLE_AT", d.daily_cycle_at),
-            timezone=_env("TIMEZONE", d.timezone),
-            webhook_secret=_env("WEBHOOK_SECRET"),
-            api_token=_env("API_TOKEN"),
-            api_port=_env_int("API_PORT", d.api_port),
-            auth_mode=_env("AUTH_MODE", d.auth_mode).lower(),
-            session_idle_minutes=_env_int("SESSION_IDLE_MINUTES", d.session_idle_minutes),
-            oidc_admins=_env("OIDC_ADMINS"),
-            oidc_operators=_env("OIDC_OPERATORS"),
-            oidc_viewers=_env("OIDC_VIEWERS"),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of `environ` (the process's environment by default), every value
+        checked: an unset or blank variable takes the default; any that cannot be used
+        are named, each with what it must be, in one OperatorError."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for definition in fields(cls):
+            name = variable_of(definition)
+            text = environ.get(name, "").strip()
+            if not text:
+                continue
+            try:
+                values[definition.name] = _parsed(definition, text)
+            except ValueError as exc:
+                problems.append(f"{name} {exc}, not {text!r}.")
+        if problems:
+            raise OperatorError(" ".join(problems), title="Settings not usable")
+        return cls(**values)
+
+
+def variable_of(definition: Field[Any]) -> str:
+    """The environment variable behind a field of Settings."""
+    return _entry(definition).variable or definition.name.upper()
+
+
+def _entry(definition: Field[Any]) -> Entry:
+    entry: Entry = definition.metadata["entry"]
+    return entry
+
+
+def _number(text: str) -> Decimal:
+    value = Decimal(text.replace(",", "."))  # "2,00" as written in Brazil, or "2.00"
+    if not value.is_finite():
+        raise ArithmeticError(text)
+    return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _yes_or_no(text: str) -> bool:
+    if text.lower() not in (*_TRUE, *_FALSE):
+        raise ValueError(text)
+    return text.lower() in _TRUE
+
+
+# How a variable's text becomes a value of each type, and what to say when it cannot.
+_READERS: dict[object, tuple[Callable[[str], object], str]] = {
+    str: (str, ""),
+    Path: (Path, ""),
+    int: (int, "must be a whole number"),
+    Decimal: (_number, "must be a number such as 2.00"),
+    bool: (_yes_or_no, "must be true or false (also 1/0, yes/no, on/off)"),
+}
+_TYPES = get_type_hints(Settings)
+
+
+def _parsed(definition: Field[Any], text: str) -> object:
+    """The value of a variable's text; ValueError saying what it must be instead."""
+    entry = _entry(definition)
+    if entry.read_as:
+        text = entry.read_as(text)
+    choices = entry.choices
+    if choices:
+        by_case = {choice.lower(): choice for choice in choices}
+        if text.lower() not in by_case:
+            raise ValueError(f"must be {_one_of(choices)}")
+        return by_case[text.lower()]
+    read, expected = _READERS[_TYPES[definition.name]]
+    try:
+        return read(text)
+    except (ValueError, ArithmeticError) as exc:
+        raise ValueError(expected) from exc
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
 
 
 def shown_setting(name: str, value: object) -> object:
@@ -257,66 +380,37 @@ def url_without_password(url: str) -> str:
     return _PASSWORD_PARAMETER.sub(rf"\g<key>{HIDDEN}", hidden)
 
 
-# The environment variable behind each setting; the README documents each of them.
-ENVIRONMENT_VARIABLES = [
-    "DATABASE_URL",
-    "MIGRATION_DATABASE_URL",
-    "DATABASE_READ_URL",
-    "BILLING_DATA_DIR",
-    "MAX_FILE_MB",
-    "MAX_IMPORT_FILE_MB",
-    "MAX_DEBT_AMOUNT",
-    "DATABASE_CONNECT_TIMEOUT_SECONDS",
-    "DASHBOARD_STATEMENT_SECONDS",
-    "DATABASE_LOCK_TIMEOUT_SECONDS",
-    "DATABASE_IDLE_IN_TRANSACTION_SECONDS",
-    "BOLETO_LAYOUT",
-    "BANK_CODE",
-    "BENEFICIARY_NAME",
-    "BENEFICIARY_DOCUMENT",
-    "BENEFICIARY_AGENCY",
-    "BENEFICIARY_ACCOUNT",
-    "BENEFICIARY_ACCOUNT_DIGIT",
-    "BENEFICIARY_WALLET",
-    "BENEFICIARY_CODE",
-    "BENEFICIARY_ADDRESS",
-    "BENEFICIARY_WALLET_VARIATION",
-    "BANK_FINE_PERCENT",
-    "BANK_INTEREST_MONTHLY_PERCENT",
-    "BANK_DISCOUNT_PERCENT",
-    "BANK_DISCOUNT_DAYS",
-    "PIX_KEY",
-    "PIX_MERCHANT_NAME",
-    "PIX_MERCHANT_CITY",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USER",
-    "SMTP_PASSWORD",
-    "SMTP_SECURITY",
-    "SMTP_TIMEOUT_SECONDS",
-    "MAIL_FROM",
-    "MAIL_ATTACH_PDF",
-    "MAIL_RATE_PER_SECOND",
-    "MAIL_MAX_ATTEMPTS",
-    "MAIL_SERVER_RETRY_SECONDS",
-    "NOTICE_ON_ISSUE",
-    "NOTICE_REMINDER_DAYS",
-    "NOTICE_ON_DUE_DATE",
-    "NOTICE_OVERDUE_DAYS",
-    "NOTICE_REQUIRES_REGISTRATION",
-    "DAILY_CYCLE_AT",
-    "TIMEZONE",
-    "WEBHOOK_SECRET",
-    "API_TOKEN",
-    "API_PORT",
-    "AUTH_MODE",
-    "SESSION_IDLE_MINUTES",
-    "OIDC_ADMINS",
-    "OIDC_OPERATORS",
-    "OIDC_VIEWERS",
-]
+# The environment variable behind each setting, in the order of the README's table.
+ENVIRONMENT_VARIABLES = [variable_of(definition) for definition in fields(Settings)]
+
+
+def readme_table() -> str:
+    """The README's table of environment variables, one row per setting."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    rows += [
+        f"| `{variable_of(definition)}` | {_shown_default(definition)} "
+        f"| {_entry(definition).meaning} |"
+        for definition in fields(Settings)
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _shown_default(definition: Field[Any]) -> str:
+    default = definition.default
+    if _entry(definition).shown_default:
+        return _entry(definition).shown_default
+    if default == "":
+        return "*(empty)*"
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    return f"`{default}`"
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The process's settings, read once; tests call `get_settings.cache_clear()`."""
     return Settings.from_env()
+
+
+if __name__ == "__main__":
+    print(readme_table(), end="")

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from datetime import date
 
+from billing.core.i18n import N_
+
 STATUSES = ("pending", "issued", "registered", "partially_paid", "paid", "canceled")
+# In English, marked for the catalogs: shown with _(label), in the reader's language.
 STATUS_LABELS = {
-    "pending": "Pending (no boleto yet)",
-    "issued": "Issued",
-    "registered": "Registered at the bank",
-    "partially_paid": "Partially paid",
-    "paid": "Paid",
-    "canceled": "Canceled",
+    "pending": N_("Pending (no boleto yet)"),
+    "issued": N_("Issued"),
+    "registered": N_("Registered at the bank"),
+    "partially_paid": N_("Partially paid"),
+    "paid": N_("Paid"),
+    "canceled": N_("Canceled"),
 }
 # Still owed, in full or in part: what the outstanding totals add up.
 OPEN_STATUSES = ("pending", "issued", "registered", "partially_paid")
@@ -27,7 +30,7 @@ UNPAID_STATUSES = ("issued", "registered", "partially_paid")
 # A charge whose registration the bank refused is flagged for an operator (the bank's
 # reason is kept on the charge); its status stays 'issued'. Not a status: a filter.
 REGISTRATION_REJECTED = "registration_rejected"
-REGISTRATION_REJECTED_LABEL = "Registration rejected by the bank"
+REGISTRATION_REJECTED_LABEL = N_("Registration rejected by the bank")
 
 
 def is_overdue(*, status: str, due_date: date, today: date) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from billing.accounts.access import cli_actor
 from billing.core.errors import OperatorError
+from billing.core.i18n import N_, _
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
@@ -71,6 +72,24 @@ def _add_bank_file_parsers(commands: argparse._SubParsersAction) -> None:
     retorno = commands.add_parser("retorno", help="import a CNAB 240 retorno from the bank")
     retorno.add_argument("file", type=Path)
     retorno.add_argument("--json", action="store_true", help="print one JSON object")
+    again = commands.add_parser(
+        "registration-again",
+        help="send a charge whose registration the bank refused in the next remessa again",
+    )
+    again.add_argument("charge_id", type=int)
+
+
+def _registration_again(args: argparse.Namespace) -> int:
+    from billing.cnab.service import send_registration_again
+    from db.engine import get_engine
+
+    result = send_registration_again(get_engine(), actor=cli_actor(), charge_id=args.charge_id)
+    print(
+        _("Charge #{id} ({debt_id}) goes to the bank again in the next remessa.").format(
+            id=result.charge_id, debt_id=result.debt_id
+        )
+    )
+    return EXIT_OK
 
 
 def _remessa(args: argparse.Namespace) -> int:
@@ -84,11 +103,27 @@ def _remessa(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
     elif not result.files:
-        print("Nothing new to send to the bank: no remessa written.")
+        print(_("Nothing new to send to the bank: no remessa written."))
+    if result.without_address and not args.json:
+        print(
+            _(
+                "{count} charges went out with no debtor address in segment Q; a bank "
+                "that requires one will refuse them."
+            ).format(count=result.without_address)
+        )
     for item in [] if args.json else result.files:
         print(
-            f"{item.path}: NSA {item.nsa}, {item.registrations} registrations, "
-            f"{item.write_offs} write-offs, {item.records} lines, R$ {item.total_amount}"
+            _(
+                "{path}: NSA {nsa}, {registrations} registrations, {write_offs} write-offs, "
+                "{records} lines, R$ {amount}"
+            ).format(
+                path=item.path,
+                nsa=item.nsa,
+                registrations=item.registrations,
+                write_offs=item.write_offs,
+                records=item.records,
+                amount=item.total_amount,
+            )
         )
     return EXIT_OK
 
@@ -104,7 +139,9 @@ def _retorno(args: argparse.Namespace) -> int:
         result = RetornoResult(
             status="refused",
             file_name=args.file.name,
-            error=f"Cannot read {args.file}: {exc.strerror or exc}.",
+            error=_("Cannot read {file}: {reason}.").format(
+                file=args.file, reason=exc.strerror or exc
+            ),
         )
     else:
         engine = get_engine()
@@ -113,13 +150,21 @@ def _retorno(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
     if result.status == "refused":
-        print(f"Retorno refused: {result.error}", file=sys.stderr)
+        print(_("Retorno refused: {error}").format(error=result.error), file=sys.stderr)
         return EXIT_REFUSED
     if not args.json:
         counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in result.counts.items())
         print(
-            f"{result.file_name}: retorno #{result.retorno_id} (NSA {result.nsa}), "
-            f"{result.entries} titles: {counts or 'nothing'}; paid R$ {result.paid_amount}"
+            _(
+                "{file}: retorno #{id} (NSA {nsa}), {entries} titles: {counts}; paid R$ {paid}"
+            ).format(
+                file=result.file_name,
+                id=result.retorno_id,
+                nsa=result.nsa,
+                entries=result.entries,
+                counts=counts or _("nothing"),
+                paid=result.paid_amount,
+            )
         )
     return EXIT_OK
 
@@ -163,17 +208,29 @@ def _print_import(result: dict, *, as_json: bool) -> None:
     if result["status"] == "refused":
         return
     print(
-        f"{result['file_name']}: {result['rows']} rows, {result['imported']} imported, "
-        f"{result['duplicates']} already present, {result['rejected']} rejected "
-        f"in {result['seconds']:.1f} s (import #{result['import_id']})"
+        _(
+            "{file}: {rows} rows, {imported} imported, {duplicates} already present, "
+            "{rejected} rejected in {seconds} s (import #{id})"
+        ).format(
+            file=result["file_name"],
+            rows=result["rows"],
+            imported=result["imported"],
+            duplicates=result["duplicates"],
+            rejected=result["rejected"],
+            seconds=f"{result['seconds']:.1f}",
+            id=result["import_id"],
+        )
     )
     for reason, count in result["reason_counts"].items():
         print(f"  {count:>9}  {reason}")
     if result["extra_columns"]:
-        print(f"  ignored columns: {', '.join(result['extra_columns'])}")
+        print(
+            "  "
+            + _("ignored columns: {columns}").format(columns=", ".join(result["extra_columns"]))
+        )
 
 
-DATABASE_UNREACHABLE = (
+DATABASE_UNREACHABLE = N_(
     "The database is not answering, so nothing was imported. Check DATABASE_URL, or "
     "that the server is running, and import the file again."
 )
@@ -193,7 +250,9 @@ def _import(args: argparse.Namespace) -> int:
             status="refused",
             import_id=None,
             file_name=file_name,
-            error=f"Cannot read {args.file}: {exc.strerror or exc}.",
+            error=_("Cannot read {file}: {reason}.").format(
+                file=args.file, reason=exc.strerror or exc
+            ),
         ).as_dict()
     else:
         started = False
@@ -212,15 +271,15 @@ def _import(args: argparse.Namespace) -> int:
             if database_trouble(exc) is not DatabaseTrouble.UNAVAILABLE:
                 raise
             logging.getLogger("billing").info("import failed", exc_info=True)
-            error = IMPORT_CONNECTION_LOST if started else DATABASE_UNREACHABLE
+            error = IMPORT_CONNECTION_LOST if started else _(DATABASE_UNREACHABLE)
             _report_failure(args, status="failed", error=error)
-            print(f"Failed: {error}", file=sys.stderr)
+            print(_("Failed: {error}").format(error=error), file=sys.stderr)
             return EXIT_FAILED
         finally:
             source.close()
     _print_import(result, as_json=args.json)
     if result["status"] == "refused":
-        print(f"File refused: {result['error']}", file=sys.stderr)
+        print(_("File refused: {error}").format(error=result["error"]), file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
 
@@ -229,7 +288,11 @@ def _migrate(args: argparse.Namespace) -> int:
     from db.migrations import migrate_database
 
     applied = migrate_database()
-    print("applied: " + ", ".join(applied) if applied else "the database is up to date")
+    print(
+        _("applied: {names}").format(names=", ".join(applied))
+        if applied
+        else _("the database is up to date")
+    )
     return EXIT_OK
 
 
@@ -251,8 +314,13 @@ def _backup(args: argparse.Namespace) -> int:
 
     result = backup_database(actor=cli_actor(), owner_url=resolve_migration_url(), path=args.file)
     print(
-        f"backed up to {result.path}: {result.size_bytes:,} bytes in {result.seconds:.1f} s "
-        f"({result.tool}); sha256 {result.sha256}"
+        _("backed up to {path}: {size} bytes in {seconds} s ({tool}); sha256 {sha256}").format(
+            path=result.path,
+            size=f"{result.size_bytes:,}",
+            seconds=f"{result.seconds:.1f}",
+            tool=result.tool,
+            sha256=result.sha256,
+        )
     )
     return EXIT_OK
 
@@ -269,10 +337,14 @@ def _restore(args: argparse.Namespace) -> int:
         force=args.force,
         app_role=application_role(),
     )
-    replaced = " (what the database held was dropped first)" if result.replaced else ""
-    print(f"restored {result.path} in {result.seconds:.1f} s{replaced} ({result.tool})")
+    replaced = _(" (what the database held was dropped first)") if result.replaced else ""
+    print(
+        _("restored {path} in {seconds} s{replaced} ({tool})").format(
+            path=result.path, seconds=f"{result.seconds:.1f}", replaced=replaced, tool=result.tool
+        )
+    )
     if result.migrations_applied:
-        print("then applied: " + ", ".join(result.migrations_applied))
+        print(_("then applied: {names}").format(names=", ".join(result.migrations_applied)))
     return EXIT_OK
 
 
@@ -297,13 +369,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(
-            f"{result['issued']} boletos issued, {result['queued']} notices queued, "
-            f"{result['sent']} sent, {result['failed']} failed, "
-            f"{result['retrying']} to retry, {result['skipped']} skipped "
-            f"in {result['seconds']:.1f} s"
+            _(
+                "{issued} boletos issued, {queued} notices queued, {sent} sent, {failed} failed, "
+                "{retrying} to retry, {skipped} skipped in {seconds} s"
+            ).format(**{**result, "seconds": f"{result['seconds']:.1f}"})
         )
     if result["error"]:
-        print(f"Cannot reach the mail server: {result['error']}", file=sys.stderr)
+        print(
+            _("Cannot reach the mail server: {error}").format(error=result["error"]),
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_OK
 
@@ -325,17 +400,19 @@ def _users(args: argparse.Namespace) -> int:
         account = accounts.create_account(
             engine, actor=actor, email=args.email, role=args.role, password=password
         )
-        print(f"added {account.email} ({account.role.value})")
+        print(_("added {email} ({role})").format(email=account.email, role=account.role.value))
     elif command == "disable":
         account = accounts.disable_account(engine, actor=actor, email=args.email)
-        print(f"disabled {account.email}; their sessions are ended")
+        print(_("disabled {email}; their sessions are ended").format(email=account.email))
     elif command == "set-role":
         account = accounts.set_role(engine, actor=actor, email=args.email, role=args.role)
-        print(f"{account.email} is now {account.role.value}")
+        print(_("{email} is now {role}").format(email=account.email, role=account.role.value))
     else:
         password = _read_password(stdin=args.password_stdin)
         account = accounts.reset_password(engine, actor=actor, email=args.email, password=password)
-        print(f"new password set for {account.email}; their sessions are ended")
+        print(
+            _("new password set for {email}; their sessions are ended").format(email=account.email)
+        )
     return EXIT_OK
 
 
@@ -347,9 +424,9 @@ def _read_password(*, stdin: bool) -> str:
 
     if stdin:
         return check_password(sys.stdin.readline().rstrip("\r\n"))
-    password = check_password(getpass.getpass("Password (at least 12 characters): "))
-    if getpass.getpass("The same password again: ") != password:
-        raise OperatorError("The two passwords differ.", title="Not changed")
+    password = check_password(getpass.getpass(_("Password (at least 12 characters): ")))
+    if getpass.getpass(_("The same password again: ")) != password:
+        raise OperatorError(_("The two passwords differ."), title=_("Not changed"))
     return password
 
 
@@ -371,7 +448,7 @@ def _print_accounts(listed: list, *, as_json: bool) -> None:
     for row in rows:
         print(
             f"{row['email']:<40} {row['role']:<9} {row['status']:<9} "
-            f"last sign-in: {row['lastSignIn'] or 'never'}"
+            + _("last sign-in: {when}").format(when=row["lastSignIn"] or _("never"))
         )
 
 
@@ -390,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "users": _users,
         "remessa": _remessa,
         "retorno": _retorno,
+        "registration-again": _registration_again,
         "backup": _backup,
         "restore": _restore,
     }
@@ -403,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("billing").info("command failed", exc_info=True)
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         _report_failure(args, status="failed", error=error)
-        print(f"Failed: {error}", file=sys.stderr)
+        print(_("Failed: {error}").format(error=error), file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -242,6 +242,7 @@ async def run_worker(*, engine: Engine | None = None, settings: Settings | None 
                 else:
                     migrate(engine)
                 migrated = True
+            assert engine is not None  # set on the first pass, before `migrated`
             await _serve(
                 url,
                 engine=engine,

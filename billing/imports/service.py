@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypedDict, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +36,7 @@ from billing.imports.reading import DebtorFile, file_pieces, file_size, read_deb
 from billing.imports.validation import REASONS, DebtIdSet, ValidatedRows, validate_rows
 from db import imports as imports_db
 from db import loading
+from db.imports import ImportRow
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ _T = TypeVar("_T")
 
 def _no_progress(fraction: float, message: str) -> None:
     return None
+
+
+# One line of a preview's reasons table; its keys are the table's column names.
+ReasonSummary = TypedDict("ReasonSummary", {"reason": str, "rows": int, "example lines": list[int]})
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class PreparedFile:
         """The first rows as parsed (trimmed strings), for the operator to eyeball."""
         return self.first_rows.slice(0, limit)
 
-    def reason_summary(self, examples: int = 3) -> list[dict[str, Any]]:
+    def reason_summary(self, examples: int = 3) -> list[ReasonSummary]:
         """One entry per reason: how many rows have it and the first lines that do."""
         return [
             {
@@ -222,24 +227,15 @@ def import_file(
     if (data is None) == (source is None):
         raise TypeError("import_file takes the file's data or a source to read, one of them")
     settings = settings or get_settings()
-    if source is None:
-        source, max_bytes = io.BytesIO(data), settings.max_file_bytes
-    else:
-        max_bytes = settings.max_import_file_bytes
+    source, max_bytes = _source_and_limit(data=data, source=source, settings=settings)
     started = time.monotonic()
     imports_db.mark_interrupted_imports(engine)
     size, sha256 = file_size(source), _sha256_of(source)
     audited = _ImportAudit(actor=actor, file_name=file_name, sha256=sha256)
     with engine.connect() as conn:
-        with conn.begin():
-            import_id = imports_db.create_import(
-                conn,
-                file_name=file_name,
-                sha256=audited.sha256,
-                size_bytes=size,
-                lenient_documents=lenient_documents,
-            )
-            imports_db.hold_import(conn, import_id)
+        import_id = _create_held_import(
+            conn, audited=audited, size=size, lenient_documents=lenient_documents
+        )
         try:
             result = _run_import(
                 conn,
@@ -263,6 +259,35 @@ def import_file(
                 imports_db.release_import(conn, import_id)
                 conn.commit()
     return result
+
+
+def _source_and_limit(
+    *, data: bytes | None, source: BinaryIO | None, settings: Settings
+) -> tuple[BinaryIO, int]:
+    """The file to read and its size limit: an upload in memory (MAX_FILE_MB) or an open
+    file (MAX_IMPORT_FILE_MB)."""
+    if source is not None:
+        return source, settings.max_import_file_bytes
+    if data is None:
+        raise TypeError("import_file takes the file's data or a source to read, one of them")
+    return io.BytesIO(data), settings.max_file_bytes
+
+
+def _create_held_import(
+    conn: Connection, *, audited: _ImportAudit, size: int, lenient_documents: bool
+) -> int:
+    """The import's row, committed as running and held by this connection (so a later
+    run does not take it for interrupted); returns its id."""
+    with conn.begin():
+        import_id = imports_db.create_import(
+            conn,
+            file_name=audited.file_name,
+            sha256=audited.sha256,
+            size_bytes=size,
+            lenient_documents=lenient_documents,
+        )
+        imports_db.hold_import(conn, import_id)
+    return import_id
 
 
 def _sha256_of(source: BinaryIO) -> str:
@@ -347,80 +372,157 @@ def _run_import(
     started: float,
     audited: _ImportAudit,
 ) -> ImportResult:
+    """Load the file in the import's transaction and record how it ended: done or refused
+    (a refusal writes no row of the file), then tidy up after a large load."""
     with conn.begin():
         on_progress(0.02, "Reading and validating the file")
         try:
-            pieces = _read_ahead(
-                _read_pieces(
-                    source,
-                    max_bytes=max_bytes,
-                    lenient_documents=lenient_documents,
-                    settings=settings,
-                )
-            )
-            first = next(pieces)  # most refusals come with it, before waiting for the lock
-            on_progress(0.05, "Waiting for other imports to finish")
-            loading.lock_imports(conn)
-            with conn.begin_nested():  # a piece refused further on takes every row back
-                load = _FileLoad(conn, import_id=import_id, settings=settings)
-                done = 0.0  # the share of the file loaded
-                for piece in itertools.chain([first], pieces):
-                    upto = 1.0 if piece.last else min(source.tell() / max(size, 1), 1.0)
-                    load.add(piece, on_progress=_between(on_progress, done, upto))
-                    done = upto
-                on_progress(0.95, "Indexing the new charges")
-                load.finish()
-        except FileRefused as refusal:
-            seconds = time.monotonic() - started
-            imports_db.finish_import(
-                conn, import_id=import_id, status="refused", seconds=seconds, error=refusal.message
-            )
-            refused = ImportResult(
-                status="refused",
+            first, load = _load_file(
+                conn,
                 import_id=import_id,
-                file_name=file_name,
-                seconds=round(seconds, 3),
-                error=refusal.message,
+                source=source,
+                size=size,
+                max_bytes=max_bytes,
+                lenient_documents=lenient_documents,
+                on_progress=on_progress,
+                settings=settings,
             )
-            audited.record(conn, refused)
-            return refused
-        seconds = time.monotonic() - started
-        result = ImportResult(
-            status="done",
-            import_id=import_id,
-            file_name=file_name,
-            rows=load.rows,
-            imported=load.imported,
-            duplicates=load.duplicates,
-            rejected=load.rejected,
-            issued=load.issued,
-            seconds=round(seconds, 3),
-            reason_counts=dict(load.reason_counts.most_common()),
-            extra_columns=list(first.file.extra_columns),
+        except FileRefused as refusal:
+            return _record_refusal(
+                conn, import_id=import_id, refusal=refusal, started=started, audited=audited
+            )
+        result = _record_done(
+            conn, import_id=import_id, first=first, load=load, started=started, audited=audited
         )
-        imports_db.finish_import(
-            conn,
-            import_id=import_id,
-            status="done",
-            seconds=seconds,
-            counts={
-                "rows": result.rows,
-                "imported": result.imported,
-                "duplicates": result.duplicates,
-                "rejected": result.rejected,
-            },
-            reason_counts=result.reason_counts,
-            encoding=first.file.encoding,
-            delimiter=first.file.delimiter,
-            extra_columns=result.extra_columns,
-        )
-        audited.record(conn, result)
-    if result.imported >= loading.BULK_LOAD_MIN_ROWS:
-        on_progress(0.98, "Preparing the new charges for the dashboard")
-        loading.vacuum_after_large_load(conn.engine)
+    _tidy_after_load(conn, result, on_progress=on_progress)
     on_progress(1.0, "Done")
     log.info("import %s of %s: %s", import_id, file_name, result)
     return result
+
+
+def _load_file(
+    conn: Connection,
+    *,
+    import_id: int,
+    source: BinaryIO,
+    size: int,
+    max_bytes: int,
+    lenient_documents: bool,
+    on_progress: Progress,
+    settings: Settings,
+) -> tuple[DebtorFile, _FileLoad]:
+    """Every piece of the file loaded in a savepoint, under the import lock; returns the
+    first piece's file (its encoding, delimiter, extra columns) and the load's counts.
+
+    Raises FileRefused; a piece refused further on takes every row back (the savepoint).
+    The next piece is read on a thread while the current one loads (_read_ahead).
+    """
+    pieces = _read_ahead(
+        _read_pieces(
+            source, max_bytes=max_bytes, lenient_documents=lenient_documents, settings=settings
+        )
+    )
+    first = next(pieces)  # most refusals come with it, before waiting for the lock
+    on_progress(0.05, "Waiting for other imports to finish")
+    loading.lock_imports(conn)
+    with conn.begin_nested():  # a piece refused further on takes every row back
+        load = _FileLoad(conn, import_id=import_id, settings=settings)
+        _load_pieces(
+            load,
+            itertools.chain([first], pieces),
+            source=source,
+            size=size,
+            on_progress=on_progress,
+        )
+        on_progress(0.95, "Indexing the new charges")
+        load.finish()
+    return first.file, load
+
+
+def _load_pieces(
+    load: _FileLoad, pieces: Iterator[_Piece], *, source: BinaryIO, size: int, on_progress: Progress
+) -> None:
+    """Each piece added to the load, its progress reported as its share of the file."""
+    done = 0.0  # the share of the file loaded
+    for piece in pieces:
+        upto = 1.0 if piece.last else min(source.tell() / max(size, 1), 1.0)
+        load.add(piece, on_progress=_between(on_progress, done, upto))
+        done = upto
+
+
+def _record_refusal(
+    conn: Connection,
+    *,
+    import_id: int,
+    refusal: FileRefused,
+    started: float,
+    audited: _ImportAudit,
+) -> ImportResult:
+    """The import recorded and audited as refused, with the refusal's message."""
+    seconds = time.monotonic() - started
+    imports_db.finish_import(
+        conn, import_id=import_id, status="refused", seconds=seconds, error=refusal.message
+    )
+    refused = ImportResult(
+        status="refused",
+        import_id=import_id,
+        file_name=audited.file_name,
+        seconds=round(seconds, 3),
+        error=refusal.message,
+    )
+    audited.record(conn, refused)
+    return refused
+
+
+def _record_done(
+    conn: Connection,
+    *,
+    import_id: int,
+    first: DebtorFile,
+    load: _FileLoad,
+    started: float,
+    audited: _ImportAudit,
+) -> ImportResult:
+    """The import recorded and audited as done, with the load's counts."""
+    seconds = time.monotonic() - started
+    result = ImportResult(
+        status="done",
+        import_id=import_id,
+        file_name=audited.file_name,
+        rows=load.rows,
+        imported=load.imported,
+        duplicates=load.duplicates,
+        rejected=load.rejected,
+        issued=load.issued,
+        seconds=round(seconds, 3),
+        reason_counts=dict(load.reason_counts.most_common()),
+        extra_columns=list(first.extra_columns),
+    )
+    imports_db.finish_import(
+        conn,
+        import_id=import_id,
+        status="done",
+        seconds=seconds,
+        counts={
+            "rows": result.rows,
+            "imported": result.imported,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+        },
+        reason_counts=result.reason_counts,
+        encoding=first.encoding,
+        delimiter=first.delimiter,
+        extra_columns=result.extra_columns,
+    )
+    audited.record(conn, result)
+    return result
+
+
+def _tidy_after_load(conn: Connection, result: ImportResult, *, on_progress: Progress) -> None:
+    """After a large load (committed), the new charges vacuumed for the dashboard."""
+    if result.imported >= loading.BULK_LOAD_MIN_ROWS:
+        on_progress(0.98, "Preparing the new charges for the dashboard")
+        loading.vacuum_after_large_load(conn.engine)
 
 
 def _between(on_progress: Progress, start: float, end: float) -> Progress:
@@ -494,40 +596,73 @@ class _FileLoad:
             )
             debtors = _newest_debtor_rows(rows)
             present = present_lines.result()
-            new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
-            self._decide_partition(new_rows=new_rows.num_rows, piece=piece)
-            if self._partition is None:
-                new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
+            new_rows = self._new_rows(rows, present=present, piece=piece)
             numbers = _nosso_numeros_of(conn, new_rows)
-            charges = _ChargeRows(
-                import_id=self.import_id,
-                issued_at=loading.transaction_time(conn),
-                settings=self.settings,
-            )
-            slices = (
-                (start, charges.with_boletos(part, nosso_numeros=numbers[start:][: len(part)]))
-                for start, part in loading.numbered_slices(new_rows)
-            )
+            slices = self._charge_slices(new_rows, nosso_numeros=numbers)
             on_progress(0.15, "Updating debtors")
             upserted = database.submit(
-                loading.upsert_debtors, conn, debtors=debtors, with_ids=new_rows.num_rows > 0
+                loading.upsert_debtors,
+                conn,
+                debtors=debtors,
+                with_ids=new_rows.num_rows > 0,
+                partition=self._partition,
             )
             ready = list(_until_done(slices, upserted))
             debtor_ids = _debtor_ids_of(new_rows, upserted.result())
 
         on_progress(0.3, "Issuing boletos and creating charges")
-        imported = loading.insert_charges(
-            conn,
-            slices=(
-                _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows))
-                for start, part in itertools.chain(ready, slices)
-            ),
+        imported = self._insert_charges(
+            itertools.chain(ready, slices),
+            debtor_ids=debtor_ids,
             total_rows=new_rows.num_rows,
-            partition=self._partition,
-            on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
+            on_progress=on_progress,
         )
         issued = int(np.count_nonzero(numbers >= 0))
         return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
+
+    def _new_rows(self, rows: pa.Table, *, present: np.ndarray, piece: _Piece) -> pa.Table:
+        """The rows whose debtId no charge has yet, in debtId order unless they go into a
+        partition of their own; the partition is decided here, at the first such piece."""
+        new_rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), pa.array(present))))
+        self._decide_partition(new_rows=new_rows.num_rows, piece=piece)
+        if self._partition is None:
+            new_rows = new_rows.take(pc.sort_indices(new_rows, [("debt_id", "ascending")]))
+        return new_rows
+
+    def _charge_slices(
+        self, new_rows: pa.Table, *, nosso_numeros: np.ndarray
+    ) -> Iterator[tuple[int, pa.Table]]:
+        """The new rows' charge rows with their boletos, a slice at a time (lazily), each
+        with the position of its first row."""
+        charges = _ChargeRows(
+            import_id=self.import_id,
+            issued_at=loading.transaction_time(self.conn),
+            settings=self.settings,
+        )
+        return (
+            (start, charges.with_boletos(part, nosso_numeros=nosso_numeros[start:][: len(part)]))
+            for start, part in loading.numbered_slices(new_rows)
+        )
+
+    def _insert_charges(
+        self,
+        slices: Iterator[tuple[int, pa.Table]],
+        *,
+        debtor_ids: pa.Array,
+        total_rows: int,
+        on_progress: Progress,
+    ) -> int:
+        """The charge slices COPYed in with their debtors' ids; returns how many."""
+        return loading.insert_charges(
+            self.conn,
+            slices=(
+                _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows))
+                for start, part in slices
+            ),
+            total_rows=total_rows,
+            partition=self._partition,
+            on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
+        )
 
     def _decide_partition(self, *, new_rows: int, piece: _Piece) -> None:
         if not self._decided_partition and new_rows:
@@ -662,7 +797,7 @@ def rejected_rows_csv(engine: Engine, *, actor: Actor, import_id: int) -> bytes:
     return data
 
 
-def import_history(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
+def import_history(engine: Engine, *, limit: int = 200) -> list[ImportRow]:
     """The newest imports first; imports left running by a dead process show as failed."""
     imports_db.mark_interrupted_imports(engine)
     return imports_db.list_imports(engine, limit=limit)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, require
@@ -42,6 +43,7 @@ from billing.notices.mailer import (
 )
 from billing.notices.planning import plan_notices, today_in
 from db import notices as notices_db
+from db.notices import ClaimedNotice, NoticeOutcome
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +146,7 @@ def run_cycle(
     return result
 
 
-def _skip_reason(row: dict[str, Any], today: date) -> str | None:
+def _skip_reason(row: ClaimedNotice, today: date) -> str | None:
     """Why a claimed notice must not go out any more, or None."""
     status, kind = row["charge_status"], row["kind"]
     if status in ("paid", "canceled"):
@@ -162,7 +164,10 @@ def _skip_reason(row: dict[str, Any], today: date) -> str | None:
     return None
 
 
-def _mail_of(row: dict[str, Any]) -> NoticeMail:
+def _mail_of(row: ClaimedNotice) -> NoticeMail:
+    """The e-mail of a claimed notice that `_skip_reason` lets through (it has a boleto)."""
+    digitable_line = row["digitable_line"]
+    assert digitable_line is not None, "a notice without a boleto is skipped, never sent"
     return NoticeMail(
         kind=row["kind"],
         charge_id=row["charge_id"],
@@ -172,7 +177,7 @@ def _mail_of(row: dict[str, Any]) -> NoticeMail:
         amount=row["amount"],
         due_date=row["due_date"],
         debt_id=row["debt_id"],
-        digitable_line=row["digitable_line"],
+        digitable_line=digitable_line,
         pix_code=row["pix_code"],
     )
 
@@ -201,12 +206,7 @@ def send_due_notices(
     counts = counts if counts is not None else SendCounts()
     sender = envelope_sender(settings)
     limiter = rate_limiter(settings.mail_rate_per_second)
-    pdf_for: Callable[[int], bytes] | None = None
-    if settings.mail_attach_pdf:
-
-        def pdf_for(charge_id: int) -> bytes:
-            return boleto_pdf_for_charge(engine, charge_id, settings=settings)
-
+    pdf_for = _boleto_pdfs(engine, settings)
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")  # one round trip a statement
         token = notices_db.open_sender(conn)
@@ -219,48 +219,140 @@ def send_due_notices(
                     pdf_for=pdf_for,
                     limiter_wait=limiter.wait,
                     group_size=group_size,
-                    record=lambda outcomes: counts.add(
-                        notices_db.record_outcomes(
-                            conn,
-                            token=token,
-                            outcomes=outcomes,
-                            max_attempts=max(settings.mail_max_attempts, 1),
-                            retry_base_seconds=retry_base_seconds,
-                            retry_max_seconds=retry_max_seconds,
-                        )
+                    record=_outcome_recorder(
+                        conn,
+                        token=token,
+                        counts=counts,
+                        max_attempts=max(settings.mail_max_attempts, 1),
+                        retry_base_seconds=retry_base_seconds,
+                        retry_max_seconds=retry_max_seconds,
                     ),
                 )
-                try:
-                    while not _stopped(stop):
-                        # Claimed while the batch's last message is still with the server.
-                        rows = notices_db.claim_batch(conn, token=token, limit=batch_size)
-                        if not rows:
-                            break
-                        day = today or today_in(settings)
-                        for row in rows:
-                            if _stopped(stop):
-                                break  # the rest is put back by _let_go
-                            try:
-                                pipeline.send(row, today=day)
-                            except MailServerUnavailable as exc:
-                                pipeline.finish()  # what was sent before, recorded
-                                counts.waiting += notices_db.wait_for_mail_server(
-                                    conn,
-                                    token=token,
-                                    reason=exc.message,
-                                    seconds=_server_wait(mail_server_wait, settings),
-                                )
-                                raise
+                with _outcomes_kept_on_error(pipeline):
+                    _send_batches(
+                        conn,
+                        pipeline,
+                        token=token,
+                        settings=settings,
+                        counts=counts,
+                        batch_size=batch_size,
+                        today=today,
+                        stop=stop,
+                        mail_server_wait=mail_server_wait,
+                    )
                     pipeline.finish()
-                except MailServerUnavailable:
-                    raise
-                except BaseException:
-                    pipeline.finish_quietly()
-                    raise
         finally:
             _let_go(conn, token)
     log.info("sender %d: %s", token, counts)
     return counts
+
+
+def _boleto_pdfs(engine: Engine, settings: Settings) -> Callable[[int], bytes] | None:
+    """The boleto PDF of a charge, to attach (MAIL_ATTACH_PDF); None when not attached."""
+    if not settings.mail_attach_pdf:
+        return None
+
+    def pdf_for(charge_id: int) -> bytes:
+        return boleto_pdf_for_charge(engine, charge_id, settings=settings)
+
+    return pdf_for
+
+
+def _outcome_recorder(
+    conn: Connection,
+    *,
+    token: int,
+    counts: SendCounts,
+    max_attempts: int,
+    retry_base_seconds: float,
+    retry_max_seconds: float,
+) -> Callable[[list[NoticeOutcome]], None]:
+    """Writes a group of outcomes on the sender's connection and adds them to `counts`."""
+
+    def record(outcomes: list[NoticeOutcome]) -> None:
+        counts.add(
+            notices_db.record_outcomes(
+                conn,
+                token=token,
+                outcomes=outcomes,
+                max_attempts=max_attempts,
+                retry_base_seconds=retry_base_seconds,
+                retry_max_seconds=retry_max_seconds,
+            )
+        )
+
+    return record
+
+
+def _send_batches(
+    conn: Connection,
+    pipeline: _Pipeline,
+    *,
+    token: int,
+    settings: Settings,
+    counts: SendCounts,
+    batch_size: int,
+    today: date | None,
+    stop: threading.Event | None,
+    mail_server_wait: float | None,
+) -> None:
+    """Claim a batch and send it, again and again, until none is left or `stop`.
+
+    When the mail server cannot be reached, what went before is recorded and the notices
+    due now are put off (`_put_off_for_mail_server`) before MailServerUnavailable goes on.
+    """
+    while not _stopped(stop):
+        # Claimed while the batch's last message is still with the server.
+        rows = notices_db.claim_batch(conn, token=token, limit=batch_size)
+        if not rows:
+            return
+        try:
+            _send_batch(pipeline, rows, today=today or today_in(settings), stop=stop)
+        except MailServerUnavailable as exc:
+            counts.waiting += _put_off_for_mail_server(
+                conn,
+                pipeline,
+                token=token,
+                reason=exc.message,
+                seconds=_server_wait(mail_server_wait, settings),
+            )
+            raise
+
+
+def _send_batch(
+    pipeline: _Pipeline,
+    rows: list[ClaimedNotice],
+    *,
+    today: date,
+    stop: threading.Event | None,
+) -> None:
+    """Send a claimed batch in order; on `stop`, the rest is put back by _let_go."""
+    for row in rows:
+        if _stopped(stop):
+            return
+        pipeline.send(row, today=today)
+
+
+def _put_off_for_mail_server(
+    conn: Connection, pipeline: _Pipeline, *, token: int, reason: str, seconds: float
+) -> int:
+    """Record what was sent before the outage, then put off every notice due now by
+    `seconds`; return how many now wait for the mail server."""
+    pipeline.finish()
+    return notices_db.wait_for_mail_server(conn, token=token, reason=reason, seconds=seconds)
+
+
+@contextmanager
+def _outcomes_kept_on_error(pipeline: _Pipeline) -> Iterator[None]:
+    """On an error, record the outcomes known so far, then let the error go on (a mail
+    server out of reach has recorded them already)."""
+    try:
+        yield
+    except MailServerUnavailable:
+        raise
+    except BaseException:
+        pipeline.finish_quietly()
+        raise
 
 
 def _server_wait(wait: float | None, settings: Settings) -> float:
@@ -301,9 +393,6 @@ def _stopped(stop: threading.Event | None) -> bool:
     return stop is not None and stop.is_set()
 
 
-Outcome = tuple[int, str, str | None]  # (notice id, outcome, error)
-
-
 class _Pipeline:
     """Sends claimed notices one after the other, never waiting idle for the server.
 
@@ -322,7 +411,7 @@ class _Pipeline:
         pdf_for: Callable[[int], bytes] | None,
         limiter_wait: Callable[[], None],
         group_size: int,
-        record: Callable[[list[Outcome]], None],
+        record: Callable[[list[NoticeOutcome]], None],
     ) -> None:
         self.smtp = smtp
         self.sender = sender
@@ -331,33 +420,42 @@ class _Pipeline:
         self.limiter_wait = limiter_wait
         self.group_size = max(group_size, 1)
         self.record = record
-        self.outcomes: list[Outcome] = []  # known, not yet recorded
+        self.outcomes: list[NoticeOutcome] = []  # known, not yet recorded
         self.in_flight: int | None = None  # the notice whose verdict is still unread
         self.group_started = time.monotonic()
 
-    def send(self, row: dict[str, Any], *, today: date) -> None:
+    def send(self, row: ClaimedNotice, *, today: date) -> None:
+        """Skip the notice or start it, then record the group once it is full or old."""
         reason = _skip_reason(row, today)
         if reason:
-            self.outcomes.append((row["id"], "skipped", reason))
+            self.outcomes.append(NoticeOutcome(row["id"], "skipped", reason))
         else:
-            mail = _mail_of(row)
-            pdf = self.pdf_for(mail.charge_id) if self.pdf_for else None
-            message = render_notice(mail, settings=self.settings, pdf=pdf)
-            self._read_verdict()
-            self.limiter_wait()
-            try:
-                self.smtp.start(sender=self.sender, recipient=mail.to_address, message=message)
-            except DeliveryError as exc:
-                self.outcomes.append((row["id"], _failure(exc), exc.reason))
-            else:
-                self.in_flight = row["id"]
-        unrecorded = len(self.outcomes) + (self.in_flight is not None)
-        if unrecorded >= self.group_size or (
-            self.outcomes and time.monotonic() - self.group_started > GROUP_SECONDS
-        ):
+            self._start(row)
+        if self._group_is_due():
             self._record()
 
-    def finish(self, more: list[Outcome] | None = None) -> None:
+    def _start(self, row: ClaimedNotice) -> None:
+        """Render the notice, read the previous verdict, and hand this one to the server."""
+        mail = _mail_of(row)
+        pdf = self.pdf_for(mail.charge_id) if self.pdf_for else None
+        message = render_notice(mail, settings=self.settings, pdf=pdf)
+        self._read_verdict()
+        self.limiter_wait()
+        try:
+            self.smtp.start(sender=self.sender, recipient=mail.to_address, message=message)
+        except DeliveryError as exc:
+            self.outcomes.append(NoticeOutcome(row["id"], _failure(exc), exc.reason))
+        else:
+            self.in_flight = row["id"]
+
+    def _group_is_due(self) -> bool:
+        """GROUP_SIZE outcomes unrecorded (the one in flight included), or GROUP_SECONDS."""
+        unrecorded = len(self.outcomes) + (self.in_flight is not None)
+        return unrecorded >= self.group_size or bool(
+            self.outcomes and time.monotonic() - self.group_started > GROUP_SECONDS
+        )
+
+    def finish(self, more: list[NoticeOutcome] | None = None) -> None:
         """Read the last verdict and record everything known (plus `more`)."""
         self._read_verdict()
         self.outcomes += more or []
@@ -377,9 +475,9 @@ class _Pipeline:
         try:
             self.smtp.finish()
         except DeliveryError as exc:
-            self.outcomes.append((notice_id, _failure(exc), exc.reason))
+            self.outcomes.append(NoticeOutcome(notice_id, _failure(exc), exc.reason))
         else:
-            self.outcomes.append((notice_id, "sent", None))
+            self.outcomes.append(NoticeOutcome(notice_id, "sent", None))
 
     def _record(self) -> None:
         outcomes, self.outcomes = self.outcomes, []
@@ -392,7 +490,7 @@ def _failure(exc: DeliveryError) -> str:
     return "retry" if exc.transient else "failed"
 
 
-def _let_go(conn: Any, token: int) -> None:
+def _let_go(conn: Connection, token: int) -> None:
     """Put back what this sender still holds and drop its token (a lost session has
     already dropped both: the next claim puts its notices back)."""
     try:

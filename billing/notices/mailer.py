@@ -64,6 +64,7 @@ _DOT_AT_LINE_START = re.compile(rb"^\.", re.MULTILINE)  # dot-stuffing (RFC 5321
 # "=_" never occurs in quoted-printable or base64 text, so these cannot clash with a body.
 _ALTERNATIVE_BOUNDARY = "=_notice_alternative"
 _MIXED_BOUNDARY = "=_notice_mixed"
+_ALTERNATIVE_TYPE = f'Content-Type: multipart/alternative; boundary="{_ALTERNATIVE_BOUNDARY}"\r\n'
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,9 @@ def _encode_header(value: str) -> str:
     data = value.encode()
     if len(data) <= 45:  # 45 bytes: 60 base64 characters, a 72-character word
         return f"=?utf-8?b?{base64.b64encode(data).decode()}?="
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for char in value:
         width = len(char.encode())
         if size + width > 45:
@@ -190,13 +193,26 @@ def render_notice(
     sent_at: datetime | None = None,
 ) -> bytes:
     """The whole message, headers and bodies, ready for SMTP (CRLF line ends)."""
+    text_values, html_values = _template_values(mail, settings=settings, attached=bool(pdf))
+    alternative = _alternative_part(
+        text_body=_template("notice.txt").format_map(text_values),
+        html_body=_template("notice.html").format_map(html_values),
+    )
+    headers = _headers(mail, subject=text_values["subject"], settings=settings, sent_at=sent_at)
+    if not pdf:
+        return (headers + _ALTERNATIVE_TYPE + "\r\n").encode() + alternative
+    return _mixed_with_pdf(headers, alternative, pdf=pdf, debt_id=mail.debt_id)
+
+
+def _template_values(
+    mail: NoticeMail, *, settings: Settings, attached: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What fills the templates: as text for notice.txt, HTML-escaped for notice.html."""
     amount = brl(mail.amount)
     due = date_br(mail.due_date)
-    subject = SUBJECTS[mail.kind].format(amount=amount, due_date=due)
-    name = _one_line(mail.to_name)
     text_values = {
-        "subject": subject,
-        "name": name,
+        "subject": SUBJECTS[mail.kind].format(amount=amount, due_date=due),
+        "name": _one_line(mail.to_name),
         "intro": INTROS[mail.kind].format(amount=amount, due_date=due),
         "amount": amount,
         "due_date": due,
@@ -208,23 +224,30 @@ def render_notice(
     pix_code = _one_line(mail.pix_code or "")
     text_values["pix_section"] = PIX_TEXT.format(pix_code=pix_code) if pix_code else ""
     html_values["pix_section"] = PIX_HTML.format(pix_code=html.escape(pix_code)) if pix_code else ""
-    text_values["attachment_section"] = ATTACHMENT_TEXT if pdf else ""
-    html_values["attachment_section"] = ATTACHMENT_HTML if pdf else ""
-    text_body = _template("notice.txt").format_map(text_values)
-    html_body = _template("notice.html").format_map(html_values)
+    text_values["attachment_section"] = ATTACHMENT_TEXT if attached else ""
+    html_values["attachment_section"] = ATTACHMENT_HTML if attached else ""
+    return text_values, html_values
 
-    sender_header = _from_header(settings.mail_from)[1]
+
+def _headers(
+    mail: NoticeMail, *, subject: str, settings: Settings, sent_at: datetime | None
+) -> str:
+    """The message's headers up to, not including, its Content-Type."""
     when = sent_at or datetime.now().astimezone()
-    headers = (
-        f"From: {sender_header}\r\n"
-        f"To: {_address_header(name, mail.to_address)}\r\n"
+    return (
+        f"From: {_from_header(settings.mail_from)[1]}\r\n"
+        f"To: {_address_header(_one_line(mail.to_name), mail.to_address)}\r\n"
         f"Subject: {_encode_header(subject)}\r\n"
         f"Date: {format_datetime(when)}\r\n"
         f"Message-ID: {mail.message_id}\r\n"
         "MIME-Version: 1.0\r\n"
         "Auto-Submitted: auto-generated\r\n"
     )
-    alternative = (
+
+
+def _alternative_part(*, text_body: str, html_body: str) -> bytes:
+    """The plain-text and HTML bodies as one multipart/alternative (quoted-printable)."""
+    return (
         (
             f"--{_ALTERNATIVE_BOUNDARY}\r\n"
             'Content-Type: text/plain; charset="utf-8"\r\n'
@@ -239,16 +262,15 @@ def render_notice(
         + _qp(html_body)
         + f"\r\n--{_ALTERNATIVE_BOUNDARY}--\r\n".encode()
     )
-    alternative_type = (
-        f'Content-Type: multipart/alternative; boundary="{_ALTERNATIVE_BOUNDARY}"\r\n'
-    )
-    if not pdf:
-        return (headers + alternative_type + "\r\n").encode() + alternative
-    file_name = re.sub(r"[^A-Za-z0-9._-]", "_", f"boleto-{mail.debt_id}.pdf")
+
+
+def _mixed_with_pdf(headers: str, alternative: bytes, *, pdf: bytes, debt_id: str) -> bytes:
+    """The whole message as multipart/mixed: the bodies, then the boleto PDF attached."""
+    file_name = re.sub(r"[^A-Za-z0-9._-]", "_", f"boleto-{debt_id}.pdf")
     return (
         (
             headers + f'Content-Type: multipart/mixed; boundary="{_MIXED_BOUNDARY}"\r\n\r\n'
-            f"--{_MIXED_BOUNDARY}\r\n" + alternative_type + "\r\n"
+            f"--{_MIXED_BOUNDARY}\r\n" + _ALTERNATIVE_TYPE + "\r\n"
         ).encode()
         + alternative
         + (

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from email.utils import parseaddr
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
@@ -24,17 +23,19 @@ from sqlalchemy import Engine
 from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, require
 from billing.core.errors import OperatorError
+from billing.core.i18n import N_
 from billing.core.settings import Settings, get_settings
 from db import notices as notices_db
+from db.notices import FailedNotice
 
 NOTICE_KINDS = ("issued", "reminder", "due", "overdue")
 NOTICE_STATUSES = ("queued", "sending", "sent", "failed", "skipped")
 
-KIND_LABELS = {
-    "issued": "Boleto issued",
-    "reminder": "Reminder before the due date",
-    "due": "On the due date",
-    "overdue": "Overdue",
+KIND_LABELS = {  # in English, marked for the catalogs: shown with _() (billing.core.i18n)
+    "issued": N_("Boleto issued"),
+    "reminder": N_("Reminder before the due date"),
+    "due": N_("On the due date"),
+    "overdue": N_("Overdue"),
 }
 
 
@@ -118,7 +119,7 @@ def notice_counts(engine: Engine) -> dict[str, int]:
     return {status: counts.get(status, 0) for status in NOTICE_STATUSES}
 
 
-def failed_notices(engine: Engine, *, limit: int = 500) -> list[dict[str, Any]]:
+def failed_notices(engine: Engine, *, limit: int = 500) -> list[FailedNotice]:
     """The failed notices, newest first, each with the reason it failed."""
     return notices_db.failed_notices(engine, limit=limit)
 

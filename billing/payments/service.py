@@ -52,6 +52,7 @@ from billing.accounts.access import Actor, Permission, require
 from billing.core.errors import OperatorError
 from billing.core.settings import get_settings
 from db import payments as payments_db
+from db.payments import ChargeEvent, LockedCharge, Payment
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,17 @@ def idempotency_key(*, debt_id: str, paid_at: datetime, paid_amount: Decimal, pa
     return hashlib.sha256(json.dumps(normalised).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _NewPayment:
+    """A payment's values, checked and normalised, with their idempotency key."""
+
+    debt_id: str
+    paid_at: datetime
+    paid_amount: Decimal
+    paid_by: str
+    key: str
+
+
 def record_payment(
     engine: Engine,
     *,
@@ -303,72 +315,124 @@ def record_payment(
     require(actor, Permission.CHANGE_CHARGES)
     if source not in SOURCES:
         raise InvalidPayment(f"source must be one of {', '.join(SOURCES)}, not {source!r}.")
-    debt_id = _debt_id(debt_id)
-    paid_at = parse_paid_at(paid_at, timezone=timezone or get_settings().timezone)
-    paid_amount = parse_paid_amount(paid_amount)
-    paid_by = _required_text(paid_by, "paidBy")
-    key = idempotency_key(
-        debt_id=debt_id, paid_at=paid_at, paid_amount=paid_amount, paid_by=paid_by
+    zone, payment = _new_payment(
+        debt_id=debt_id,
+        paid_at=paid_at,
+        paid_amount=paid_amount,
+        paid_by=paid_by,
+        timezone=timezone,
     )
     payload_text = payload if isinstance(payload, str) else _json(payload)
-
-    zone = timezone or get_settings().timezone
     with engine.begin() as conn:
-        charge = payments_db.lock_charge_by_debt_id(conn, debt_id)
+        charge = payments_db.lock_charge_by_debt_id(conn, payment.debt_id)
         if charge is None:
-            raise NotFound(f"No charge has debtId {debt_id!r}.")
+            raise NotFound(f"No charge has debtId {payment.debt_id!r}.")
+        outcome = None
         if source == "webhook":  # a retorno file may have reported this liquidação already
-            earlier = payments_db.payment_like(
-                conn,
-                charge_id=charge["id"],
-                source="retorno",
-                paid_amount=paid_amount,
-                paid_on=paid_at.astimezone(ZoneInfo(zone)).date(),
-                timezone=zone,
+            outcome = _reported_by_retorno(conn, charge, payment, timezone=zone)
+        if outcome is None:
+            outcome = _insert_payment(
+                conn, charge, payment, source=source, payload=payload_text, actor=actor
             )
-            if earlier is not None:
-                total, status = payments_db.paid_total(conn, charge["id"]), charge["status"]
-                duplicate = _outcome("duplicate", earlier, charge, status, status, total)
-                _audit_payment(conn, actor, duplicate, source=source, paid_amount=paid_amount)
-                return duplicate
-        payment_id = payments_db.insert_payment(
-            conn,
-            charge_id=charge["id"],
-            paid_at=paid_at,
-            paid_amount=paid_amount,
-            paid_by=paid_by,
-            source=source,
-            idempotency_key=key,
-            payload=payload_text,
+        _audit_payment(conn, actor, outcome, source=source, paid_amount=payment.paid_amount)
+    if outcome.status == "recorded" and outcome.note:
+        log.warning(
+            "payment %s for debtId %s: %s", outcome.payment_id, payment.debt_id, outcome.note
         )
-        total = payments_db.paid_total(conn, charge["id"])
-        previous = charge["status"]
-        if payment_id is None:
-            # The conflict was on this key, for this charge, committed before our lock.
-            existing = payments_db.payment_id_by_key(conn, key)
-            duplicate = _outcome("duplicate", existing, charge, previous, previous, total)
-            _audit_payment(conn, actor, duplicate, source=source, paid_amount=paid_amount)
-            return duplicate
-
-        status = _status_after_payment(previous, total=total, amount=charge["amount"])
-        if status != previous:
-            payments_db.set_charge_status(conn, charge["id"], status)
-        outcome = _outcome("recorded", payment_id, charge, previous, status, total)
-        payments_db.insert_event(
-            conn,
-            charge_id=charge["id"],
-            kind="payment",
-            from_status=previous,
-            to_status=status,
-            payment_id=payment_id,
-            amount=paid_amount,
-            reason=outcome.note,
-            actor=actor.name,
-        )
-        _audit_payment(conn, actor, outcome, source=source, paid_amount=paid_amount)
-    if outcome.note:
-        log.warning("payment %s for debtId %s: %s", payment_id, debt_id, outcome.note)
     return outcome
+
+
+def _new_payment(
+    *,
+    debt_id: str,
+    paid_at: datetime | str,
+    paid_amount: Decimal | int | str,
+    paid_by: str,
+    timezone: str | None,
+) -> tuple[str, _NewPayment]:
+    """The time zone of local times (TIMEZONE unless given) and the payment's values,
+    checked; raises InvalidPayment."""
+    debt_id = _debt_id(debt_id)
+    zone = timezone or get_settings().timezone
+    when = parse_paid_at(paid_at, timezone=zone)
+    amount = parse_paid_amount(paid_amount)
+    paid_by = _required_text(paid_by, "paidBy")
+    key = idempotency_key(debt_id=debt_id, paid_at=when, paid_amount=amount, paid_by=paid_by)
+    return zone, _NewPayment(
+        debt_id=debt_id, paid_at=when, paid_amount=amount, paid_by=paid_by, key=key
+    )
+
+
+def _reported_by_retorno(
+    conn: Connection, charge: LockedCharge, payment: _NewPayment, *, timezone: str
+) -> PaymentOutcome | None:
+    """A duplicate when a retorno file already recorded this liquidação (same charge,
+    amount and local day), else None."""
+    earlier = payments_db.payment_like(
+        conn,
+        charge_id=charge["id"],
+        source="retorno",
+        paid_amount=payment.paid_amount,
+        paid_on=payment.paid_at.astimezone(ZoneInfo(timezone)).date(),
+        timezone=timezone,
+    )
+    if earlier is None:
+        return None
+    total, status = payments_db.paid_total(conn, charge["id"]), charge["status"]
+    return _outcome("duplicate", earlier, charge, status, status, total)
+
+
+def _insert_payment(
+    conn: Connection,
+    charge: LockedCharge,
+    payment: _NewPayment,
+    *,
+    source: str,
+    payload: str,
+    actor: Actor,
+) -> PaymentOutcome:
+    """The payment inserted and the charge's status recomputed, or a duplicate when its
+    idempotency key is already recorded."""
+    payment_id = payments_db.insert_payment(
+        conn,
+        charge_id=charge["id"],
+        paid_at=payment.paid_at,
+        paid_amount=payment.paid_amount,
+        paid_by=payment.paid_by,
+        source=source,
+        idempotency_key=payment.key,
+        payload=payload,
+    )
+    total = payments_db.paid_total(conn, charge["id"])
+    previous = charge["status"]
+    if payment_id is None:
+        # The conflict was on this key, for this charge, committed before our lock.
+        existing = _payment_id_by_key(conn, payment.key)
+        return _outcome("duplicate", existing, charge, previous, previous, total)
+    status = _status_after_payment(previous, total=total, amount=charge["amount"])
+    if status != previous:
+        payments_db.set_charge_status(conn, charge["id"], status)
+    outcome = _outcome("recorded", payment_id, charge, previous, status, total)
+    payments_db.insert_event(
+        conn,
+        charge_id=charge["id"],
+        kind="payment",
+        from_status=previous,
+        to_status=status,
+        payment_id=payment_id,
+        amount=payment.paid_amount,
+        reason=outcome.note,
+        actor=actor.name,
+    )
+    return outcome
+
+
+def _payment_id_by_key(conn: Connection, key: str) -> int:
+    """The id of the payment recorded with an idempotency key that just conflicted."""
+    payment_id = payments_db.payment_id_by_key(conn, key)
+    if payment_id is None:  # the conflict says it is there: a bug otherwise
+        raise RuntimeError(f"no payment has the idempotency key {key} that conflicted")
+    return payment_id
 
 
 def _audit_payment(
@@ -399,32 +463,10 @@ def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> C
     reason = _required_text(reason, "A reason", operator=True)
     with engine.begin() as conn:
         charge = _locked_charge(conn, charge_id)
-        if charge["status"] == "canceled":
-            raise OperatorError(
-                f"Charge {charge['debt_id']} is canceled; a canceled charge can't be marked paid."
-            )
         total = payments_db.paid_total(conn, charge_id)
-        outstanding = charge["amount"] - total
-        if charge["status"] == "paid" or outstanding <= 0:
-            raise OperatorError(f"Charge {charge['debt_id']} is already paid.")
-        paid_at = datetime.now(UTC)
-        payment_id = payments_db.insert_payment(
-            conn,
-            charge_id=charge_id,
-            paid_at=paid_at,
-            paid_amount=outstanding,
-            paid_by=actor.name,
-            source="operator",
-            idempotency_key=f"operator:{uuid.uuid4().hex}",
-            payload=_json(
-                {
-                    "action": "mark_paid",
-                    "reason": reason,
-                    "actor": actor.name,
-                    "outstanding": _money(outstanding),
-                    "at": paid_at.isoformat(),
-                }
-            ),
+        outstanding = _outstanding_to_mark_paid(charge, total=total)
+        payment_id = _insert_operator_payment(
+            conn, charge_id=charge_id, outstanding=outstanding, reason=reason, actor=actor
         )
         payments_db.set_charge_status(conn, charge_id, "paid")
         payments_db.insert_event(
@@ -462,6 +504,47 @@ def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> C
     )
 
 
+def _outstanding_to_mark_paid(charge: LockedCharge, *, total: Decimal) -> Decimal:
+    """What is still owed on a charge an operator marks paid; refused when nothing is, or
+    when the charge is canceled."""
+    if charge["status"] == "canceled":
+        raise OperatorError(
+            f"Charge {charge['debt_id']} is canceled; a canceled charge can't be marked paid."
+        )
+    outstanding = charge["amount"] - total
+    if charge["status"] == "paid" or outstanding <= 0:
+        raise OperatorError(f"Charge {charge['debt_id']} is already paid.")
+    return outstanding
+
+
+def _insert_operator_payment(
+    conn: Connection, *, charge_id: int, outstanding: Decimal, reason: str, actor: Actor
+) -> int:
+    """The 'operator' payment of the outstanding amount, its payload saying why and who."""
+    paid_at = datetime.now(UTC)
+    payment_id = payments_db.insert_payment(
+        conn,
+        charge_id=charge_id,
+        paid_at=paid_at,
+        paid_amount=outstanding,
+        paid_by=actor.name,
+        source="operator",
+        idempotency_key=f"operator:{uuid.uuid4().hex}",
+        payload=_json(
+            {
+                "action": "mark_paid",
+                "reason": reason,
+                "actor": actor.name,
+                "outstanding": _money(outstanding),
+                "at": paid_at.isoformat(),
+            }
+        ),
+    )
+    if payment_id is None:  # a fresh uuid never conflicts
+        raise RuntimeError(f"the operator payment for charge {charge_id} was not inserted")
+    return payment_id
+
+
 def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> ChargeChange:
     """Cancel a charge, recording why and by whom; a paid charge can't be canceled.
 
@@ -472,12 +555,7 @@ def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) 
     reason = _required_text(reason, "A reason", operator=True)
     with engine.begin() as conn:
         charge = _locked_charge(conn, charge_id)
-        if charge["status"] == "paid":
-            raise OperatorError(
-                f"Charge {charge['debt_id']} is paid; a paid charge can't be canceled."
-            )
-        if charge["status"] == "canceled":
-            raise OperatorError(f"Charge {charge['debt_id']} is already canceled.")
+        _check_cancelable(charge)
         total = payments_db.paid_total(conn, charge_id)
         payments_db.set_charge_status(conn, charge_id, "canceled")
         payments_db.insert_event(
@@ -512,7 +590,14 @@ def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) 
     )
 
 
-def charge_history(engine: Engine, charge_id: int) -> list[dict[str, Any]]:
+def _check_cancelable(charge: LockedCharge) -> None:
+    if charge["status"] == "paid":
+        raise OperatorError(f"Charge {charge['debt_id']} is paid; a paid charge can't be canceled.")
+    if charge["status"] == "canceled":
+        raise OperatorError(f"Charge {charge['debt_id']} is already canceled.")
+
+
+def charge_history(engine: Engine, charge_id: int) -> list[ChargeEvent]:
     """A charge's events, oldest first: payments, status changes, operator actions."""
     with engine.connect() as conn:
         if not payments_db.charge_exists(conn, charge_id):
@@ -520,7 +605,7 @@ def charge_history(engine: Engine, charge_id: int) -> list[dict[str, Any]]:
         return payments_db.charge_events(conn, charge_id)
 
 
-def charge_payments(engine: Engine, charge_id: int) -> list[dict[str, Any]]:
+def charge_payments(engine: Engine, charge_id: int) -> list[Payment]:
     """Every payment recorded for a charge, in the order they were made."""
     with engine.connect() as conn:
         if not payments_db.charge_exists(conn, charge_id):
@@ -539,7 +624,7 @@ def _status_after_payment(previous: str, *, total: Decimal, amount: Decimal) -> 
 def _outcome(
     status: str,
     payment_id: int,
-    charge: Mapping[str, Any],
+    charge: LockedCharge,
     previous: str,
     charge_status: str,
     total: Decimal,
@@ -566,7 +651,7 @@ def _payment_note(*, charge_canceled: bool, overpaid_amount: Decimal) -> str | N
     return " ".join(notes) or None
 
 
-def _locked_charge(conn: Connection, charge_id: int) -> dict[str, Any]:
+def _locked_charge(conn: Connection, charge_id: int) -> LockedCharge:
     charge = payments_db.lock_charge(conn, charge_id)
     if charge is None:
         raise NotFound(f"No charge has id {charge_id}.")
@@ -642,10 +727,16 @@ def _check_storable(data: dict[str, Any]) -> None:
             pending.extend((item, depth + 1) for item in value)
         elif isinstance(value, str):
             _check_storable_text(value)
-        elif isinstance(value, Decimal) and abs(value.as_tuple().exponent) > _MAX_EXPONENT:
+        elif isinstance(value, Decimal) and _too_precise(value):
             raise UnreadableBody(
                 f"The body holds a number too large or too precise to store: {_clipped(value)}."
             )
+
+
+def _too_precise(value: Decimal) -> bool:
+    """Whether a number's exponent is beyond what jsonb keeps (JSON has no NaN)."""
+    exponent = value.as_tuple().exponent
+    return isinstance(exponent, int) and abs(exponent) > _MAX_EXPONENT
 
 
 def _check_storable_text(value: str) -> None:

@@ -23,8 +23,8 @@ from billing.imports.service import import_file, rejected_rows_csv
 from billing.notices.dispatch import run_cycle
 from billing.notices.planning import resend_notice, retry_failed_notices
 from billing.payments.service import cancel_charge, mark_paid, record_payment
-from tests.imports.test_importer import VALID_CPFS, debtor_csv
 from tests.support.actors import OPERATOR, VIEWER
+from tests.support.debtor_files import VALID_CPFS, debtor_csv
 
 TODAY = date(2030, 1, 1)
 

@@ -178,6 +178,7 @@ def test_a_role_change_applies_to_open_sessions(accounts_db: Engine) -> None:
     assert change["details"] == {"from": "operator", "to": "viewer"}
 
 
+@pytest.mark.slow
 def test_reset_password_lifts_the_lock_and_ends_sessions(accounts_db: Engine) -> None:
     add(accounts_db, "ana@fund.com")
     old = accounts.sign_in(accounts_db, email="ana@fund.com", password=PASSWORD)

@@ -20,19 +20,19 @@ from sqlalchemy import Engine
 
 from billing.accounts.users import create_account
 from billing.imports.service import import_file
-from tests.imports.test_importer import debtor_csv, sample_rows
 from tests.support.actors import ADMIN
 from tests.support.browser_support import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     Screenshots,
-    free_port,
     metric,
     playwright_and_chromium,
     running_app,
     wait_for_script,
 )
+from tests.support.debtor_files import debtor_csv, sample_rows
+from tests.support.network import free_port
 from tests.support.oidc_support import IdentityProvider, identity_provider, oidc_app_env
 
 sync_api = playwright_and_chromium()

@@ -14,6 +14,8 @@ import pytest
 
 from bench import bench_growth, bench_import
 
+pytestmark = pytest.mark.slow  # runs the benchmarks end to end
+
 
 def test_import_benchmark_runs_every_step_and_reports_consistent_figures(
     database_url: str, capsys: pytest.CaptureFixture[str]

@@ -35,39 +35,11 @@ from billing.boletos.codes import (
     parse_bb_convenio7_free_field,
     parse_caixa_sigcb_free_field,
 )
+from tests.support.beneficiaries import banco_do_brasil, caixa
 
 # Known answer required by the brief (it is pyboleto's CAIXA test vector).
 KNOWN_BARCODE = "10491538800002952958019525086156587000000414"
 KNOWN_LINE = "10498.01952 25086.156582 70000.004146 1 53880000295295"
-
-
-def caixa(code: str = "005507") -> Beneficiary:
-    return Beneficiary(
-        bank_code="104",
-        agency="1234",
-        account="4321",
-        account_digit="3",
-        wallet="RG",
-        beneficiary_code=code,
-        name="Fundo Exemplo FIDC",
-        document="11222333000181",
-        layout="caixa_sigcb",
-    )
-
-
-def banco_do_brasil() -> Beneficiary:
-    return Beneficiary(
-        bank_code="001",
-        agency="9999",
-        agency_digit="6",
-        account="99999",
-        account_digit="7",
-        wallet="18",
-        beneficiary_code="7777777",
-        name="Fundo Exemplo FIDC",
-        document="11222333000181",
-        layout="bb_convenio7",
-    )
 
 
 # -- the known answer --------------------------------------------------------

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from billing.boletos.codes import Beneficiary, format_nosso_numero, issue_code
+from billing.boletos.codes import format_nosso_numero, issue_code
 from billing.boletos.pdf import boleto_pdf
 from billing.boletos.pix import pix_payload
+from tests.support.beneficiaries import caixa
 
 AMOUNT = Decimal("2952.95")
 DUE = date(2025, 3, 10)
@@ -26,23 +27,11 @@ needs_poppler = pytest.mark.skipif(
 )
 
 
-def caixa() -> Beneficiary:
-    return Beneficiary(
-        bank_code="104",
-        agency="1234",
-        account="4321",
-        account_digit="3",
-        wallet="RG",
-        beneficiary_code="005507",
+def slip_arguments(**changes: object) -> dict:
+    beneficiary = caixa(
         name="Fundo de Investimento em Direitos Creditórios Exemplo",
-        document="11222333000181",
-        layout="caixa_sigcb",
         address="Av. Paulista, 1000 - São Paulo/SP - 01310-100",
     )
-
-
-def slip_arguments(**changes: object) -> dict:
-    beneficiary = caixa()
     code, line = issue_code(
         beneficiary=beneficiary, nosso_numero=19, amount_cents=295295, due_date=DUE
     )

@@ -7,7 +7,6 @@ import base64
 import re
 import threading
 import zlib
-from datetime import date
 from decimal import Decimal
 
 import numpy as np
@@ -36,10 +35,9 @@ from billing.core.errors import OperatorError
 from billing.core.settings import Settings
 from billing.imports.service import import_file
 from tests.support.actors import OPERATOR
+from tests.support.charges import NO_PIX, add_pending_charges
+from tests.support.debtor_files import VALID_CPFS, debtor_csv
 
-HEADER = "name,governmentId,email,debtAmount,debtDueDate,debtId"
-VALID_CPFS = ["52998224725", "11144477735", "12345678909", "93541134780", "28625587887"]
-NO_PIX = Settings(pix_key="")
 WITH_PIX = Settings(
     pix_key="+5511987654321", pix_merchant_name="Fundo Exemplo", pix_merchant_city="São Paulo"
 )
@@ -50,10 +48,6 @@ BB = Settings(
     beneficiary_wallet="17",
     beneficiary_account_digit="5",
 )
-
-
-def debtor_csv(rows: list[tuple[str, ...]]) -> bytes:
-    return ("\n".join([HEADER, *(",".join(row) for row in rows)]) + "\n").encode()
 
 
 def sample_rows(count: int, *, start: int = 0, due: str = "2025-05-10") -> list[tuple[str, ...]]:
@@ -90,36 +84,6 @@ def charges(db: Engine) -> list[dict]:
             )
         ).mappings()
         return [dict(row) for row in rows]
-
-
-def add_pending_charges(db: Engine, count: int, *, due: date = date(2025, 6, 1)) -> None:
-    """Pending charges as an import leaves them before it issues (set-based SQL)."""
-    with db.begin() as conn:
-        import_id = conn.execute(
-            text(
-                "INSERT INTO imports (file_name, sha256, size_bytes, status) "
-                "VALUES ('pending.csv', '-', 0, 'done') RETURNING id"
-            )
-        ).scalar_one()
-        debtor_id = conn.execute(
-            text(
-                "INSERT INTO debtors (government_id, name, email, search_name) "
-                "VALUES ('39053344705', 'Pendente', 'p@example.com', 'pendente') "
-                "ON CONFLICT (government_id) DO UPDATE SET name = excluded.name RETURNING id"
-            )
-        ).scalar_one()
-        conn.execute(
-            text(
-                """
-                INSERT INTO charges (debt_id, debtor_id, import_id, amount, due_date,
-                                     payer_name, payer_email)
-                SELECT 'pending-' || :import_id || '-' || g, :debtor_id, :import_id,
-                       1 + g * 0.37, CAST(:due AS date) + g % 400, 'Pendente', 'p@example.com'
-                FROM generate_series(1, :count) AS g
-                """
-            ),
-            {"import_id": import_id, "debtor_id": debtor_id, "count": count, "due": due},
-        )
 
 
 def assert_boleto_matches_charge(charge: dict, settings: Settings) -> None:

@@ -28,18 +28,16 @@ from billing.boletos.issuing import issue_boletos
 from billing.charges import overview
 from billing.charges.browsing import charge_totals as charge_totals_of_filter
 from billing.core.filters import ChargeFilter
-from billing.core.settings import Settings
 from billing.core.statuses import REGISTRATION_REJECTED, UNPAID_STATUSES
 from billing.imports.service import import_file
 from billing.payments.service import cancel_charge, mark_paid, record_payment
 from db import loading
 from db import overview as overview_db
-from tests.charges.test_overview import TODAY, TZ, load_ledger
-from tests.imports.test_importer import VALID_CPFS, debtor_csv, scalar
 from tests.support.actors import OPERATOR, operator
-
-NO_PIX = Settings(pix_key="")
-
+from tests.support.charges import NO_PIX, add_pending_charges
+from tests.support.database import scalar
+from tests.support.debtor_files import VALID_CPFS, debtor_csv
+from tests.support.ledger import TODAY, TZ, load_ledger
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -205,8 +203,6 @@ def test_payments_written_by_other_paths_count_too(db: Engine) -> None:
 
 
 def test_the_worker_issuing_pending_charges(db: Engine) -> None:
-    from tests.boletos.test_boletos_issuing import add_pending_charges
-
     add_pending_charges(db, 30, due=date(2024, 6, 1))
     add_pending_charges(db, 20, due=date(2024, 7, 1))
     before = assert_figures_match(db)
@@ -237,6 +233,7 @@ def test_the_passing_of_a_due_date_needs_no_write(db: Engine) -> None:
     assert list(june["charges"]) == [0, 2, 1, 1, 1]
 
 
+@pytest.mark.slow
 def test_imports_small_and_large(db: Engine, tmp_path: Path) -> None:
     """A large file (the bulk path when the table is empty), a small one after it, and
     the large one again (every row a duplicate)."""
@@ -540,6 +537,7 @@ def test_the_charges_page_s_count_and_sum_equal_the_charges(
     assert totals.count > 0
 
 
+@pytest.mark.slow
 def test_a_payment_and_a_status_change_at_once_are_both_counted(db: Engine) -> None:
     """A payment written in SQL without the charge's lock, on an issued charge, while
     another transaction makes that charge partially paid: the second waits for the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -23,6 +22,7 @@ from billing.core.filters import ChargeFilter
 from billing.imports.reading import REQUIRED_COLUMNS
 from billing.imports.service import import_file
 from tests.support.actors import OPERATOR, VIEWER
+from tests.support.spreadsheets import QUOTED_RECORD
 
 TODAY = date(2024, 3, 1)
 
@@ -142,10 +142,6 @@ def test_an_empty_export_still_has_its_header(db: Engine) -> None:
         charges_csv_chunks(db, actor=OPERATOR, charge_filter=ChargeFilter(), today=TODAY)
     )
     assert data.decode("utf-8-sig") == ",".join(f'"{name}"' for name in EXPORT_HEADER) + "\r\n"
-
-
-# A CSV record whose every cell is quoted (no cell here holds a line break).
-QUOTED_RECORD = re.compile(r'"(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*')
 
 
 def test_every_cell_of_the_export_is_quoted(db: Engine) -> None:

@@ -7,18 +7,22 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 
-from tests.entrypoints.test_api import TOKEN
-from tests.entrypoints.test_api import base_url as base_url  # the served API (a fixture)
-from tests.entrypoints.test_cli import run_cli
-from tests.imports.test_importer import debtor_csv, run_import, sample_rows, scalar
 from tests.support.actors import OPERATOR
+from tests.support.api_server import TOKEN
+from tests.support.api_server import base_url as base_url  # the served API (a fixture)
+from tests.support.cli import run_cli
 from tests.support.cnab_bank import (
     Title,
     bank_retorno,
     bank_tables,  # noqa: F401 (the bank_db fixture)
 )
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, run_import, sample_rows
+
+pytestmark = pytest.mark.slow  # each test runs `python -m billing` in a subprocess
 
 
 def _nosso(db: Engine, debt_id: str) -> int:

@@ -31,9 +31,10 @@ from billing.cnab.service import (
 )
 from billing.core.settings import Settings, get_settings
 from billing.payments.service import cancel_charge
-from tests.imports.test_importer import debtor_csv, run_import, sample_rows, scalar
 from tests.support.actors import OPERATOR, VIEWER
 from tests.support.cnab_bank import bank_tables, bb_settings  # noqa: F401 (bank_tables: fixture)
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, run_import, sample_rows
 
 GENERATED = datetime(2024, 5, 2, 9, 30, 15, tzinfo=ZoneInfo("America/Sao_Paulo"))
 ALL_RECORDS = [value for value in vars(layouts).values() if isinstance(value, RecordLayout)]
@@ -99,8 +100,6 @@ PUBLISHED = [
     ("segment_u", "occurred_on", 138, 145),
     ("segment_u", "credited_on", 146, 153),
     ("batch_trailer", "record_count", 18, 23),
-    ("batch_trailer", "simple_count", 24, 29),
-    ("batch_trailer", "simple_amount", 30, 46),
     ("file_trailer", "batch_count", 18, 23),
     ("file_trailer", "record_count", 24, 29),
 ]
@@ -111,7 +110,14 @@ BANK_PUBLISHED = {
         ("segment_p", "nosso_numero_modality", 41, 42),
         ("segment_p", "nosso_numero", 43, 57),
         ("segment_p", "document_number", 63, 73),
-        ("segment_t", "nosso_numero", 43, 57),
+        # CAIXA 67.118 (SIGCB, June 2018, as carried by eduardokum/laravel-boleto
+        # manuais/CEF/novos/240_posicoes.pdf) 3.6.3, 13.3T: in the retorno the
+        # modality is at 40-41 and the number at 42-56, one position left of P's.
+        ("segment_t", "nosso_numero_modality", 40, 41),
+        ("segment_t", "nosso_numero", 42, 56),
+        ("segment_t", "nosso_numero_digit", 57, 57),
+        ("batch_trailer", "simple_count", 24, 29),  # 3.5.8, 06.5 and 07.5
+        ("batch_trailer", "simple_amount", 30, 46),
     ],
     "bb_convenio7": [
         ("file_header", "convenio", 33, 41),
@@ -234,6 +240,13 @@ def test_every_line_of_a_remessa_field_by_field(bank_db: Engine, tmp_path: Path,
         assert int(field(p, 127, 141)) == max(int(per_day * 100), 1)
         assert field(p, 142, 142) == "0" and int(field(p, 151, 165)) == 0  # no discount
         assert field(p, 221, 221) == "3" and field(p, 228, 229) == "09"
+        if bank == "caixa_sigcb":  # CAIXA 67.118 3.5.3: 30-40 zeros, 240 blank (C092)
+            assert field(p, 30, 40) == "0" * 11 and field(p, 240, 240) == " "
+            assert field(p, 106, 106) == "0"  # 23.3P: '0'
+            assert field(p, 224, 224) == "1" and field(p, 225, 227) == "090"  # C028, C029
+        else:  # BB 2017 23.3P: 'branco'; 38.3P and 39.3P: zeros (not treated by BB)
+            assert field(p, 106, 106) == " "
+            assert field(p, 224, 227) == "0000"
 
         assert field(q, 18, 18) == "1"  # CPF
         assert field(q, 19, 33) == charge["government_id"].rjust(15, "0")
@@ -241,14 +254,21 @@ def test_every_line_of_a_remessa_field_by_field(bank_db: Engine, tmp_path: Path,
         assert field(r, 66, 66) == "2"  # multa percentual
         assert field(r, 67, 74) == "11052024"
         assert int(field(r, 75, 89)) == 200  # 2,00 %
+        if bank == "caixa_sigcb":  # CAIXA 67.118 3.5.6, 20.3R and 21.3R: spaces
+            assert field(r, 180, 240) == " " * 61
+        else:  # BB 2017 21.3R-28.3R: zeros where FEBRABAN has débito automático
+            assert field(r, 200, 215) == "0" * 16
     assert field(lines[2 + 3 + 1], 34, 73).rstrip() == "JOSE DA CONCEICAO"
 
     batch_trailer, file_trailer = lines[-2], lines[-1]
     assert field(batch_trailer, 8, 8) == "5"
     assert int(field(batch_trailer, 18, 23)) == 3 * 3 + 2
-    assert int(field(batch_trailer, 24, 29)) == 3
     total = sum(charge["amount"] for charge in charges)
-    assert int(field(batch_trailer, 30, 46)) == int(total * 100)
+    if bank == "caixa_sigcb":  # CAIXA 67.118 3.5.8: titles and their sum, simple carteira
+        assert int(field(batch_trailer, 24, 29)) == 3
+        assert int(field(batch_trailer, 30, 46)) == int(total * 100)
+    else:  # BB 2017 (manuais/BB/novos/Cnab240Agosto2017.pdf) 06.5: 24-240 filler
+        assert field(batch_trailer, 24, 240).strip() == ""
     assert field(file_trailer, 4, 8) == "99999"
     assert int(field(file_trailer, 18, 23)) == 1
     assert int(field(file_trailer, 24, 29)) == len(lines)

@@ -25,7 +25,6 @@ from billing.core.settings import get_settings
 from billing.notices.planning import plan_notices
 from billing.payments.service import cancel_charge, record_payment
 from db.overview import charge_totals_drift
-from tests.imports.test_importer import debtor_csv, run_import, sample_rows, scalar
 from tests.support.actors import OPERATOR, VIEWER
 from tests.support.cnab_bank import (
     Title,
@@ -35,6 +34,8 @@ from tests.support.cnab_bank import (
     remessa_titles,
     sequence_of,
 )
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, run_import, sample_rows
 
 PAID_ON, CREDITED_ON = date(2024, 5, 13), date(2024, 5, 14)
 

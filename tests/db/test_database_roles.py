@@ -21,7 +21,8 @@ from db import loading
 from db.engine import make_engine, url_as
 from db.migrations import migrate, migrate_database
 from db.roles import main as create_role_main
-from tests.imports.test_importer import _schema_of, debtor_csv, run_import, sample_rows, scalar
+from tests.support.database import scalar, schema_of
+from tests.support.debtor_files import debtor_csv, run_import, sample_rows
 
 _SCHEMA_TABLES = """
 SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename
@@ -141,7 +142,7 @@ def test_the_application_role_imports_large_files_without_locking_out_readers(
     db: Engine, statements: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
-    before = {table: _schema_of(db, table) for table in ("charges", "debtors")}
+    before = {table: schema_of(db, table) for table in ("charges", "debtors")}
 
     # One debtor a row (any governmentId is accepted when lenient): large loads of both.
     first = run_import(db, debtor_csv(_rows(0, 40)), lenient=True)
@@ -156,7 +157,7 @@ def test_the_application_role_imports_large_files_without_locking_out_readers(
     attached = [s for s in statements if "attach_charges_partition" in s]
     assert len(attached) == 2  # each file's charges in a partition of their own
     assert not [s for s in statements if "LOCK TABLE" in s.upper()]
-    assert {table: _schema_of(db, table) for table in before} == before
+    assert {table: schema_of(db, table) for table in before} == before
     assert scalar(db, "SELECT count(*) FROM charges") == 100
     with db.connect() as conn:
         assert (
@@ -178,6 +179,7 @@ def test_the_application_role_imports_large_files_without_locking_out_readers(
     assert all(row.relallvisible == row.relpages > 0 for row in partitions)
 
 
+@pytest.mark.slow
 def test_migrations_as_the_application_role_say_who_must_run_them(
     empty_database: Engine, app_database_url: str
 ) -> None:

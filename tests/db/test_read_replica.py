@@ -25,9 +25,10 @@ from billing.core.settings import get_settings
 from billing.imports.service import import_history
 from billing.payments.service import mark_paid
 from db.engine import get_engine, get_read_engine, make_engine, url_as
-from tests.imports.test_importer import debtor_csv, scalar
-from tests.pages.test_pages_charges import button, import_rows
 from tests.support.actors import ADMIN, OPERATOR, signed_in_page
+from tests.support.app_test import button
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, import_rows
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 PASSWORD = "a long enough password"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,40 +12,23 @@ from decimal import Decimal
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine, text
 
 from billing.core.errors import OperatorError
 from billing.core.settings import Settings
 from billing.entrypoints.api import MAX_WEBHOOK_BYTES, create_app, signature
 from billing.imports.reading import REQUIRED_COLUMNS
-from billing.imports.service import import_file
-from tests.support.actors import OPERATOR
-
-# Secrets as strong as the API demands (32 bytes or more); tests only, never deployed.
-SECRET = "test-webhook-secret-0123456789abcdef"
-TOKEN = "test-api-token-0123456789abcdef-xyz"
-CLI_SECRET = "cli-webhook-secret-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def base_url(engine: Engine) -> Iterator[str]:
-    """The API served by uvicorn in a thread, on a port the system picked."""
-    app = create_app(
-        settings=Settings(webhook_secret=SECRET, api_token=TOKEN, timezone="America/Sao_Paulo"),
-        engine=engine,
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+from tests.support.api_server import (
+    CLI_SECRET,
+    SECRET,
+    TOKEN,
+    count_payments,
+    import_charges,
+    payment_body,
+)
+from tests.support.api_server import base_url as base_url  # the served API (a fixture)
+from tests.support.database import scalar
+from tests.support.network import free_port
 
 
 @pytest.fixture()
@@ -57,31 +38,6 @@ def client(base_url: str, db: Engine) -> Iterator[httpx.Client]:
         yield client
 
 
-def import_charges(db: Engine, *rows: tuple[str, str]) -> None:
-    """Create charges through the real import from (debtId, amount)."""
-    lines = [",".join(REQUIRED_COLUMNS)] + [
-        f"Ana Souza,{index:011d},ana@example.com,{amount},2030-01-31,{debt_id}"
-        for index, (debt_id, amount) in enumerate(rows, start=1)
-    ]
-    result = import_file(
-        actor=OPERATOR,
-        engine=db,
-        data="\n".join(lines).encode(),
-        file_name="x.csv",
-        lenient_documents=True,
-    )
-    assert result.status == "done" and result.imported == len(rows), result
-
-
-def payment_body(
-    debt_id: str = "8291", amount: str = "100000.00", paid_at: str = "2022-06-09 10:00:00"
-) -> bytes:
-    return (
-        f'{{"debtId": "{debt_id}", "paidAt": "{paid_at}", '
-        f'"paidAmount": {amount}, "paidBy": "John Doe"}}'
-    ).encode()
-
-
 def post_payment(
     client: httpx.Client, body: bytes, *, sign_with: str | None = SECRET
 ) -> httpx.Response:
@@ -89,15 +45,6 @@ def post_payment(
     if sign_with is not None:
         headers["X-Signature"] = signature(body, sign_with)
     return client.post("/webhooks/payments", content=body, headers=headers)
-
-
-def scalar(db: Engine, sql: str, **params):
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar_one()
-
-
-def count_payments(db: Engine) -> int:
-    return scalar(db, "SELECT count(*) FROM payments")
 
 
 def charge_status(db: Engine, debt_id: str = "8291") -> str:
@@ -568,12 +515,6 @@ def test_the_api_starts_with_32_byte_secrets(
         settings=Settings(webhook_secret=webhook_secret, api_token=api_token), engine=engine
     )
     assert [route.path for route in app.routes if route.path == "/health"] == ["/health"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

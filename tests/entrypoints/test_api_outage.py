@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -26,15 +25,12 @@ from billing.imports.reading import REQUIRED_COLUMNS
 from billing.imports.service import import_file
 from db.engine import make_engine
 from tests.support.actors import OPERATOR
+from tests.support.network import free_port
+
+pytestmark = pytest.mark.slow  # a PostgreSQL of its own, stopped under the API
 
 SECRET = "outage-webhook-secret-0123456789abcdef"
 TOKEN = "outage-api-token-0123456789abcdef-xyz"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PrivateCluster:

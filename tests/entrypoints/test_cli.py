@@ -10,19 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
-from tests.imports.test_importer import debtor_csv, sample_rows, scalar
+from tests.support.cli import run_cli
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, sample_rows
 
-
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "billing", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+pytestmark = pytest.mark.slow  # each test runs `python -m billing` in a subprocess
 
 
 def test_import_json_reports_counts_and_exit_0(db: Engine, app_env, tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from sqlalchemy import Engine, text
 
 from billing.accounts import users as accounts
 
+pytestmark = pytest.mark.slow  # each test runs `python -m billing` in a subprocess
+
 PASSWORD = "a long enough password"
 
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -28,16 +27,10 @@ from billing.entrypoints.worker import (
 from billing.notices.dispatch import GROUP_SIZE
 from billing.notices.planning import notice_counts, plan_notices
 from db import notices as notices_db
-from tests.notices.test_notices import add_pending_charge, create_charges, notice_settings
+from tests.support.notices import add_pending_charge, create_charges, notice_settings
 from tests.support.smtp_server import SmtpTestServer
 
 FAR_DUE = date(2040, 6, 1)  # every charge here is due long after the real today
-
-
-@pytest.fixture()
-def smtp() -> Iterator[SmtpTestServer]:
-    with SmtpTestServer() as server:
-        yield server
 
 
 @pytest.fixture()
@@ -86,6 +79,7 @@ def charges(db: Engine, count: int) -> None:
     create_charges(db, {f"c{i:04d}": FAR_DUE for i in range(count)})
 
 
+@pytest.mark.slow
 def test_dispatch_once_prints_one_json_object(
     db: Engine, smtp: SmtpTestServer, app_env: dict[str, str]
 ) -> None:
@@ -107,8 +101,9 @@ def test_dispatch_once_prints_one_json_object(
     assert len(smtp.received) == 6
 
 
+@pytest.mark.slow
 def test_dispatch_says_when_the_mail_server_is_down(db: Engine, app_env: dict[str, str]) -> None:
-    from tests.support.smtp_server import free_port
+    from tests.support.network import free_port
 
     charges(db, 2)
     env = dict(app_env, SMTP_HOST="127.0.0.1", SMTP_PORT=str(free_port()))
@@ -122,6 +117,7 @@ def test_dispatch_says_when_the_mail_server_is_down(db: Engine, app_env: dict[st
     assert notice_counts(db)["queued"] == 2
 
 
+@pytest.mark.slow
 def test_a_killed_dispatch_resends_only_what_was_in_flight(
     db: Engine, smtp: SmtpTestServer, app_env: dict[str, str]
 ) -> None:
@@ -151,6 +147,7 @@ def test_a_killed_dispatch_resends_only_what_was_in_flight(
     assert json.loads(out)["sent"] == 240 - (received_at_kill - len(sent_twice))
 
 
+@pytest.mark.slow
 def test_two_dispatchers_at_once_never_send_a_notice_twice(
     db: Engine, smtp: SmtpTestServer, app_env: dict[str, str]
 ) -> None:
@@ -222,6 +219,7 @@ def test_the_cycle_time_is_read_in_the_funds_time_zone() -> None:
     )
 
 
+@pytest.mark.slow
 def test_workers_run_the_cycle_and_send_each_notice_once(
     queue: Engine, smtp: SmtpTestServer, app_env: dict[str, str]
 ) -> None:

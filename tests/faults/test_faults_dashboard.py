@@ -27,9 +27,12 @@ from billing.core.settings import get_settings
 from billing.imports.service import import_file
 from db.engine import get_engine, make_engine
 from db.imports import IMPORT_CONNECTION_LOST, INTERRUPTED_MESSAGE
-from tests.imports.test_importer import debtor_csv, sample_rows, scalar
 from tests.support.actors import OPERATOR, signed_in_page
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, sample_rows
 from tests.support.pg_process import PgProcess, migrated_database
+
+pytestmark = pytest.mark.slow  # a PostgreSQL of its own, stopped and restarted
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ROOT / "pages"

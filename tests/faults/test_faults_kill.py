@@ -18,14 +18,11 @@ import pytest
 from sqlalchemy import Engine
 
 from billing.entrypoints.api import signature
-from tests.entrypoints.test_api import (
-    CLI_SECRET,
-    count_payments,
-    import_charges,
-    payment_body,
-    scalar,
-)
-from tests.support.smtp_server import free_port
+from tests.support.api_server import CLI_SECRET, count_payments, import_charges, payment_body
+from tests.support.database import scalar
+from tests.support.network import free_port
+
+pytestmark = pytest.mark.slow  # kills a served API mid-webhook (about 40 s)
 
 CHARGES = 160
 

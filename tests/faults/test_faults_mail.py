@@ -14,13 +14,17 @@ import time
 from datetime import date
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from billing.notices.planning import notice_counts
 from db.notices import WAITING_FOR_MAIL_SERVER
-from tests.notices.test_notices import create_charges
 from tests.support.actors import VIEWER, signed_in_page
-from tests.support.smtp_server import SmtpTestServer, free_port
+from tests.support.network import free_port
+from tests.support.notices import create_charges
+from tests.support.smtp_server import SmtpTestServer
+
+pytestmark = pytest.mark.slow  # waits for a mail server brought back up
 
 FAR_DUE = date(2040, 6, 1)
 PAGES = Path(__file__).resolve().parents[2] / "pages"

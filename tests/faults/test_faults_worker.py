@@ -25,9 +25,11 @@ from billing.entrypoints.worker import PARALLEL_SENDERS
 from billing.notices.dispatch import GROUP_SIZE
 from billing.notices.planning import notice_counts
 from db.engine import make_engine
-from tests.notices.test_notices import create_charges
+from tests.support.notices import create_charges
 from tests.support.pg_process import PgProcess, migrated_database
 from tests.support.smtp_server import SmtpTestServer
+
+pytestmark = pytest.mark.slow  # a PostgreSQL of its own, restarted under the worker
 
 FAR_DUE = date(2040, 6, 1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,7 +180,7 @@ def test_the_cli_import_says_in_a_sentence_that_the_database_is_not_answering(
     pg: PgProcess, app_url: str, tmp_path: Path
 ) -> None:
     from billing.entrypoints.cli import DATABASE_UNREACHABLE
-    from tests.imports.test_importer import debtor_csv, sample_rows
+    from tests.support.debtor_files import debtor_csv, sample_rows
 
     path = tmp_path / "debtors.csv"
     path.write_bytes(debtor_csv(sample_rows(3)))

@@ -35,8 +35,8 @@ from billing.imports.reading import REQUIRED_COLUMNS, read_debtor_file
 from billing.imports.service import import_file
 from billing.imports.validation import DEBT_ID_TOO_LONG, GOVERNMENT_ID_TOO_LONG, validate_rows
 from tests.support.actors import OPERATOR
+from tests.support.debtor_files import HEADER
 
-HEADER = ",".join(REQUIRED_COLUMNS)
 ROW = "Ana Souza,529.982.247-25,ana@example.com,1000.00,2030-01-31,D-1"
 SECRET = "fuzz-webhook-secret-0123456789abcdef-x"
 FAST = settings(
@@ -55,12 +55,14 @@ def test_random_bytes_are_refused_or_read(data: bytes) -> None:
     check_file(data)
 
 
+@pytest.mark.slow
 @FAST
 @given(data=debtor_files())
 def test_mutated_real_files_are_refused_or_read(data: bytes) -> None:
     check_file(data)
 
 
+@pytest.mark.slow
 @FAST
 @given(text_value=st.text(min_size=1, max_size=60), encoding=st.sampled_from(ENCODINGS))
 def test_a_file_in_any_encoding_is_refused_or_read(text_value: str, encoding: str) -> None:
@@ -179,6 +181,7 @@ def test_a_refused_hostile_file_writes_nothing(db: Engine, data: bytes, refusal:
     assert counts(db) == (0, 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=debtor_files())
 def test_a_mutated_file_through_the_import_is_refused_whole_or_loaded_whole(
@@ -238,6 +241,7 @@ def fuzz_charges(engine: Engine, owner_engine: Engine) -> None:
     assert result.imported == 5, result
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=webhook_bodies())
 def test_any_signed_body_gets_a_2xx_or_a_4xx(

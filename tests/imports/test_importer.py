@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import threading
 from decimal import Decimal
 
@@ -14,38 +13,9 @@ from sqlalchemy import Engine, text
 from billing.imports.service import import_file, import_history, rejected_rows_csv
 from db import imports as imports_db
 from tests.support.actors import OPERATOR
-
-HEADER = "name,governmentId,email,debtAmount,debtDueDate,debtId"
-VALID_CPFS = ["52998224725", "11144477735", "12345678909", "93541134780", "28625587887"]
-
-
-def debtor_csv(rows: list[tuple[str, ...]], header: str = HEADER) -> bytes:
-    return ("\n".join([header, *(",".join(row) for row in rows)]) + "\n").encode()
-
-
-def sample_rows(count: int, *, start: int = 0) -> list[tuple[str, ...]]:
-    return [
-        (
-            f"Debtor {i}",
-            VALID_CPFS[i % len(VALID_CPFS)],
-            f"debtor{i}@example.com",
-            f"{100 + i}.50",
-            "2024-05-10",
-            f"debt-{i:06d}",
-        )
-        for i in range(start, start + count)
-    ]
-
-
-def run_import(db: Engine, data: bytes, *, lenient: bool = False, name: str = "debtors.csv"):
-    return import_file(
-        actor=OPERATOR, engine=db, data=data, file_name=name, lenient_documents=lenient
-    )
-
-
-def scalar(db: Engine, sql: str, **params):
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar_one()
+from tests.support.database import scalar, schema_of
+from tests.support.debtor_files import VALID_CPFS, debtor_csv, run_import, sample_rows
+from tests.support.spreadsheets import QUOTED_RECORD
 
 
 def test_import_creates_debtors_and_charges(db: Engine) -> None:
@@ -176,8 +146,6 @@ def test_rejected_rows_are_kept_with_every_reason_and_downloadable(db: Engine) -
 
 
 FORMULAS = ["=1+1", "+cmd|' /C calc'!A0", "@SUM(A1:A9)", "-2"]
-# A CSV record whose every cell is quoted (no cell here holds a line break).
-QUOTED_RECORD = re.compile(r'"(?:[^"]|"")*"(?:,"(?:[^"]|"")*")*')
 
 
 def test_rejected_rows_cannot_run_as_formulas_in_a_spreadsheet(db: Engine) -> None:
@@ -356,33 +324,18 @@ def test_names_are_found_without_accents(db: Engine) -> None:
         assert sorted(stored) == ["joao antonio", "maria da conceicao"]
 
 
-def _schema_of(db: Engine, table: str) -> set[tuple[str, str]]:
-    with db.connect() as conn:
-        indexes = conn.execute(
-            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}
-        ).all()
-        constraints = conn.execute(
-            text(
-                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conrelid = CAST(:t AS regclass)"
-            ),
-            {"t": table},
-        ).all()
-    return {tuple(row) for row in [*indexes, *constraints]}
-
-
 def test_a_large_file_s_partition_gets_every_index_and_key_of_charges(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
-    before = {table: _schema_of(db, table) for table in ("charges", "debtors")}
+    before = {table: schema_of(db, table) for table in ("charges", "debtors")}
 
     result = run_import(db, debtor_csv(sample_rows(200)))
 
     assert (result.imported, result.issued) == (200, 200)
-    assert {table: _schema_of(db, table) for table in before} == before
+    assert {table: schema_of(db, table) for table in before} == before
     with db.connect() as conn:  # each of the parent's indexes has its copy on the partition
         missing = conn.execute(
             text(
@@ -405,7 +358,7 @@ def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
     from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
-    before = {table: _schema_of(db, table) for table in ("charges", "debtors")}
+    before = {table: schema_of(db, table) for table in ("charges", "debtors")}
     partitions = _charge_partitions(db)
     with owner_engine.begin() as conn:  # fails at the very end: once the partition is attached
         conn.exec_driver_sql(
@@ -423,7 +376,7 @@ def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
         with owner_engine.begin() as conn:
             conn.exec_driver_sql("DROP TRIGGER fail_late ON charge_keys; DROP FUNCTION fail_late()")
 
-    assert {table: _schema_of(db, table) for table in ("charges", "debtors")} == before
+    assert {table: schema_of(db, table) for table in ("charges", "debtors")} == before
     assert _charge_partitions(db) == partitions
     assert scalar(db, "SELECT count(*) FROM charges") == 0
     assert scalar(db, "SELECT count(*) FROM debtors") == 0
@@ -562,7 +515,7 @@ def test_a_failure_while_slices_are_being_sent_leaves_nothing_behind(
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10 if bulk else 10_000)
     monkeypatch.setattr(loading, "COPY_SLICE_ROWS", 7)
-    schema_before = _schema_of(db, "charges")
+    schema_before = schema_of(db, "charges")
     built = importer._ChargeRows.with_boletos
     calls = {"count": 0}
 
@@ -579,7 +532,7 @@ def test_a_failure_while_slices_are_being_sent_leaves_nothing_behind(
     assert scalar(db, "SELECT count(*) FROM charges") == 0
     assert scalar(db, "SELECT count(*) FROM debtors") == 0
     assert import_history(db)[0]["status"] == "failed"
-    assert _schema_of(db, "charges") == schema_before
+    assert schema_of(db, "charges") == schema_before
     monkeypatch.setattr(importer._ChargeRows, "with_boletos", built)
     again = run_import(db, debtor_csv(sample_rows(50)))
     assert (again.status, again.imported, again.issued) == ("done", 50, 50)

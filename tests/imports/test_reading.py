@@ -15,9 +15,8 @@ from billing.imports.reading import (
     file_pieces,
     read_debtor_file,
 )
+from tests.support.debtor_files import HEADER, ROW
 
-HEADER = ",".join(REQUIRED_COLUMNS)
-ROW = "Ana Souza,529.982.247-25,ana@example.com,1000.00,2025-01-31,D-1"
 MAX_BYTES = 200 * 1024 * 1024
 
 

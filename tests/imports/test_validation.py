@@ -10,15 +10,7 @@ import pytest
 
 from billing.imports.reading import REQUIRED_COLUMNS, DebtorFile, read_debtor_file
 from billing.imports.validation import REJECTED_SCHEMA, VALID_SCHEMA, ValidatedRows, validate_rows
-
-GOOD = {
-    "name": "Ana Souza",
-    "governmentId": "529.982.247-25",
-    "email": "ana@example.com",
-    "debtAmount": "1000.00",
-    "debtDueDate": "2025-01-31",
-    "debtId": "D-1",
-}
+from tests.support.debtor_files import GOOD_ROW as GOOD
 
 
 def debtor_file(rows: list[dict[str, str]], *, delimiter: str = ",") -> DebtorFile:

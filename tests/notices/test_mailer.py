@@ -4,7 +4,6 @@ session against a real aiosmtpd server: refusals sorted, reconnection, rate limi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from email import message_from_bytes, policy
@@ -20,8 +19,9 @@ from billing.notices.mailer import (
     SmtpConnection,
     render_notice,
 )
-from tests.notices.test_notices import notice_settings
-from tests.support.smtp_server import SmtpTestServer, free_port
+from tests.support.network import free_port
+from tests.support.notices import notice_settings
+from tests.support.smtp_server import SmtpTestServer
 
 LINE = "10490.05505 77000.100048 00000.000182 7 65560000010050"
 PIX = "00020101021226360014br.gov.bcb.pix0114+5511999999999520400005303986540510.005802BR6304ABCD"
@@ -48,12 +48,6 @@ def parse(data: bytes):
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
     assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF only, as SMTP wants
     return message_from_bytes(data, policy=policy.default)
-
-
-@pytest.fixture()
-def smtp() -> Iterator[SmtpTestServer]:
-    with SmtpTestServer() as server:
-        yield server
 
 
 def test_the_message_says_who_what_and_when() -> None:

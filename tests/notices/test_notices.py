@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-from billing.boletos.issuing import issue_boletos
-from billing.core.settings import Settings
 from billing.imports.service import import_file
 from billing.notices.dispatch import send_due_notices
 from billing.notices.planning import failed_notices as list_failed_notices
@@ -23,69 +19,11 @@ from billing.notices.planning import (
     sender_domain,
 )
 from tests.support.actors import OPERATOR, signed_in_page
+from tests.support.database import execute
+from tests.support.notices import add_pending_charge, create_charges, notice_settings
 from tests.support.smtp_server import SmtpTestServer
 
 TODAY = date(2040, 3, 10)
-HEADER = "name,governmentId,email,debtAmount,debtDueDate,debtId"
-
-
-def notice_settings(smtp: SmtpTestServer | None = None, **changes: object) -> Settings:
-    """Settings for these tests: every kind on, and the test SMTP server if given."""
-    values: dict[str, object] = {
-        "notice_on_issue": True,
-        "notice_reminder_days": 3,
-        "notice_on_due_date": True,
-        "notice_overdue_days": 1,
-        "mail_from": "Cobrança <cobranca@fundo.example>",
-        "mail_max_attempts": 3,
-        "mail_rate_per_second": 0,
-        "mail_attach_pdf": False,
-        "pix_key": "",
-        "timezone": "America/Sao_Paulo",
-    }
-    if smtp is not None:
-        values.update(smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="none")
-    values.update(changes)
-    return dataclasses.replace(Settings(), **values)  # type: ignore[arg-type]
-
-
-def charges_csv(due_dates: dict[str, date], *, email: str = "{debt_id}@example.com") -> bytes:
-    """One charge per debtId, each due on its date; debtor names carry accents."""
-    rows = [HEADER]
-    for number, (debt_id, due) in enumerate(due_dates.items()):
-        address = email.format(debt_id=debt_id)
-        rows.append(f"Conceição {number},52998224725,{address},{150 + number}.25,{due},{debt_id}")
-    return ("\n".join(rows) + "\n").encode()
-
-
-def create_charges(db: Engine, due_dates: dict[str, date]) -> None:
-    """Charges through the real import, which issues their boletos."""
-    result = import_file(
-        actor=OPERATOR,
-        engine=db,
-        data=charges_csv(due_dates),
-        file_name="x.csv",
-        lenient_documents=True,
-    )
-    assert result.status == "done", result.error
-    issue_boletos(db, settings=notice_settings())  # a no-op when the import issued them
-
-
-def add_pending_charge(db: Engine, debt_id: str, due: date) -> None:
-    """A charge without its boleto yet (the import issues them; the cycle issues any
-    left behind), for the same debtor as the first charge."""
-    execute(
-        db,
-        """
-        INSERT INTO charges (debt_id, debtor_id, import_id, amount, due_date,
-                             payer_name, payer_email)
-        SELECT :debt_id, debtor_id, import_id, 99.90, :due, payer_name, :email
-        FROM charges ORDER BY id LIMIT 1
-        """,
-        debt_id=debt_id,
-        due=due,
-        email=f"{debt_id}@example.com",
-    )
 
 
 def planned(db: Engine) -> set[tuple[str, str]]:
@@ -102,17 +40,6 @@ def notices_by_debt(db: Engine) -> dict[tuple[str, str], dict]:
             text("SELECT c.debt_id, n.* FROM notices n JOIN charges c ON c.id = n.charge_id")
         ).mappings()
         return {(row["debt_id"], row["kind"]): dict(row) for row in rows}
-
-
-def execute(db: Engine, sql: str, **params: object) -> None:
-    with db.begin() as conn:
-        conn.execute(text(sql), params)
-
-
-@pytest.fixture()
-def smtp() -> Iterator[SmtpTestServer]:
-    with SmtpTestServer() as server:
-        yield server
 
 
 def test_each_kind_is_queued_on_its_day(db: Engine) -> None:
@@ -385,7 +312,7 @@ def test_pdf_is_attached_when_asked(db: Engine, smtp: SmtpTestServer) -> None:
 
 def test_unreachable_server_keeps_notices_queued_without_losing_attempts(db: Engine) -> None:
     from billing.notices.mailer import MailServerUnavailable
-    from tests.support.smtp_server import free_port
+    from tests.support.network import free_port
 
     create_charges(db, {"a": TODAY + timedelta(days=10), "b": TODAY + timedelta(days=10)})
     settings = notice_settings(smtp_host="127.0.0.1", smtp_port=free_port())
@@ -451,7 +378,7 @@ def test_the_notifications_page(
 def test_an_operator_can_resend_a_sent_notice_once_more(db: Engine) -> None:
     from billing.core.errors import OperatorError
     from billing.notices.planning import resend_notice
-    from tests.imports.test_importer import debtor_csv, sample_rows
+    from tests.support.debtor_files import debtor_csv, sample_rows
 
     import_file(
         actor=OPERATOR,

@@ -30,6 +30,8 @@ from billing.payments.service import record_payment
 from db.engine import make_engine, url_as
 from tests.support.actors import ADMIN, OPERATOR
 
+pytestmark = pytest.mark.slow  # pg_dump and pg_restore into fresh databases
+
 # What must survive a backup: how many rows of each, and the money.
 FIGURES = {
     "imports": "SELECT count(*) FROM imports",

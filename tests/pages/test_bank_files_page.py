@@ -8,13 +8,14 @@ from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
 from billing.cnab.service import generate_remessa
-from tests.imports.test_importer import debtor_csv, run_import, sample_rows, scalar
 from tests.support.actors import OPERATOR, VIEWER, signed_in_page
 from tests.support.cnab_bank import (
     Title,
     bank_retorno,
     bank_tables,  # noqa: F401 (the bank_db fixture)
 )
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, run_import, sample_rows
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "8_Bank_files.py"
 

@@ -11,9 +11,10 @@ import streamlit as st
 from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
-from billing.imports.service import import_file
-from tests.imports.test_importer import VALID_CPFS, debtor_csv, scalar
 from tests.support.actors import OPERATOR, VIEWER, signed_in_page
+from tests.support.app_test import button
+from tests.support.database import scalar
+from tests.support.debtor_files import import_rows
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 
@@ -28,31 +29,6 @@ def pages_db(dashboard_db: Engine) -> Iterator[Engine]:
 
 def charges_page() -> AppTest:
     return signed_in_page(PAGES / "3_Charges.py")
-
-
-def import_rows(db: Engine, count: int) -> dict[str, int]:
-    """`count` charges of 5 debtors, amounts 101.50, 102.50... due in 2030; debtId -> id."""
-    rows = [
-        (
-            f"Débora Conceição {i % 5}",
-            VALID_CPFS[i % 5],
-            f"debora{i % 5}@example.com",
-            f"{100 + i}.50",
-            f"2030-01-{1 + i % 28:02d}",
-            f"debt-{i:03d}",
-        )
-        for i in range(1, count + 1)
-    ]
-    result = import_file(
-        actor=OPERATOR, engine=db, data=debtor_csv(rows), file_name="x.csv", lenient_documents=True
-    )
-    assert result.imported == count, result
-    with db.connect() as conn:
-        return dict(conn.execute(text("SELECT debt_id, id FROM charges")).all())
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def test_no_charges_tells_a_new_operator_what_to_do(pages_db: Engine) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from tests.imports.test_importer import debtor_csv, sample_rows, scalar
 from tests.support.actors import OPERATOR, signed_in_page
+from tests.support.database import scalar
+from tests.support.debtor_files import debtor_csv, sample_rows
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 

@@ -29,6 +29,7 @@ from billing.payments.service import (
     record_payment,
 )
 from tests.support.actors import OPERATOR, VIEWER, operator
+from tests.support.database import scalar
 
 SAO_PAULO = "America/Sao_Paulo"
 
@@ -65,11 +66,6 @@ def pay(db: Engine, debt_id: str, amount: str, *, paid_at: str = "2022-06-09 10:
         timezone=SAO_PAULO,
         **kw,
     )
-
-
-def scalar(db: Engine, sql: str, **params):
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar_one()
 
 
 def charge_status(db: Engine, debt_id: str) -> str:

