@@ -253,7 +253,7 @@ def build_cases(engine: Engine, *, today: date, sample: Sample) -> list[Case]:
     page(
         f"search: a CPF prefix ({sample.cpf_prefix})",
         ChargeFilter(text=sample.cpf_prefix),
-        "debtors_government_id_idx",  # per partition; unique through debtor_keys (sql/015)
+        "debtors_government_id_key",
     )
     page(
         f"search: a debtId prefix ({sample.debt_prefix})",

@@ -8,9 +8,8 @@ is (b) at most twice (a), and the import's process under 2 GB of memory.
 
 (c) is the floor the schema sets: the very rows (b) wrote, exported after it and COPYed
 back into the emptied `debtors` and `charges` with nothing left to compute, in one
-transaction, the way the import writes a large file's (debtors and charges each into a
-partition of their own, attached; the debtors' keys in debtor_keys), then the same
-VACUUM (ANALYZE). No
+transaction, the way the import writes them (debtors with their indexes maintained, the
+charges into a partition of their own, attached), then the same VACUUM (ANALYZE). No
 import of this file into this schema can take less; the gap between (b) and (c) is the
 import's own work (reading, validation, boletos, look-ups).
 
@@ -349,23 +348,15 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
     import does after a large load.
     """
     with psycopg.connect(libpq_url(url)) as conn:
-        # Debtors and charges as the import writes a large file's: each into a partition of
-        # its own, with the ids that partition will take (sql/010, 015), attached afterwards.
-        first_debtor_id = _first_value(conn, "SELECT debtors_partitions_end()")
-        debtor_rows = _copy_out(
-            conn,
-            f"SELECT {int(first_debtor_id)} + row_number() OVER (ORDER BY id) - 1, "
-            "government_id, name, search_name, email FROM debtors ORDER BY id",
-        )
+        debtor_rows = _copy_out(conn, f"SELECT {FLOOR_DEBTOR_COLUMNS} FROM debtors ORDER BY id")
+        # The charges as the import writes a file's: into a partition of their own, with the
+        # ids that partition will take (sql/010), attached afterwards.
         first_id = _first_value(conn, "SELECT charges_partitions_end()")
         charge_columns = ", ".join(CHARGE_COLUMNS)
         charge_rows = _copy_out(
             conn,
-            f"SELECT {int(first_id)} + row_number() OVER (ORDER BY c.id) - 1, "
-            + charge_columns.replace("debtor_id", "d.new_id")
-            + f" FROM charges AS c JOIN (SELECT id, {int(first_debtor_id)} - 1 "
-            "+ row_number() OVER (ORDER BY id) AS new_id FROM debtors) AS d "
-            "ON d.id = c.debtor_id ORDER BY c.id",
+            f"SELECT {int(first_id)} + row_number() OVER (ORDER BY id) - 1, {charge_columns} "
+            "FROM charges ORDER BY id",
         )
         conn.execute("TRUNCATE charges, debtors CASCADE")
     checkpoint(url)
@@ -374,16 +365,10 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
         with engine.connect() as conn:
             started = time.perf_counter()
             with conn.begin():
+                _copy_in(conn, "debtors", FLOOR_DEBTOR_COLUMNS, debtor_rows)
                 partition = start_charge_partition(conn)
-                if (partition.next_id, partition.debtors.next_id) != (first_id, first_debtor_id):
-                    raise RuntimeError(f"the partitions start at {partition}")
-                debtors_relation = partition.debtors.relation
-                _copy_in(conn, debtors_relation, FLOOR_DEBTOR_COLUMNS, debtor_rows)
-                conn.exec_driver_sql(
-                    "INSERT INTO debtor_keys (government_id, debtor_id) "
-                    f"SELECT government_id, id FROM {debtors_relation} ORDER BY government_id"
-                )
-                partition.debtors.next_id += debtors
+                if partition.next_id != first_id:
+                    raise RuntimeError(f"the partition starts at {partition.next_id}")
                 columns = f"id, {charge_columns}"
                 _copy_in(conn, partition.relation, columns, charge_rows, freeze=True)
                 attach_charge_partition(conn, partition)

@@ -9,7 +9,7 @@ way its index is defined, so the planner can use it:
 * import, debtor                       -> charges_import_idx, charges_debtor_idx
 * name words    -> debtors_search_name_idx: to_tsvector('simple', search_name) @@ tsquery
 * e-mail prefix -> debtors_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
-* CPF/CNPJ      -> debtors_government_id_idx (a "C" column): government_id LIKE 'prefix%'
+* CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
 * debtId prefix -> charges_debt_id_idx (a "C" column): debt_id LIKE 'prefix%'
 
 Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date,
@@ -412,15 +412,16 @@ def stream_export_rows(
 
 
 def data_version(conn: Connection) -> tuple[int | None, ...]:
-    """The newest import, payment and charge event: changes whenever totals may have.
+    """The newest import, payment, charge event and kept-totals row: changes whenever
+    totals may have (a boleto issued changes a status and adds a charge_totals row).
 
-    Three look-ups at the right edge of primary keys, for caching totals safely.
+    Four look-ups at the right edge of primary keys, for caching totals safely.
     """
     return tuple(
         conn.execute(
             text(
                 "SELECT (SELECT max(id) FROM imports), (SELECT max(id) FROM payments), "
-                "(SELECT max(id) FROM charge_events)"
+                "(SELECT max(id) FROM charge_events), (SELECT max(id) FROM charge_totals)"
             )
         ).one()
     )
@@ -567,6 +568,38 @@ def debtor(conn: Connection, debtor_id: int) -> Debtor | None:
         .first()
     )
     return cast(Debtor, dict(row)) if row else None
+
+
+def lock_debtor(conn: Connection, debtor_id: int) -> Debtor | None:
+    """A debtor by id, its row locked until the transaction ends (an e-mail correction)."""
+    row = (
+        conn.execute(
+            text(
+                "SELECT id, name, government_id, email, created_at, updated_at "
+                "FROM debtors WHERE id = :id FOR UPDATE"
+            ),
+            {"id": debtor_id},
+        )
+        .mappings()
+        .first()
+    )
+    return cast(Debtor, dict(row)) if row else None
+
+
+def set_debtor_email(conn: Connection, *, debtor_id: int, email: str) -> int:
+    """A debtor's e-mail corrected, and the address their open charges are billed to
+    (what the notices are sent to); returns how many charges now bill the new address."""
+    conn.execute(
+        text("UPDATE debtors SET email = :email WHERE id = :id"), {"id": debtor_id, "email": email}
+    )
+    return conn.execute(
+        text(
+            "UPDATE charges SET payer_email = :email "
+            "WHERE debtor_id = :id AND status = ANY(CAST(:open AS text[])) "
+            "AND payer_email IS DISTINCT FROM :email"
+        ),
+        {"id": debtor_id, "email": email, "open": list(OPEN_STATUSES)},
+    ).rowcount
 
 
 DEBTOR_TOTALS_SQL = f"""

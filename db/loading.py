@@ -56,53 +56,26 @@ TRUNCATE import_debtors
 """
 _DEBTOR_COLUMNS = "government_id, name, search_name, email"
 
-# Known debtors are found through debtor_keys (sql/015: one index, whatever the number of
-# partitions), then by id; those whose name and e-mail are unchanged are left alone. {target}
-# is `debtors`, or a file's own partition of new debtors (not attached yet) for a debtor
-# seen again in a later piece of the same file.
 _UPDATE_CHANGED_DEBTORS = """
-UPDATE {target} AS d
+UPDATE debtors AS d
 SET name = n.name, search_name = n.search_name, email = n.email
 FROM import_debtors AS n
-JOIN debtor_keys AS k ON k.government_id = n.government_id
-WHERE d.id = k.debtor_id
+WHERE d.government_id = n.government_id
   AND (d.name, d.email) IS DISTINCT FROM (n.name, n.email)
 """
 
-_UNKNOWN_DEBTORS = """
-FROM import_debtors AS n
-WHERE NOT EXISTS (SELECT 1 FROM debtor_keys AS k WHERE k.government_id = n.government_id)
-"""
-
-# Through `debtors` (its open partition): a trigger records their keys (sql/015).
-_INSERT_NEW_DEBTORS = f"""
+_INSERT_NEW_DEBTORS = """
 INSERT INTO debtors (government_id, name, search_name, email)
 SELECT n.government_id, n.name, n.search_name, n.email
-{_UNKNOWN_DEBTORS}
+FROM import_debtors AS n
+WHERE NOT EXISTS (SELECT 1 FROM debtors AS d WHERE d.government_id = n.government_id)
 ORDER BY n.government_id
 """
 
-# Keys for a file's new debtors, ids given in governmentId order from :first_id; the
-# debtors themselves are then COPYed into the file's partition with these ids.
-_RECORD_NEW_DEBTOR_KEYS = f"""
-WITH new_keys AS (
-    INSERT INTO debtor_keys (government_id, debtor_id)
-    SELECT n.government_id,
-           CAST(:first_id AS bigint) - 1 + row_number() OVER (ORDER BY n.government_id)
-    {_UNKNOWN_DEBTORS}
-    ORDER BY n.government_id
-    RETURNING government_id, debtor_id
-)
-SELECT coalesce(array_agg(government_id ORDER BY debtor_id), '{{}}'),
-       coalesce(array_agg(debtor_id ORDER BY debtor_id), '{{}}')
-FROM new_keys
-"""
-_PARTITION_DEBTOR_COLUMNS = f"id, {_DEBTOR_COLUMNS}"
-
 _DEBTOR_IDS = """
-SELECT coalesce(array_agg(n.government_id), '{}'), coalesce(array_agg(k.debtor_id), '{}')
+SELECT coalesce(array_agg(n.government_id), '{}'), coalesce(array_agg(d.id), '{}')
 FROM import_debtors AS n
-JOIN debtor_keys AS k ON k.government_id = n.government_id
+JOIN debtors AS d ON d.government_id = n.government_id
 """
 
 _ALLOCATE_NOSSO_NUMEROS = """
@@ -239,65 +212,27 @@ def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
         return np.array(conn.execute(text(_PRESENT_LINES)).scalar_one(), dtype=np.int32)
 
 
-def upsert_debtors(
-    conn: Connection,
-    *,
-    debtors: pa.Table,
-    with_ids: bool = True,
-    partition: ChargePartition | None = None,
-) -> pa.Table:
+def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True) -> pa.Table:
     """Insert new debtors and refresh the name and e-mail of known ones.
 
     `debtors` has one row per government_id (columns government_id, name, search_name,
     email); returns their ids as a table government_id, id (empty unless `with_ids`: a
-    piece with no new charge needs none). New debtors go into the `partition` of the file
-    when it has one (no index but its ids', attached with the file's charges), else
-    through `debtors`, their index entries added row by row in government_id order. Known
-    ones are found through debtor_keys and left alone when unchanged. No lock keeps a
-    reader of `debtors` waiting.
+    piece with no new charge needs none). Their index entries are added
+    row by row, in government_id order (the unique key grows at its right edge on a new
+    install), and no lock keeps a reader of `debtors` waiting.
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     copy_csv(conn, table=debtors, target="import_debtors", columns=_DEBTOR_COLUMNS)
     conn.exec_driver_sql("ANALYZE import_debtors")
     with probing_by_index(conn):
-        conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS.format(target="debtors"))
-        if partition is None:
-            conn.exec_driver_sql(_INSERT_NEW_DEBTORS)
-        else:
-            _insert_new_debtors_into(conn, partition.debtors, debtors=debtors)
+        conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS)
+        conn.exec_driver_sql(_INSERT_NEW_DEBTORS)
         government_ids, ids = conn.execute(text(_DEBTOR_IDS)).one() if with_ids else ([], [])
     return pa.table(
         {
             "government_id": pa.array(government_ids, pa.string()),
             "id": pa.array(ids, pa.int64()),
         }
-    )
-
-
-def _insert_new_debtors_into(
-    conn: Connection, partition: DebtorPartition, *, debtors: pa.Table
-) -> None:
-    """Refresh the debtors an earlier piece put into `partition`, then add the new ones:
-    their keys recorded, then COPYed in FREEZE (written frozen and all-visible, as a
-    file's charges are: no VACUUM needed for the dashboard's index-only counts)."""
-    if partition.next_id > partition.first_id:
-        relation = conn.dialect.identifier_preparer.quote(partition.relation)
-        conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS.format(target=relation))
-    government_ids, ids = conn.execute(
-        text(_RECORD_NEW_DEBTOR_KEYS), {"first_id": partition.next_id}
-    ).one()
-    if not ids:
-        return
-    id_type = debtors.schema.field("government_id").type
-    positions = pc.index_in(pa.array(government_ids, id_type), value_set=debtors["government_id"])
-    new_debtors = debtors.take(positions).add_column(0, "id", pa.array(ids, pa.int64()))
-    partition.next_id += copy_slices(
-        conn,
-        slices=(rows for _, rows in numbered_slices(new_debtors)),
-        total_rows=new_debtors.num_rows,
-        target=partition.relation,
-        columns=_PARTITION_DEBTOR_COLUMNS,
-        freeze=True,
     )
 
 
@@ -314,33 +249,17 @@ def transaction_time(conn: Connection) -> datetime:
 
 
 @dataclass
-class DebtorPartition:
-    """A table taking a file's new debtors, to be attached to `debtors` (sql/015)."""
-
-    relation: str  # a name new_debtors_partition gave
-    first_id: int
-    next_id: int  # the id the next new debtor gets
-
-
-@dataclass
 class ChargePartition:
-    """A table taking a file's new charges, to be attached to `charges` once they are in,
-    and the one taking its new debtors, attached just before."""
+    """A table taking a file's new charges, to be attached to `charges` once they are in."""
 
     relation: str  # a name new_charges_partition gave
     next_id: int  # the id the next charge copied into it gets
-    debtors: DebtorPartition
 
 
 def start_charge_partition(conn: Connection) -> ChargePartition:
-    """New tables for a file's charges (see insert_charges) and debtors (upsert_debtors),
-    created in this transaction."""
+    """A new table for a file's charges (see insert_charges), created in this transaction."""
     relation, first_id = conn.execute(text(_NEW_PARTITION)).one()
-    debtors_relation, first_debtor_id = conn.execute(text(_NEW_DEBTORS_PARTITION)).one()
-    debtors = DebtorPartition(
-        relation=debtors_relation, first_id=first_debtor_id, next_id=first_debtor_id
-    )
-    return ChargePartition(relation=relation, next_id=first_id, debtors=debtors)
+    return ChargePartition(relation=relation, next_id=first_id)
 
 
 def insert_charges(
@@ -381,14 +300,7 @@ def insert_charges(
 
 def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int:
     """Attach a partition filled by insert_charges (its indexes built, its debtIds kept in
-    charge_keys, the Overview's figures updated), after the file's new debtors (their
-    indexes built; their keys were kept as they came); return how many charges it holds."""
-    attached_debtors = conn.execute(
-        text(_ATTACH_DEBTORS_PARTITION), {"relation": partition.debtors.relation}
-    ).scalar_one()
-    new_debtors = partition.debtors.next_id - partition.debtors.first_id
-    if attached_debtors != new_debtors:  # every new debtor went into it: else a bug
-        raise RuntimeError(f"{attached_debtors} debtors attached, {new_debtors} inserted")
+    charge_keys, the Overview's figures updated); return how many charges it holds."""
     return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
 
 
@@ -411,11 +323,6 @@ def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table
 # `charges` into its open partition, their index entries added row by row.
 _NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition()"
 _ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"
-# The file's new debtors likewise (sql/015): their partition has only its primary key while
-# it fills (ids ascending: entries added at its right edge), its other indexes built when
-# attached, before the charges that point at them.
-_NEW_DEBTORS_PARTITION = "SELECT relation, first_id FROM new_debtors_partition()"
-_ATTACH_DEBTORS_PARTITION = "SELECT attach_debtors_partition(:relation)"
 
 
 def loads_into_own_partition(new_rows: int, *, more_to_come: bool) -> bool:

@@ -386,6 +386,53 @@ def status_counts(engine: Engine) -> dict[str, int]:
         return {status: count for status, count in rows}
 
 
+# The queue now, in parts that add up to queued + sending (partial indexes: as cheap as
+# the queue is short). A notice put off for the mail server stays in `waiting` until it
+# goes out, whatever its next attempt.
+_QUEUE_PARTS = text(
+    """
+    SELECT (SELECT count(*) FROM notices WHERE status = 'sending') AS sending, q.*
+    FROM (
+        SELECT count(*) FILTER (WHERE mail_server) AS waiting,
+               count(*) FILTER (WHERE NOT mail_server AND next_attempt_at <= now()) AS due,
+               count(*) FILTER (WHERE NOT mail_server AND next_attempt_at > now()) AS later
+        FROM (
+            SELECT next_attempt_at,
+                   coalesce(starts_with(last_error, :prefix), false) AS mail_server
+            FROM notices WHERE status = 'queued'
+        ) AS queued
+    ) AS q
+    """
+)
+
+
+def queue_parts(engine: Engine) -> dict[str, int]:
+    """The queue now: due (to send now), sending (claimed by a sender), later (to be
+    tried again after a failure or a release) and waiting (for the mail server)."""
+    with engine.connect() as conn:
+        row = conn.execute(_QUEUE_PARTS, {"prefix": WAITING_FOR_MAIL_SERVER}).mappings().one()
+        return {key: int(row[key]) for key in ("due", "sending", "later", "waiting")}
+
+
+# Changes when the counts of the Notifications page may have: a notice planned, one sent,
+# one failed, the queue growing or shrinking (each an index's edge or a partial index).
+_NOTICES_VERSION = text(
+    """
+    SELECT (SELECT max(id) FROM notices),
+           (SELECT max(sent_at) FROM notices WHERE status = 'sent'),
+           (SELECT max(updated_at) FROM notices WHERE status = 'failed'),
+           (SELECT count(*) FROM notices WHERE status = 'queued'),
+           (SELECT count(*) FROM notices WHERE status = 'sending')
+    """
+)
+
+
+def notices_version(engine: Engine) -> tuple[object, ...]:
+    """A cache key for the notices' counts: it moves whenever they may have."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(_NOTICES_VERSION).one())
+
+
 def failed_notices(engine: Engine, *, limit: int = 500) -> list[FailedNotice]:
     """The failed notices, newest first, with what the operator needs to act on them."""
     with engine.connect() as conn:

@@ -247,3 +247,59 @@ def payment_like(
             "tz": timezone,
         },
     ).scalar_one_or_none()
+
+
+def status_before_cancel(conn: Connection, charge_id: int) -> str | None:
+    """The status a charge had when it was last canceled (its latest 'canceled' event), or
+    None when no operator canceled it (a bank's baixa, say)."""
+    return conn.execute(
+        text(
+            """
+            SELECT from_status FROM charge_events
+            WHERE charge_id = :id AND kind = 'canceled'
+            ORDER BY created_at DESC, id DESC
+            LIMIT 1
+            """
+        ),
+        {"id": charge_id},
+    ).scalar_one_or_none()
+
+
+class BankWriteOff(TypedDict):
+    """What the bank was told or said about writing a charge's boleto off (a baixa)."""
+
+    remessa_nsa: int | None  # the remessa that asked for it, if one did
+    written_off_at: datetime | None  # when a retorno reported it done
+
+
+def bank_write_off(conn: Connection, charge_id: int) -> BankWriteOff | None:
+    """The baixa of a charge's boleto asked of the bank or reported by it; None if neither."""
+    row = (
+        conn.execute(
+            text(
+                """
+                SELECT (SELECT r.nsa FROM remessa_items AS i
+                        JOIN remessas AS r ON r.id = i.remessa_id
+                        WHERE i.charge_id = c.id AND i.kind = 'write_off'
+                        ORDER BY r.id DESC LIMIT 1) AS remessa_nsa,
+                       c.written_off_at
+                FROM charges AS c
+                WHERE c.id = :id
+                """
+            ),
+            {"id": charge_id},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None or (row["remessa_nsa"] is None and row["written_off_at"] is None):
+        return None
+    return cast(BankWriteOff, dict(row))
+
+
+def has_boleto(conn: Connection, charge_id: int) -> bool:
+    return bool(
+        conn.execute(
+            text("SELECT barcode IS NOT NULL FROM charges WHERE id = :id"), {"id": charge_id}
+        ).scalar_one_or_none()
+    )

@@ -1,12 +1,13 @@
 """Overview: what is owed, what is late, what came in, and the work of the last days."""
 
 from datetime import date
+from decimal import Decimal
 
 import streamlit as st
 
 from billing.charges import overview
 from billing.core.formatting import brl, brl_short, date_br, month_br, percent_br
-from billing.core.i18n import _
+from billing.core.i18n import _, current_language, ngettext
 from billing.core.settings import get_settings
 from billing.notices.planning import today_in
 from pages._charts import bar_chart
@@ -18,35 +19,45 @@ current_actor()  # renders nothing for a visitor who has not signed in
 count = overview.count_br
 
 
-@st.cache_data(ttl=30, show_spinner=_("Adding up the charges…"))
-def _charge_totals(today: date) -> list[dict]:
+# Added up again whenever `version` (overview.figures_version, read at every run: a few
+# index look-ups) moves: the view after a payment, an import, a cancellation or a send,
+# by this operator or a colleague, shows it. The ttl only bounds how long an entry stays.
+@st.cache_data(ttl=600, max_entries=50, show_spinner=_("Adding up the charges…"))
+def _charge_totals(today: date, version: tuple) -> list[dict]:
     return overview.charge_totals(read_engine(), today=today)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def _activity(today: date) -> dict:
+@st.cache_data(ttl=600, max_entries=50, show_spinner=False)
+def _activity(today: date, version: tuple, language: str) -> dict:
+    """The activity with its hover sentences, in `language` (part of the key)."""
     return overview.activity(read_engine(), today=today, timezone=get_settings().timezone)
 
 
 today = today_in()
 st.title(_("Overview"))
-st.caption(_("Figures as of {day}, refreshed every 30 seconds.").format(day=date_br(today)))
+st.caption(
+    _("Figures as of {day}, up to date with every payment, import and action recorded.").format(
+        day=date_br(today)
+    )
+)
 
 totals = activity = None
 with operator_errors():
-    totals = _charge_totals(today)
-    activity = _activity(today)
+    version = overview.figures_version(read_engine())
+    totals = _charge_totals(today, version)
+    activity = _activity(today, version, current_language())
 if activity is None:
     st.stop()  # the error is already on the screen
 if not totals:
     st.info(_("No charges yet — import a debtor file on the Upload page."))
     st.stop()
 
-kpi_row = st.container()  # filled once the period below is known
+# Three figures a row: at 1280 px a fifth of the page cut "R$ 239,35 mi" to "R$ 239,…".
+owed, collected = st.columns(3), st.columns(3)
 months = overview.due_months(totals)
 first = last = overview.default_month(months, today)
 if len(months) > 1:
-    first, last = st.select_slider(
+    first, last = collected[2].select_slider(
         _("Due months for the collection rate"),
         options=months,
         value=(first, last),
@@ -58,20 +69,9 @@ period = (
     if first == last
     else _("{first} to {last}").format(first=month_br(first), last=month_br(last))
 )
-st.caption(
-    _(
-        "Collection rate: of the {charges} charges due in {period} (canceled ones left out), "
-        "{received} was received of {due} due."
-    ).format(
-        charges=count(rate["charges"]),
-        period=period,
-        received=brl(rate["received"]),
-        due=brl(rate["due"]),
-    )
-)
 
 figures, received = overview.kpis(totals), activity["received"]
-columns = kpi_row.columns(5)
+columns = [*owed, *collected]
 columns[0].metric(
     _("Outstanding"),
     brl_short(figures["outstanding"]),
@@ -98,11 +98,32 @@ columns[3].metric(
 columns[4].metric(
     _("Collection rate"),
     percent_br(rate["rate"]),
-    help=_("Received on the charges due in the months chosen below ÷ their amount due."),
+    help=_(
+        "Of the {charges} charges due in {period} (canceled ones left out), {received} was "
+        "received of {due} due. A payment counts in the month its charge falls due, not in "
+        "the month the money came in."
+    ).format(
+        charges=count(rate["charges"]),
+        period=period,
+        received=brl(rate["received"]),
+        due=brl(rate["due"]),
+    ),
+)
+columns[4].caption(
+    ngettext(
+        "of the {count} charge due in {period}",
+        "of the {count} charges due in {period}",
+        rate["charges"],
+    ).format(count=count(rate["charges"]), period=period)
+    if rate["rate"] is not None
+    else _("Nothing falls due in {period} (canceled charges left out): no rate to show.").format(
+        period=period
+    )
 )
 by_status = overview.charges_by_status(totals)
-for column, row in zip(kpi_row.columns(len(by_status)), by_status.itertuples(), strict=True):
-    column.metric(_(row.label), count(row.charges))
+for start in range(0, len(by_status), 3):
+    for column, row in zip(st.columns(3), by_status[start : start + 3].itertuples(), strict=False):
+        column.metric(_(row.label), count(row.charges))
 
 st.subheader(_("Amount due per month"))
 by_month = overview.amounts_by_due_month(totals)
@@ -111,10 +132,21 @@ st.plotly_chart(bar_chart(by_month, x="month", y="amount", color="label", money=
 left, right = st.columns(2)
 left.subheader(_("Overdue by age"))
 aging = overview.aging(totals)
+late, ahead = aging[aging["late"]], aging[~aging["late"]].iloc[0]
 if aging["charges"].sum() == 0:
     left.info(_("No boleto is out yet — press Send now on the Notifications page to issue them."))
+elif late["charges"].sum() == 0:
+    left.info(_("No boleto is overdue."))
 else:
-    left.plotly_chart(bar_chart(aging, x="bucket", y="outstanding", color="bucket", money=True))
+    left.plotly_chart(bar_chart(late, x="bucket", y="outstanding", color="bucket", money=True))
+if ahead["charges"]:
+    left.caption(
+        ngettext(
+            "Not yet due, so not in the chart: {amount} on {count} charge.",
+            "Not yet due, so not in the chart: {amount} on {count} charges.",
+            int(ahead["charges"]),
+        ).format(amount=brl(Decimal(str(ahead["outstanding"]))), count=count(int(ahead["charges"])))
+    )
 right.subheader(_("Charges by status"))
 right.plotly_chart(bar_chart(by_status, x="charges", y="label", color="label", horizontal=True))
 

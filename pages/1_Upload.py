@@ -2,16 +2,27 @@
 
 import hashlib
 
+import pandas as pd
 import streamlit as st
 
 from billing.accounts.access import Permission
-from billing.core.errors import FileRefused
+from billing.core.errors import FileRefused, OperatorError
 from billing.core.formatting import count_br
 from billing.core.i18n import _, ngettext
+from billing.imports.mapping import check_columns, guess_columns, mapping_for_header, save_mapping
+from billing.imports.reading import REQUIRED_COLUMNS, ColumnsNotFound, peek_rows
 from billing.imports.service import PreparedFile, import_file, prepare_file
+from billing.imports.validation import reason_in_language, reasons_in_language
 from db.imports import IMPORT_CONNECTION_LOST
 from pages._session import current_actor
-from pages._shared import import_engine, operator_errors, plain, rejected_rows_button, wrote
+from pages._shared import (
+    engine,
+    import_engine,
+    operator_errors,
+    plain,
+    rejected_rows_button,
+    wrote,
+)
 
 actor = current_actor()
 
@@ -36,12 +47,76 @@ lenient = st.checkbox(
 
 # A resource, not data: a million-row preview is kept once, not pickled on every rerun;
 # the file's bytes are not hashed again (leading underscore), its sha256 is the key.
-@st.cache_resource(show_spinner=_("Reading and validating the file…"), max_entries=2, ttl="15m")
-def _prepare(digest: str, _data: bytes, lenient_documents: bool) -> PreparedFile | str:
+@st.cache_resource(show_spinner=_("Reading and validating the file…"), max_entries=4, ttl="15m")
+def _prepare(
+    digest: str, _data: bytes, lenient_documents: bool, mapping: tuple[tuple[str, str], ...]
+) -> PreparedFile | ColumnsNotFound | str:
     try:
-        return prepare_file(_data, lenient_documents=lenient_documents)
+        return prepare_file(_data, lenient_documents=lenient_documents, mapping=dict(mapping))
+    except ColumnsNotFound as not_found:
+        return not_found
     except FileRefused as refusal:
         return refusal.message
+
+
+def _map_columns(digest: str, data: bytes) -> tuple[dict[str, str], str | None] | None:
+    """Each field of ours chosen among the file's columns, pre-filled with the saved
+    mapping for this header or the best guesses; the mapping and its saved name, or None
+    while it is incomplete. A name given saves it for the next file with these columns."""
+    try:
+        header, rows = peek_rows(data)
+    except FileRefused as refusal:
+        _refused(refusal.message)
+        st.stop()
+    saved = mapping_for_header(engine(), header)
+    proposal = saved["columns"] if saved else guess_columns(header, rows)
+    st.subheader(_("Which column is which"))
+    if saved:
+        st.info(_("Mapped as the saved mapping “{name}”.").format(name=plain(saved["name"])))
+    else:
+        st.info(
+            _(
+                "The columns of this file have other names than ours. Choose the file's "
+                "column for each field; the best guesses are already chosen."
+            )
+        )
+    options = ["", *header]
+    chosen: dict[str, str | None] = {}
+    places = st.columns(3)
+    for position, column in enumerate(REQUIRED_COLUMNS):
+        default = proposal.get(column)
+        chosen[column] = places[position % 3].selectbox(
+            column,
+            options,
+            index=options.index(default) if default in options else 0,
+            format_func=lambda name: name or _("(choose a column)"),
+            key=f"map-{digest}-{column}",
+        )
+    try:
+        mapping = check_columns(header, chosen)
+    except OperatorError as problem:
+        st.warning(problem.message)
+        return None
+    name = saved["name"] if saved and saved["columns"] == mapping else None
+    with st.form(f"save-mapping-{digest}", border=False, enter_to_submit=False):
+        typed = st.text_input(
+            _("Save this mapping as"),
+            value=saved["name"] if saved else "",
+            placeholder=_("the system the file comes from: Banco X, ERP…"),
+        )
+        if st.form_submit_button(_("Save mapping")):
+            with operator_errors():
+                kept = save_mapping(
+                    engine(), actor=actor, name=typed, header=header, columns=mapping
+                )
+                wrote()
+                name = kept["name"]
+                st.success(
+                    _("Saved as “{name}”: the next file with these columns comes mapped.").format(
+                        name=plain(name)
+                    )
+                )
+    return mapping, name
 
 
 def _show_preview(prepared: PreparedFile) -> None:
@@ -53,10 +128,32 @@ def _show_preview(prepared: PreparedFile) -> None:
     if prepared.extra_columns:
         st.info(_("Ignored columns: ") + plain(", ".join(prepared.extra_columns)))
     st.subheader(_("First rows as read"))
-    st.dataframe(prepared.preview().to_pandas(), hide_index=True)
+    rows = prepared.marked_preview().to_pandas()
+    rows["reasons"] = [reasons_in_language(text) for text in rows["reasons"]]
+    rejected = rows["reasons"] != ""
+    st.dataframe(
+        rows.style.apply(
+            lambda row: ["background-color: #fde8e8" if rejected[row.name] else ""] * len(row),
+            axis=1,
+        ),
+        hide_index=True,
+        column_config={"line": _("Line"), "reasons": _("Why it will be rejected")},
+    )
     if prepared.rejected_count:
         st.subheader(_("Rows that will be rejected"))
-        st.dataframe(prepared.reason_summary(), hide_index=True)
+        summary = prepared.reason_summary()
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    _("Reason"): [reason_in_language(entry["reason"]) for entry in summary],
+                    _("Rows"): [count_br(entry["rows"]) for entry in summary],
+                    _("First lines"): [
+                        ", ".join(map(str, entry["example lines"])) for entry in summary
+                    ],
+                }
+            ),
+            hide_index=True,
+        )
 
 
 def _refused(reason: str) -> None:
@@ -95,7 +192,17 @@ if uploaded is None:
 
 data = uploaded.getvalue()
 digest = hashlib.sha256(data).hexdigest()
-prepared = _prepare(digest, data, lenient)
+prepared = _prepare(digest, data, lenient, ())
+mapping: dict[str, str] | None = None
+mapping_name: str | None = None
+if isinstance(prepared, ColumnsNotFound):  # a file from another system: map its columns
+    mapped = _map_columns(digest, data)
+    if mapped is None:
+        st.stop()
+    mapping, mapping_name = mapped
+    prepared = _prepare(digest, data, lenient, tuple(sorted(mapping.items())))
+if isinstance(prepared, ColumnsNotFound):  # cannot happen with every column mapped
+    prepared = prepared.message
 if isinstance(prepared, str):
     _refused(prepared)
     st.stop()
@@ -114,6 +221,8 @@ elif st.button(_("Import"), type="primary", disabled=prepared.valid_count == 0):
             data=data,
             file_name=uploaded.name,
             lenient_documents=lenient,
+            mapping=mapping,
+            mapping_name=mapping_name,
             on_progress=lambda fraction, message: progress.progress(
                 min(fraction, 1.0), text=message
             ),

@@ -9,6 +9,7 @@ from billing.core.i18n import _
 from billing.imports.service import import_history
 from pages._session import current_actor
 from pages._shared import engine, rejected_rows_button, shown_word
+from pages._tables import MISSING, in_local_time, time_column
 
 actor = current_actor()
 
@@ -19,7 +20,7 @@ if not history:
     st.info(_("No file imported yet. Start on the Upload page."))
     st.stop()
 
-table = pd.DataFrame(history)
+table = in_local_time(pd.DataFrame(history), "started_at")
 table["error"] = table["error"].fillna("")
 table["status"] = table["status"].map(shown_word)
 # Counts written the pt-BR way like every other screen (300.000), whatever the browser.
@@ -41,9 +42,10 @@ st.dataframe(
         ]
     ],
     hide_index=True,
+    placeholder=MISSING,
     column_config={
         "id": st.column_config.NumberColumn("#", format="%d"),
-        "started_at": st.column_config.DatetimeColumn(_("When"), format="DD/MM/YYYY HH:mm"),
+        "started_at": time_column(_("When")),
         "file_name": _("File"),
         "status": _("Status"),
         "rows": _("Rows"),

@@ -4,16 +4,16 @@ The filters live in the URL (a filtered view is a link to share); pages are keys
 pages chosen by the database, 50 rows at a time.
 """
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
-import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from billing.accounts.access import Permission
 from billing.charges.browsing import (
     charge_page,
-    charge_table,
     charge_totals,
     data_version,
     find_charge_id,
@@ -28,8 +28,9 @@ from billing.core.filters import (
     STATUS_CHOICES,
     STATUS_LABELS,
     ChargeFilter,
+    parse_amount,
 )
-from billing.core.formatting import brl, count_br
+from billing.core.formatting import brl, count_br, date_br, decimal_br
 from billing.core.i18n import _
 from billing.notices.planning import today_in
 from pages._charge_view import open_charge
@@ -39,9 +40,13 @@ from pages._shared import (
     operator_errors,
     plain,
     read_engine,
-    translated_headers,
     whole_number,
 )
+from pages._tables import MISSING, charge_column_config, charge_frame
+
+# What the date fields accept, wide enough for any due date; a link's date outside it
+# is dropped with a note rather than breaking the field.
+EARLIEST, LATEST = date(1990, 1, 1), date(2100, 12, 31)
 
 actor = current_actor()
 
@@ -51,17 +56,36 @@ if not has_charges(read_engine()):
     st.info(_("No charges yet: import a debtor file on the Upload page, then come back here."))
     st.stop()
 
+
+def _in_fields(day: date) -> bool:
+    return EARLIEST <= day <= LATEST
+
+
 today = today_in()
 if "c_q" not in st.session_state:  # the page's first run: its widgets start from the link
     from_link, notes = ChargeFilter.from_query_params(st.query_params.to_dict())
+    outside = [d for d in (from_link.due_from, from_link.due_to) if d and not _in_fields(d)]
+    for day in outside:
+        notes.append(
+            _(
+                "Ignored the due date {day} from the link: the fields go from {first} to {last}."
+            ).format(day=date_br(day), first=EARLIEST.year, last=LATEST.year)
+        )
+    if outside:
+        from_link, _notes = replace(
+            from_link,
+            due_from=from_link.due_from if from_link.due_from not in outside else None,
+            due_to=from_link.due_to if from_link.due_to not in outside else None,
+        ).checked()
     st.session_state.update(
         c_q=from_link.text,
         c_in=from_link.search_in,
         c_status=list(from_link.statuses),
         c_due_from=from_link.due_from,
         c_due_to=from_link.due_to,
-        c_min=None if from_link.amount_min is None else float(from_link.amount_min),
-        c_max=None if from_link.amount_max is None else float(from_link.amount_max),
+        # As operators type them: 1.000,50 (a link's amount_min=1000.50 or 1.000,50 alike).
+        c_min="" if from_link.amount_min is None else decimal_br(from_link.amount_min),
+        c_max="" if from_link.amount_max is None else decimal_br(from_link.amount_max),
         c_import=from_link.import_id,
         c_sort=(from_link.sort, from_link.descending),
         c_debtor=from_link.debtor_id,
@@ -92,15 +116,54 @@ search_column.text_input(
 in_column.selectbox(
     _("Search in"), list(SEARCH_IN), format_func=lambda k: _(SEARCH_IN[k]), key="c_in"
 )
-columns = st.columns([2, 1, 1, 1, 1])
-columns[0].multiselect(
-    _("Status"), STATUS_CHOICES, format_func=lambda k: _(STATUS_LABELS[k]), key="c_status"
+# Dates on a row of their own with the statuses: a date field shows dd/mm/aaaa whole at
+# 1280 px only when it is given about a fifth of the page.
+status_column, from_column, to_column = st.columns([2, 1, 1])
+status_column.multiselect(
+    _("Status"),
+    STATUS_CHOICES,
+    format_func=lambda k: _(STATUS_LABELS[k]),
+    key="c_status",
+    placeholder=_("All statuses"),
 )
-columns[1].date_input(_("Due from"), value=None, format="DD/MM/YYYY", key="c_due_from")
-columns[2].date_input(_("Due until"), value=None, format="DD/MM/YYYY", key="c_due_to")
-columns[3].number_input(_("Amount from (R$)"), min_value=0.0, value=None, step=100.0, key="c_min")
-columns[4].number_input(_("Amount up to (R$)"), min_value=0.0, value=None, step=100.0, key="c_max")
-import_column, sort_column = st.columns([3, 2])
+for column, label, key in (
+    (from_column, _("Due from"), "c_due_from"),
+    (to_column, _("Due until"), "c_due_to"),
+):
+    column.date_input(
+        label,
+        value=None,
+        min_value=EARLIEST,
+        max_value=LATEST,
+        format="DD/MM/YYYY",
+        key=key,
+    )
+min_column, max_column, import_column, sort_column = st.columns([1, 1, 2, 2])
+
+
+def _amount_field(column: DeltaGenerator, label: str, key: str) -> Decimal | None:
+    """A text field read the pt-BR way (1.000,50); what it cannot read is said under it,
+    kept as typed, and filters nothing."""
+    typed = column.text_input(
+        label,
+        key=key,
+        placeholder="1.000,00",
+        help=_("As on a boleto: a dot between thousands, a comma before the centavos (1.000,50)."),
+    )
+    if not typed.strip():
+        return None
+    amount = parse_amount(typed)
+    if amount is None:
+        column.error(
+            _("“{typed}” is not an amount: type it like 1.000,50. Not applied.").format(
+                typed=plain(typed)
+            )
+        )
+    return amount
+
+
+amount_min = _amount_field(min_column, _("Amount from (R$)"), "c_min")
+amount_max = _amount_field(max_column, _("Amount up to (R$)"), "c_max")
 if st.session_state.c_import not in (None, *imports):
     imports[st.session_state.c_import] = {"file_name": _("(not listed)")}
 import_column.selectbox(
@@ -108,14 +171,11 @@ import_column.selectbox(
     [None, *imports],
     format_func=lambda i: _("All files") if i is None else f"#{i} {imports[i]['file_name']}",
     key="c_import",
+    placeholder=_("All files"),
 )
 sort_column.selectbox(
     _("Order"), list(SORT_LABELS), format_func=lambda k: _(SORT_LABELS[k]), key="c_sort"
 )
-
-
-def _amount(value: float | None) -> Decimal | None:
-    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
 
 
 state = st.session_state
@@ -123,8 +183,8 @@ charge_filter, notes = ChargeFilter(
     statuses=tuple(state.c_status),
     due_from=state.c_due_from,
     due_to=state.c_due_to,
-    amount_min=_amount(state.c_min),
-    amount_max=_amount(state.c_max),
+    amount_min=amount_min,
+    amount_max=amount_max,
     import_id=state.c_import,
     debtor_id=state.c_debtor,
     text=state.c_q,
@@ -163,23 +223,47 @@ def _totals(charge_filter: ChargeFilter, today: date, version: tuple) -> tuple[i
     return totals.count, totals.amount
 
 
-def _export_button(count: int) -> None:
-    """The filtered charges as CSV (operators): written, and audited, only when clicked."""
+def _export_buttons(count: int) -> None:
+    """The filtered charges as CSV (operators), for Excel in Portuguese or plain: written,
+    and audited with the form chosen, only when clicked."""
     current_engine = engine()
-    st.download_button(
-        (
+    excel_column, plain_column = st.columns(2)
+    labels = {
+        "excel": (
+            _("Download this charge (Excel)")
+            if count == 1
+            else _("Download these {count} charges (Excel)").format(count=count_br(count))
+        ),
+        "plain": (
             _("Download this charge (CSV)")
             if count == 1
             else _("Download these {count} charges (CSV)").format(count=count_br(count))
         ),
-        data=lambda: charges_csv_file(
-            current_engine, actor=actor, charge_filter=charge_filter, today=today
+    }
+    helps = {
+        "excel": _(
+            "For Excel in Portuguese: columns split by semicolons, amounts with a decimal "
+            "comma, dates dd/mm/yyyy, CPF/CNPJ kept as text (leading zeros stay)."
         ),
-        file_name=export_file_name(charge_filter, today=today),
-        mime="text/csv",
-        on_click="ignore",
-        help=_("Every filtered charge, whole CPF/CNPJ, amounts as plain decimals, ISO dates."),
-    )
+        "plain": _(
+            "For other programs, or to upload again: commas, amounts as plain decimals "
+            "(1234.50), ISO dates (2026-10-31)."
+        ),
+    }
+    for column, form in ((excel_column, "excel"), (plain_column, "plain")):
+        column.download_button(
+            labels[form],
+            data=lambda form=form: charges_csv_file(
+                current_engine, actor=actor, charge_filter=charge_filter, today=today, form=form
+            ),
+            file_name=export_file_name(charge_filter, today=today, form=form),
+            mime="text/csv",
+            on_click="ignore",
+            help=_("Every filtered charge, with the whole CPF/CNPJ. {form}").format(
+                form=helps[form]
+            ),
+            key=f"c_export_{form}",
+        )
 
 
 count, amount = _totals(charge_filter, today, data_version(read_engine()))
@@ -194,8 +278,10 @@ if not page.rows:
     st.info(_("No charge matches these filters. Clear the search or widen the dates."))
 else:
     event = st.dataframe(
-        translated_headers(pd.DataFrame(charge_table(page.rows))),
+        charge_frame(page.rows),
         hide_index=True,
+        column_config=charge_column_config(),
+        placeholder=MISSING,
         on_select="rerun",
         selection_mode="single-row",
         key="c_table",
@@ -213,7 +299,9 @@ else:
         st.rerun()
     caption.caption(
         _(
-            "Page {page}: rows {first} to {last} of {count}. Select a row to open the charge."
+            "Page {page}: rows {first} to {last} of {count}. Select a row to open the charge. "
+            "A column header orders this page's rows; Order, above, orders every filtered "
+            "charge."
         ).format(
             page=page_number,
             first=count_br(first),
@@ -227,7 +315,7 @@ else:
         st.rerun()
 
     if actor.can(Permission.EXPORT):
-        _export_button(count)
+        _export_buttons(count)
 
 with st.form("open_charge", border=False):
     reference_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
@@ -238,4 +326,10 @@ with st.form("open_charge", border=False):
             st.rerun()
 
 if state.c_open is not None:
-    open_charge(state.c_open, today=today)
+
+    def _close_charge() -> None:
+        """The panel closed: the charge leaves the link, its row is unselected."""
+        state.c_open = state.c_selected = None
+        state.pop("c_table", None)
+
+    open_charge(state.c_open, today=today, on_close=_close_charge)

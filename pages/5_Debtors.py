@@ -4,9 +4,9 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
+from billing.accounts.access import Permission
 from billing.charges.browsing import (
     charge_page,
-    charge_table,
     debtor_page,
     debtor_summary,
     has_charges,
@@ -16,6 +16,7 @@ from billing.core.filters import PAGE_SIZE, SEARCH_IN, ChargeFilter, route_searc
 from billing.core.formatting import brl, count_br
 from billing.core.i18n import _, ngettext
 from billing.notices.planning import today_in
+from pages._charge_view import email_form, open_charge
 from pages._session import current_actor
 from pages._shared import (
     operator_errors,
@@ -23,9 +24,18 @@ from pages._shared import (
     read_engine,
     reveal_button,
     shown_document,
-    translated_headers,
     whole_number,
 )
+from pages._tables import MISSING, charge_column_config, charge_frame
+
+# The debtor's own columns, said once above their charges rather than on every row.
+DEBTOR_COLUMNS = ("Debtor", "CPF/CNPJ", "E-mail")
+
+
+def _close_charge() -> None:
+    st.session_state.d_charge = None
+    st.session_state.pop("d_charges", None)  # the row is unselected with the panel closed
+
 
 actor = current_actor()
 
@@ -113,10 +123,19 @@ if state.d_open is not None:
     with operator_errors():
         debtor = debtor_summary(read_engine(), state.d_open, today=today)
         st.divider()
+        # The debtor once, here; their charges below show charge columns only.
         st.subheader(_("Debtor #{id}").format(id=debtor["id"]))  # names: shown as plain text
         document = shown_document(debtor["id"], debtor["government_id"])
         st.text(f"{debtor['name']} · CPF/CNPJ {document} · {debtor['email']}")
         reveal_button(actor, debtor["id"])
+        if actor.can(Permission.CORRECT_DEBTORS):
+            if state.get("d_email_of") != debtor["id"]:
+                state.pop("d_new_email", None)
+                state.d_email_of = debtor["id"]
+            with st.expander(_("Correct the debtor's e-mail")):
+                email_form(
+                    actor, debtor_id=debtor["id"], current=debtor["email"], key="d_new_email"
+                )
         totals = st.columns(4)
         totals[0].metric(_("Charges"), count_br(debtor["charges"]))
         totals[1].metric(_("Outstanding"), brl(debtor["outstanding"]))
@@ -131,9 +150,28 @@ if state.d_open is not None:
         charges = charge_page(
             read_engine(), charge_filter=ChargeFilter(debtor_id=debtor["id"]), today=today
         )
-        st.dataframe(translated_headers(pd.DataFrame(charge_table(charges.rows))), hide_index=True)
+        if state.get("d_charges_of") != debtor["id"]:  # a row chosen for another debtor
+            state.d_charges_of = debtor["id"]
+            state.pop("d_charges", None)
+            state.d_charge = None
+        chosen_charge = st.dataframe(
+            charge_frame(charges.rows, without=DEBTOR_COLUMNS),
+            hide_index=True,
+            column_config=charge_column_config(without=DEBTOR_COLUMNS),
+            placeholder=MISSING,
+            on_select="rerun",
+            selection_mode="single-row",
+            key="d_charges",
+        )
+        picked = [charges.rows[i]["id"] for i in chosen_charge.selection.rows]
+        if picked and picked[0] != state.get("d_picked"):
+            state.d_charge = picked[0]
+        state.d_picked = picked[0] if picked else None
+        caption = _("Select a row to open the charge.")
         if charges.next_cursor is not None:
-            st.caption(_("The first {count} charges, by due date.").format(count=PAGE_SIZE))
+            caption = _("The first {count} charges, by due date.").format(count=PAGE_SIZE)
+            caption += " " + _("Select a row to open the charge.")
+        st.caption(caption)
         try:
             st.page_link(
                 "pages/3_Charges.py",
@@ -144,3 +182,5 @@ if state.d_open is not None:
             st.caption(
                 _("On the Charges page, ?debtor={id} lists them all.").format(id=debtor["id"])
             )
+        if state.get("d_charge") is not None:
+            open_charge(state.d_charge, today=today, on_close=_close_charge, debtor_actions=False)

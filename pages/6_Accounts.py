@@ -11,15 +11,13 @@ from billing.accounts.users import (
     reset_password,
     set_role,
 )
-from billing.core.formatting import datetime_br
 from billing.core.i18n import _
-from billing.core.settings import get_settings
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, read_engine, role_name, wrote
+from pages._tables import MISSING, in_local_time, time_column
 
 ROLES = ["viewer", "operator", "admin"]
 actor = current_actor()
-zone = get_settings().timezone
 st.title(_("Accounts"))
 
 accounts = []
@@ -28,21 +26,28 @@ with operator_errors():
 if not accounts:
     st.stop()  # the refusal is on the screen
 
+last_sign_in, locked_until = _("Last sign-in"), _("Locked until")
 st.dataframe(
-    pd.DataFrame(
-        {
-            _("E-mail"): [a.email for a in accounts],
-            _("Role"): [role_name(a.role) for a in accounts],
-            _("Status"): [_("disabled") if a.disabled else _("active") for a in accounts],
-            _("Signs in with"): [
-                _("password") if a.has_password else _("company account") for a in accounts
-            ],
-            _("Last sign-in"): [datetime_br(a.last_sign_in_at, timezone=zone) for a in accounts],
-            _("Locked until"): [datetime_br(a.locked_until, timezone=zone) for a in accounts],
-            _("Created by"): [a.created_by for a in accounts],
-        }
+    in_local_time(
+        pd.DataFrame(
+            {
+                _("E-mail"): [a.email for a in accounts],
+                _("Role"): [role_name(a.role) for a in accounts],
+                _("Status"): [_("disabled") if a.disabled else _("active") for a in accounts],
+                _("Signs in with"): [
+                    _("password") if a.has_password else _("company account") for a in accounts
+                ],
+                last_sign_in: [a.last_sign_in_at for a in accounts],
+                locked_until: [a.locked_until for a in accounts],
+                _("Created by"): [a.created_by for a in accounts],
+            }
+        ),
+        last_sign_in,
+        locked_until,
     ),
     hide_index=True,
+    placeholder=MISSING,
+    column_config={column: time_column(column) for column in (last_sign_in, locked_until)},
 )
 if done := st.session_state.pop("accounts_flash", None):
     st.success(done)

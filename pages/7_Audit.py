@@ -6,11 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from billing.accounts.audit import AuditFilter, audit_choices, audit_csv_file, audit_events
-from billing.core.formatting import datetime_br
 from billing.core.i18n import _
 from billing.core.settings import get_settings
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, read_engine
+from pages._tables import MISSING, in_local_time, time_column
 
 actor = current_actor()
 zone = get_settings().timezone
@@ -50,19 +50,26 @@ rows = audit_events(
 if not rows:
     st.info(_("No event matches these filters."))
     st.stop()
+when = _("When")
 st.dataframe(
-    pd.DataFrame(
-        {
-            _("When"): [datetime_br(row["at"], timezone=zone) for row in rows],
-            _("Who"): [row["actor"] for row in rows],
-            _("Action"): [row["action"] for row in rows],
-            _("Subject"): [row["subject"] for row in rows],
-            _("Details"): [
-                ", ".join(f"{k}: {v}" for k, v in row["details"].items()) for row in rows
-            ],
-        }
+    in_local_time(
+        pd.DataFrame(
+            {
+                when: [row["at"] for row in rows],
+                _("Who"): [row["actor"] for row in rows],
+                _("Action"): [row["action"] for row in rows],
+                _("Subject"): [row["subject"] or None for row in rows],
+                _("Details"): [
+                    ", ".join(f"{k}: {v}" for k, v in row["details"].items()) or None
+                    for row in rows
+                ],
+            }
+        ),
+        when,
     ),
     hide_index=True,
+    placeholder=MISSING,
+    column_config={when: time_column(when)},
 )
 previous, caption, following = st.columns([1, 4, 1])
 if previous.button(_("← Newer"), disabled=len(state.audit_cursors) == 1):

@@ -17,6 +17,7 @@ from billing.core.formatting import brl, count_br
 from billing.core.i18n import N_, _
 from pages._session import current_actor
 from pages._shared import engine, import_engine, operator_errors, plain, shown_word, wrote
+from pages._tables import MISSING, in_local_time, time_column
 
 actor = current_actor()
 may_exchange = actor.can(Permission.BANK_FILES)
@@ -85,14 +86,15 @@ if may_exchange and st.button(_("Generate the remessa"), type="primary"):
 
 remessas = remessa_history(engine(), actor=actor)
 if remessas:
-    table = pd.DataFrame(remessas)
+    table = in_local_time(pd.DataFrame(remessas), "generated_at")
     st.dataframe(
         table[["nsa", "generated_at", "file_name", "registrations", "without_address",
                "write_offs", "records", "total_amount", "actor"]],
         hide_index=True,
+        placeholder=MISSING,
         column_config={
             "nsa": st.column_config.NumberColumn("NSA", format="%d"),
-            "generated_at": st.column_config.DatetimeColumn(_("When"), format="DD/MM/YYYY HH:mm"),
+            "generated_at": time_column(_("When")),
             "file_name": _("File"),
             "registrations": _("Registrations"),
             "without_address": _("Without address"),
@@ -146,7 +148,7 @@ else:
 
 retornos = retorno_history(engine(), actor=actor)
 if retornos:
-    table = pd.DataFrame(retornos)
+    table = in_local_time(pd.DataFrame(retornos), "started_at")
     table["error"] = table["error"].fillna("")
     table["status"] = table["status"].map(shown_word)
     st.dataframe(
@@ -154,9 +156,10 @@ if retornos:
                "rejected", "liquidated", "written_off", "unchanged", "unknown", "paid_amount",
                "error"]],
         hide_index=True,
+        placeholder=MISSING,
         column_config={
             "id": st.column_config.NumberColumn("#", format="%d"),
-            "started_at": st.column_config.DatetimeColumn(_("When"), format="DD/MM/YYYY HH:mm"),
+            "started_at": time_column(_("When")),
             "file_name": _("File"), "nsa": "NSA", "status": _("Status"), "entries": _("Titles"),
             "registered": _("Registered"), "rejected": _("Rejected"), "liquidated": _("Paid"),
             "written_off": _("Written off"), "unchanged": _("Already applied"),

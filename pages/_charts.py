@@ -21,7 +21,7 @@ COLORS = {
     N_("Partially paid"): "#ff7f0e",
     N_("Paid"): "#2ca02c",
     N_("Canceled"): "#d0d0d0",
-    N_("Current"): "#1f77b4",
+    N_("Not yet due"): "#9ecae1",  # not late: drawn pale, apart from the late buckets
     N_("1-30 days"): "#f2c14e",
     N_("31-60 days"): "#f08a3c",
     N_("61-90 days"): "#d9482b",

@@ -13,7 +13,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit.runtime.pages_manager import PagesManager
 
-from billing.accounts.access import Actor, Permission, Role
+from billing.accounts.access import ROLE_NAMES, Actor, Permission, Role
 from billing.core.errors import OperatorError
 from billing.core.i18n import N_, _
 
@@ -92,9 +92,6 @@ def wrote() -> None:
     st.session_state[_WROTE_AT] = time.monotonic()
 
 
-ROLE_NAMES = {Role.VIEWER: N_("viewer"), Role.OPERATOR: N_("operator"), Role.ADMIN: N_("admin")}
-
-
 def role_name(role: Role | str) -> str:
     """A role as the reader says it ("operador"); its value stays English in the database."""
     return _(ROLE_NAMES.get(Role(role), str(role)))
@@ -142,7 +139,7 @@ def operator_errors(*, when_database_lost: str | None = None) -> Iterator[None]:
     try:
         yield
     except OperatorError as exc:
-        st.error(f"**{plain(exc.title)}.** {plain(exc.message)}")
+        st.error(f"**{plain(_(exc.title))}.** {plain(exc.message)}")  # a default title: _()
     except Exception as exc:
         if when_database_lost and _database_lost(exc):
             log.warning("the database went away: %s", str(exc).splitlines()[0])

@@ -6,8 +6,9 @@ rule; a hidden button is a convenience, never the check.
 
 - viewer: reads the Overview, Charges, Debtors, Imports and Notifications, with every
   governmentId masked; no action, no export of personal data.
-- operator: a viewer's reading, plus importing, marking paid, canceling, resending,
-  retrying, sending now and exporting; may reveal one whole governmentId at a time.
+- operator: a viewer's reading, plus importing, recording payments by hand, canceling
+  and reopening, resending, retrying, sending now, exporting and correcting a debtor's
+  e-mail; may reveal one whole governmentId at a time.
 - admin: everything, plus the accounts and the audit trail.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from billing.core.errors import OperatorError
+from billing.core.i18n import N_, _
 
 
 class Role(StrEnum):
@@ -32,13 +34,31 @@ ROLES = tuple(Role)
 class Permission(StrEnum):
     READ = "read"
     IMPORT = "import"
-    CHANGE_CHARGES = "change charges"  # mark paid, cancel
+    CHANGE_CHARGES = "change charges"  # record a payment by hand, cancel, reopen
+    CORRECT_DEBTORS = "correct a debtor's e-mail"  # personal data: audited
     SEND_NOTICES = "send notices"  # resend, retry, send now
     EXPORT = "export"
     REVEAL_DOCUMENT = "reveal a governmentId"
     MANAGE_ACCOUNTS = "manage accounts"
     READ_AUDIT = "read the audit trail"
     BANK_FILES = "exchange files with the bank"  # remessas and retornos (CNAB 240)
+
+
+# What each role and permission is called in a sentence, marked for the catalogs: shown
+# with _(...) (billing.core.i18n); the values above are stored and stay as they are.
+ROLE_NAMES = {Role.VIEWER: N_("viewer"), Role.OPERATOR: N_("operator"), Role.ADMIN: N_("admin")}
+PERMISSION_PHRASES = {
+    Permission.READ: N_("read the dashboard"),
+    Permission.IMPORT: N_("import files"),
+    Permission.CHANGE_CHARGES: N_("change charges"),
+    Permission.CORRECT_DEBTORS: N_("correct a debtor's e-mail"),
+    Permission.SEND_NOTICES: N_("send notices"),
+    Permission.EXPORT: N_("export data"),
+    Permission.REVEAL_DOCUMENT: N_("reveal a governmentId"),
+    Permission.MANAGE_ACCOUNTS: N_("manage accounts"),
+    Permission.READ_AUDIT: N_("read the audit trail"),
+    Permission.BANK_FILES: N_("exchange files with the bank"),
+}
 
 
 _OPERATOR = {
@@ -49,6 +69,7 @@ _OPERATOR = {
     Permission.EXPORT,
     Permission.REVEAL_DOCUMENT,
     Permission.BANK_FILES,
+    Permission.CORRECT_DEBTORS,
 }
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
@@ -60,8 +81,8 @@ GRANTS: dict[Role, frozenset[Permission]] = {
 class Forbidden(OperatorError):
     """The acting identity's role does not allow the action."""
 
-    def __init__(self, message: str, *, title: str = "Not allowed") -> None:
-        super().__init__(message, title=title)
+    def __init__(self, message: str, *, title: str | None = None) -> None:
+        super().__init__(message, title=title if title is not None else _("Not allowed"))
 
 
 @dataclass(frozen=True)
@@ -81,8 +102,14 @@ def require(actor: Actor, permission: Permission) -> None:
         raise TypeError(f"an Actor is required, not {actor!r}")
     if not actor.can(permission):
         raise Forbidden(
-            f"{actor.name} signed in as {actor.role.value} may not {permission.value}; "
-            "ask an administrator for the operator role."
+            _(
+                "{name} signed in as {role} may not {action}; "
+                "ask an administrator for the operator role."
+            ).format(
+                name=actor.name,
+                role=_(ROLE_NAMES[actor.role]),
+                action=_(PERMISSION_PHRASES[permission]),
+            )
         )
 
 
@@ -91,7 +118,11 @@ def parse_role(value: str) -> Role:
         return Role(value.strip().lower())
     except ValueError as exc:
         choices = ", ".join(role.value for role in ROLES)
-        raise OperatorError(f"The role must be one of {choices}, not {value!r}.") from exc
+        raise OperatorError(
+            _("The role must be one of {choices}, not {value}.").format(
+                choices=choices, value=repr(value)
+            )
+        ) from exc
 
 
 def cli_actor() -> Actor:

@@ -35,6 +35,7 @@ class Action:
     IMPORT = "import.file"
     MARK_PAID = "charge.mark_paid"
     CANCEL = "charge.cancel"
+    REOPEN = "charge.reopen"  # a canceled charge back to what it was
     RESEND = "notice.resend"
     RETRY_FAILED = "notice.retry_failed"
     SEND_NOW = "notice.send_now"
@@ -56,6 +57,7 @@ class Action:
     WRITTEN_OFF = "charge.written_off"  # a baixa in a retorno canceled an open charge
     REGISTRATION_RESENT = "charge.registration_resent"  # a refused registration, again
     DEBTOR_ADDRESS_SAVED = "debtor.address_saved"  # the postal address segment Q carries
+    DEBTOR_EMAIL_CHANGED = "debtor.email_changed"  # corrected: old and new address
 
 
 AUDIT_HEADER = ("id", "at", "actor", "action", "subject", "details")

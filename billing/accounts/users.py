@@ -39,7 +39,7 @@ from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, Role, parse_role, require
 from billing.accounts.audit import Action
 from billing.core.errors import OperatorError
-from billing.core.i18n import LANGUAGES, is_language
+from billing.core.i18n import LANGUAGES, _, is_language
 from billing.core.settings import Settings, get_settings
 from db import accounts as accounts_db
 from db.accounts import AccountRow
@@ -62,8 +62,8 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 class SignInRefused(OperatorError):
     """A sign-in that did not succeed; the message is safe to show to whoever tried."""
 
-    def __init__(self, message: str, *, title: str = "Not signed in") -> None:
-        super().__init__(message, title=title)
+    def __init__(self, message: str, *, title: str | None = None) -> None:
+        super().__init__(message, title=title if title is not None else _("Not signed in"))
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,10 @@ class SignedIn:
 def normalise_email(email: str) -> str:
     value = (email or "").strip().lower()
     if not _EMAIL.match(value) or ".." in value:
-        raise OperatorError(f"{email!r} is not an e-mail address.", title="Invalid e-mail")
+        raise OperatorError(
+            _("{email} is not an e-mail address.").format(email=repr(email)),
+            title=_("Invalid e-mail"),
+        )
     return value
 
 
@@ -112,13 +115,15 @@ def check_password(password: str) -> str:
     """The password as given, if it is acceptable; else a sentence saying why not."""
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise OperatorError(
-            f"The password needs at least {MIN_PASSWORD_LENGTH} characters.",
-            title="Password too short",
+            _("The password needs at least {count} characters.").format(count=MIN_PASSWORD_LENGTH),
+            title=_("Password too short"),
         )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise OperatorError(
-            f"The password may have at most {MAX_PASSWORD_LENGTH} characters.",
-            title="Password too long",
+            _("The password may have at most {count} characters.").format(
+                count=MAX_PASSWORD_LENGTH
+            ),
+            title=_("Password too long"),
         )
     return password
 
@@ -148,8 +153,8 @@ def create_first_admin(engine: Engine, *, email: str, password: str) -> Account:
         accounts_db.lock_first_account_creation(conn)
         if accounts_db.has_accounts(conn):
             raise OperatorError(
-                "An administrator already exists; sign in, or ask them for an account.",
-                title="Already set up",
+                _("An administrator already exists; sign in, or ask them for an account."),
+                title=_("Already set up"),
             )
         account_id = accounts_db.insert_account(
             conn, email=email, role=Role.ADMIN, password_hash=password_hash, created_by=email
@@ -183,7 +188,10 @@ def create_account(
     password_hash = None if password is None else _hash(password)
     with engine.begin() as conn:
         if accounts_db.account_by_email(conn, email) is not None:
-            raise OperatorError(f"An account for {email} already exists.", title="Already exists")
+            raise OperatorError(
+                _("An account for {email} already exists.").format(email=email),
+                title=_("Already exists"),
+            )
         account_id = accounts_db.insert_account(
             conn, email=email, role=role, password_hash=password_hash, created_by=actor.name
         )
@@ -203,9 +211,12 @@ def disable_account(engine: Engine, *, actor: Actor, email: str) -> Account:
     with engine.begin() as conn:
         account = _locked_account(conn, email)
         if account.disabled:
-            raise OperatorError(f"{account.email} is already disabled.", title="Nothing to do")
+            raise OperatorError(
+                _("{email} is already disabled.").format(email=account.email),
+                title=_("Nothing to do"),
+            )
         if account.role is Role.ADMIN:
-            _keep_an_admin(conn, f"{account.email} is the last active admin")
+            _keep_an_admin(conn, account.email)
         accounts_db.update_account(conn, account.id, disabled_at=accounts_db.now(conn))
         ended = accounts_db.end_sessions(conn, account.id)
         audit.record(
@@ -226,7 +237,7 @@ def set_role(engine: Engine, *, actor: Actor, email: str, role: str) -> Account:
         if account.role is new_role:
             return account
         if account.role is Role.ADMIN and not account.disabled:
-            _keep_an_admin(conn, f"{account.email} is the last active admin")
+            _keep_an_admin(conn, account.email)
         accounts_db.update_account(conn, account.id, role=new_role.value)
         audit.record(
             conn,
@@ -266,7 +277,10 @@ def reset_password(engine: Engine, *, actor: Actor, email: str, password: str) -
 def _locked_account(conn: Connection, email: str) -> Account:
     row = accounts_db.account_by_email(conn, normalise_email(email), for_update=True)
     if row is None:
-        raise OperatorError(f"There is no account for {email.strip()}.", title="Not found")
+        raise OperatorError(
+            _("There is no account for {email}.").format(email=email.strip()),
+            title=_("Not found"),
+        )
     return Account.from_row(row)
 
 
@@ -276,11 +290,15 @@ def _account(conn: Connection, email: str, account_id: int) -> Account:
     return Account.from_row(row)
 
 
-def _keep_an_admin(conn: Connection, why: str) -> None:
+def _keep_an_admin(conn: Connection, email: str) -> None:
+    """Refuse to disable or demote `email`, an active admin, when it is the last one."""
     if accounts_db.count_active_admins(conn) <= 1:
         raise OperatorError(
-            f"{why}: make another account admin first, so someone can still manage accounts.",
-            title="Not allowed",
+            _(
+                "{email} is the last active admin: make another account admin first, "
+                "so someone can still manage accounts."
+            ).format(email=email),
+            title=_("Not allowed"),
         )
 
 
@@ -303,7 +321,7 @@ def sign_in(engine: Engine, *, email: str, password: str) -> SignedIn:
 
 def _refusal(conn: Connection, row: AccountRow | None, password: str) -> SignInRefused | None:
     """None when the password is right; else the refusal, with the failure recorded."""
-    wrong = SignInRefused("Wrong e-mail or password.")
+    wrong = SignInRefused(_("Wrong e-mail or password."))
     email = row["email"] if row else ""
     if row is None or row["password_hash"] is None or row["disabled_at"] is not None:
         _verify(_DUMMY_HASH, password)
@@ -337,9 +355,11 @@ def _refusal(conn: Connection, row: AccountRow | None, password: str) -> SignInR
 def _locked(until: datetime) -> SignInRefused:
     local = until.astimezone(ZoneInfo(get_settings().timezone))
     return SignInRefused(
-        f"This account is locked after {FAILURES_BEFORE_LOCK} wrong passwords in a row. "
-        f"Try again after {local:%H:%M}, or ask an administrator to reset the password.",
-        title="Account locked",
+        _(
+            "This account is locked after {count} wrong passwords in a row. "
+            "Try again after {time}, or ask an administrator to reset the password."
+        ).format(count=FAILURES_BEFORE_LOCK, time=f"{local:%H:%M}"),
+        title=_("Account locked"),
     )
 
 
@@ -466,10 +486,14 @@ def oidc_actor(
             details={"reason": "no role" if email_verified else "unverified", "method": "oidc"},
         )
         raise SignInRefused(
-            f"{address} has no access to this dashboard. Ask an administrator to give "
-            "your account a role."
+            _(
+                "{email} has no access to this dashboard. Ask an administrator to give "
+                "your account a role."
+            ).format(email=address)
             if email_verified
-            else f"The identity provider has not verified {address}; verify it there first."
+            else _("The identity provider has not verified {email}; verify it there first.").format(
+                email=address
+            )
         )
     return Actor(address, role)
 
@@ -488,8 +512,10 @@ def set_language(engine: Engine, *, actor: Actor, language: str) -> bool:
     audited; False when the identity has no account to keep it (a provider's list)."""
     if not is_language(language):
         raise OperatorError(
-            f"{language!r} is not a language of the dashboard ({', '.join(LANGUAGES)}).",
-            title="Unknown language",
+            _("{language} is not a language of the dashboard ({languages}).").format(
+                language=repr(language), languages=", ".join(LANGUAGES)
+            ),
+            title=_("Unknown language"),
         )
     with engine.begin() as conn:
         before = accounts_db.account_language(conn, actor.name)

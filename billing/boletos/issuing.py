@@ -47,6 +47,7 @@ from billing.boletos.codes import (
 from billing.boletos.pdf import boleto_pdf
 from billing.boletos.pix import pix_payload
 from billing.core.errors import OperatorError
+from billing.core.i18n import _
 from billing.core.settings import Settings, get_settings
 from db import boletos as boletos_db
 
@@ -75,9 +76,11 @@ def beneficiary_from_settings(settings: Settings) -> Beneficiary:
         )
     except ValueError as exc:
         raise OperatorError(
-            f"The boleto settings are not valid: {exc}. "
-            "Check BOLETO_LAYOUT, BANK_CODE and the BENEFICIARY_* variables.",
-            title="Boleto settings",
+            _(
+                "The boleto settings are not valid: {error}. "
+                "Check BOLETO_LAYOUT, BANK_CODE and the BENEFICIARY_* variables."
+            ).format(error=exc),
+            title=_("Boleto settings"),
         ) from exc
 
 
@@ -158,7 +161,7 @@ def boleto_pdf_for_charge(
     settings = settings or get_settings()
     charge = boletos_db.charge_for_boleto(engine, charge_id)
     if charge is None:
-        raise OperatorError(f"No charge has id {charge_id}.", title="Not found")
+        raise OperatorError(_("No charge has id {id}.").format(id=charge_id), title=_("Not found"))
     boleto = _stored_boleto(charge)
     beneficiary = beneficiary_from_settings(settings)
     return boleto_pdf(
@@ -190,12 +193,12 @@ class _StoredBoleto:
 def _stored_boleto(charge: boletos_db.BoletoCharge) -> _StoredBoleto:
     """The charge's boleto; OperatorError when the charge is canceled or has none yet."""
     if charge["status"] == "canceled":
-        raise OperatorError("This charge was canceled; its boleto must not be paid.")
+        raise OperatorError(_("This charge was canceled; its boleto must not be paid."))
     nosso_numero, barcode = charge["nosso_numero"], charge["barcode"]
     digitable_line, issued_at = charge["digitable_line"], charge["issued_at"]
     # Stored together or not at all (002's constraint): one missing means no boleto yet.
     if nosso_numero is None or barcode is None or digitable_line is None or issued_at is None:
-        raise OperatorError("This charge has no boleto yet.")
+        raise OperatorError(_("This charge has no boleto yet."))
     return _StoredBoleto(
         nosso_numero=nosso_numero,
         barcode=barcode,
@@ -360,9 +363,11 @@ class _PixTemplate:
             )
         except ValueError as exc:
             raise OperatorError(
-                f"The Pix settings are not valid: {exc}. "
-                "Check PIX_KEY, PIX_MERCHANT_NAME and PIX_MERCHANT_CITY.",
-                title="Pix settings",
+                _(
+                    "The Pix settings are not valid: {error}. "
+                    "Check PIX_KEY, PIX_MERCHANT_NAME and PIX_MERCHANT_CITY."
+                ).format(error=exc),
+                title=_("Pix settings"),
             ) from exc
 
     def codes(self, amounts_cents: np.ndarray, nosso_numeros: np.ndarray) -> pa.StringArray:

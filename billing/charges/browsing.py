@@ -26,6 +26,7 @@ from billing.core.filters import (
 )
 from billing.core.formatting import brl, date_br, format_government_id, mask_government_id
 from billing.core.i18n import N_, _
+from billing.imports.validation import is_valid_email
 from db import charges as charges_db
 from db import payments as payments_db
 from db.charges import (
@@ -196,15 +197,48 @@ class ChargeDetail:
         return self.charge["status"] not in ("paid", "canceled")
 
     @property
+    def can_reopen(self) -> bool:
+        return self.charge["status"] == "canceled"
+
+    @property
     def has_boleto(self) -> bool:
         return self.charge["barcode"] is not None and self.charge["status"] != "canceled"
+
+
+# A charge's history and payments in words: stored in English, shown with _(label).
+EVENT_LABELS = {
+    "payment": N_("Payment received"),
+    "marked_paid": N_("Payment recorded by hand"),
+    "canceled": N_("Canceled"),
+    "reopened": N_("Reopened"),
+    "status": N_("Status changed"),
+    "registered": N_("Registered at the bank"),
+    "registration_rejected": N_("Registration refused by the bank"),
+    "registration_resent": N_("Registration sent again"),
+    "written_off": N_("Written off by the bank"),
+}
+SOURCE_LABELS = {
+    "webhook": N_("Bank notification"),
+    "operator": N_("Recorded by hand"),
+    "retorno": N_("Bank file (retorno)"),
+}
+
+
+def event_label(kind: str) -> str:
+    """A history event's kind in the reader's language."""
+    return _(EVENT_LABELS[kind]) if kind in EVENT_LABELS else kind
+
+
+def source_label(source: str) -> str:
+    """Where a payment came from, in the reader's language."""
+    return _(SOURCE_LABELS[source]) if source in SOURCE_LABELS else source
 
 
 def find_charge_id(engine: Engine, reference: str) -> int:
     """The id of the charge an operator typed: its debtId, or its number (ID)."""
     reference = reference.strip()
     if not reference:
-        raise OperatorError("Type a debtId or a charge number.", title="Nothing to open")
+        raise OperatorError(_("Type a debtId or a charge number."), title=_("Nothing to open"))
     with engine.connect() as conn:
         charge_id = charges_db.charge_id_by_debt_id(conn, reference)
         if charge_id is None and reference.removeprefix("#").isdigit():
@@ -213,7 +247,8 @@ def find_charge_id(engine: Engine, reference: str) -> int:
                 charge_id = number
     if charge_id is None:
         raise OperatorError(
-            f"No charge has debtId or number {reference!r}.", title="Charge not found"
+            _("No charge has debtId or number {reference}.").format(reference=repr(reference)),
+            title=_("Charge not found"),
         )
     return charge_id
 
@@ -227,7 +262,9 @@ def charge_detail(engine: Engine, charge_id: int, *, today: date) -> ChargeDetai
     with engine.connect() as conn:
         charge = charges_db.charge_with_debtor(conn, charge_id, today=today)
         if charge is None:
-            raise OperatorError(f"No charge has number {charge_id}.", title="Charge not found")
+            raise OperatorError(
+                _("No charge has number {id}.").format(id=charge_id), title=_("Charge not found")
+            )
         charge["government_id"] = masked_document(charge["government_id"])
         return ChargeDetail(
             charge=charge,
@@ -274,10 +311,63 @@ def debtor_summary(engine: Engine, debtor_id: int, *, today: date) -> DebtorSumm
     with engine.connect() as conn:
         debtor = charges_db.debtor(conn, debtor_id)
         if debtor is None:
-            raise OperatorError(f"No debtor has number {debtor_id}.", title="Debtor not found")
+            raise OperatorError(
+                _("No debtor has number {id}.").format(id=debtor_id), title=_("Debtor not found")
+            )
         summary = DebtorSummary(**debtor, **charges_db.debtor_totals(conn, debtor_id, today=today))
     summary["government_id"] = masked_document(summary["government_id"])  # see charge_detail
     return summary
+
+
+@dataclass(frozen=True)
+class EmailCorrected:
+    debtor_id: int
+    old_email: str
+    new_email: str
+    charges: int  # open charges whose notices now go to the new address
+
+
+def correct_debtor_email(
+    engine: Engine, *, actor: Actor, debtor_id: int, email: str
+) -> EmailCorrected:
+    """Correct a debtor's e-mail (a notice bounced, the debtor wrote in), checked as an
+    import checks one; audited with the old and the new address.
+
+    The debtor's open charges are billed to the new address too: notices are sent to the
+    address on the charge, so "Retry failed" and the next notices reach the new one.
+    Paid and canceled charges keep the address they were billed to. A later import of
+    a file with this debtor sets the e-mail the file gives, as imports always do.
+    """
+    require(actor, Permission.CORRECT_DEBTORS)
+    new = email.strip()
+    if not new:
+        raise OperatorError(_("Type the new e-mail address."), title=_("E-mail not changed"))
+    if not is_valid_email(new):
+        raise OperatorError(
+            _("“{email}” is not an e-mail address an import would accept.").format(email=new[:80]),
+            title=_("E-mail not changed"),
+        )
+    with engine.begin() as conn:
+        debtor = charges_db.lock_debtor(conn, debtor_id)
+        if debtor is None:
+            raise OperatorError(
+                _("No debtor has number {id}.").format(id=debtor_id), title=_("Debtor not found")
+            )
+        old = debtor["email"]
+        if old == new:
+            raise OperatorError(
+                _("{email} is already this debtor's e-mail.").format(email=new),
+                title=_("E-mail not changed"),
+            )
+        charges = charges_db.set_debtor_email(conn, debtor_id=debtor_id, email=new)
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.DEBTOR_EMAIL_CHANGED,
+            subject=f"debtor:{debtor_id}",
+            details={"old": old, "new": new, "openCharges": charges},
+        )
+    return EmailCorrected(debtor_id=debtor_id, old_email=old, new_email=new, charges=charges)
 
 
 def reveal_government_id(engine: Engine, *, actor: Actor, debtor_id: int, reason: str = "") -> str:
@@ -286,7 +376,9 @@ def reveal_government_id(engine: Engine, *, actor: Actor, debtor_id: int, reason
     with engine.begin() as conn:
         debtor = charges_db.debtor(conn, debtor_id)
         if debtor is None:
-            raise OperatorError(f"No debtor has number {debtor_id}.", title="Debtor not found")
+            raise OperatorError(
+                _("No debtor has number {id}.").format(id=debtor_id), title=_("Debtor not found")
+            )
         audit.record(
             conn,
             actor=actor,

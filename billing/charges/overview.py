@@ -17,7 +17,10 @@ Definitions, the same ones the page states:
 - Collection rate of a period: over the charges due in that period, canceled ones left
   out, the amount received on them (each capped at its amount) divided by the amount due.
 - Aging: the outstanding amount of issued, registered and partially paid charges by days
-  past due.
+  past due; those not yet due are their own bucket, shown apart from the late ones.
+
+Every sentence built here (the charts' hover texts) is in the reader's language
+(billing.core.i18n): build them per reader, never cache them across readers.
 """
 
 from __future__ import annotations
@@ -32,10 +35,20 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from billing.core.formatting import brl, count_br, date_br, month_br
+from billing.core.i18n import N_, _, ngettext
 from billing.core.statuses import OPEN_STATUSES, STATUS_LABELS, STATUSES
 from db import overview as overview_db
 
-AGING_BUCKETS = ("Current", "1-30 days", "31-60 days", "61-90 days", "Over 90 days")
+# English labels, marked for the catalogs and shown with _(): the first bucket is not
+# late at all (due today or later), the page shows it apart from the overdue ones.
+NOT_YET_DUE = N_("Not yet due")
+AGING_BUCKETS = (
+    NOT_YET_DUE,
+    N_("1-30 days"),
+    N_("31-60 days"),
+    N_("61-90 days"),
+    N_("Over 90 days"),
+)
 NOTICE_DAYS = 90  # the notices chart shows this many days, today included
 
 _ZERO = Decimal("0.00")
@@ -79,6 +92,15 @@ class CollectionRate(TypedDict):
 
 
 # --- reading --------------------------------------------------------------------------
+
+
+def figures_version(engine: Engine) -> tuple[object, ...]:
+    """A value that changes whenever the figures below may have (a payment, an import, a
+    charge paid, canceled or issued, a notice sent): the pages key their caches on it, so
+    the next view after any change, by anyone, adds up the figures again. Cheap (the
+    right edges of four indexes), whatever the number of charges."""
+    with engine.connect() as conn:
+        return overview_db.figures_version(conn)
 
 
 def charge_totals(engine: Engine, *, today: date) -> list[ChargeTotal]:
@@ -127,7 +149,12 @@ def activity(
         [(row["day"], int(row["count"])) for row in rows if row["series"] == "notices"],
         columns=["day", "sent"],
     )
-    notices["hover"] = [f"{date_br(d)}: {count_br(n)} sent" for d, n in notices.itertuples(False)]
+    notices["hover"] = [
+        ngettext("{day}: {count} notice sent", "{day}: {count} notices sent", n).format(
+            day=date_br(d), count=count_br(n)
+        )
+        for d, n in notices.itertuples(False)
+    ]
     imports = pd.DataFrame(
         [
             (row["day"], int(row["count"]), int(row["total"] or 0))
@@ -137,8 +164,11 @@ def activity(
         columns=["day", "files", "rows"],
     )
     imports["hover"] = [
-        f"{date_br(d)}: {count_br(r)} charges imported from {count_br(f)} "
-        + ("file" if f == 1 else "files")
+        _("{day}: {charges} imported from {files}").format(
+            day=date_br(d),
+            charges=_counted(ngettext("{count} charge", "{count} charges", r), r),
+            files=_counted(ngettext("{count} file", "{count} files", f), f),
+        )
         for d, f, r in imports[["day", "files", "rows"]].itertuples(False)
     ]
     return Activity(
@@ -226,7 +256,10 @@ def charges_by_status(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
         }
     )
     frame["hover"] = [
-        f"{STATUS_LABELS[s]}: {count_br(counts[s])} charges, {brl(amounts[s])}" for s in STATUSES
+        _("{label}: {charges}, {amount}").format(
+            label=_(STATUS_LABELS[s]), charges=_charges(counts[s]), amount=brl(amounts[s])
+        )
+        for s in STATUSES
     ]
     return frame
 
@@ -242,26 +275,32 @@ def amounts_by_due_month(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
     keys = sorted(grouped, key=lambda key: (key[0], order[key[1]]))
     frame = pd.DataFrame(
         {
-            "due_month": [month for month, _ in keys],
-            "month": [month_br(month) for month, _ in keys],
-            "status": [status for _, status in keys],
-            "label": [STATUS_LABELS[status] for _, status in keys],
+            "due_month": [month for month, _status in keys],
+            "month": [month_br(month) for month, _status in keys],
+            "status": [status for _month_key, status in keys],
+            "label": [STATUS_LABELS[status] for _month_key, status in keys],
             "charges": [grouped[key][0] for key in keys],
             "amount": [float(grouped[key][1]) for key in keys],
         }
     )
     frame["hover"] = [
-        f"{month_br(month)} · {STATUS_LABELS[status]}: {brl(grouped[(month, status)][1])} "
-        f"({count_br(grouped[(month, status)][0])} charges)"
+        _("{month} · {label}: {amount} ({charges})").format(
+            month=month_br(month),
+            label=_(STATUS_LABELS[status]),
+            amount=brl(grouped[(month, status)][1]),
+            charges=_charges(grouped[(month, status)][0]),
+        )
         for month, status in keys
     ]
     return frame
 
 
 def aging(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
-    """Outstanding on issued and partially paid charges per bucket of days past due.
+    """Outstanding on issued, registered and partially paid charges per bucket of days
+    past due.
 
-    Always the five buckets, in order: bucket, charges, outstanding, hover.
+    Always the five buckets, in order, the first NOT_YET_DUE (English labels): bucket,
+    charges, outstanding, late (False for the first), hover.
     """
     counts = [0] * len(AGING_BUCKETS)
     outstanding = [_ZERO] * len(AGING_BUCKETS)
@@ -275,10 +314,13 @@ def aging(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
             "bucket": list(AGING_BUCKETS),
             "charges": counts,
             "outstanding": [float(amount) for amount in outstanding],
+            "late": [bucket != NOT_YET_DUE for bucket in AGING_BUCKETS],
         }
     )
     frame["hover"] = [
-        f"{name}: {brl(amount)} ({count_br(count)} charges)"
+        _("{bucket}: {amount} ({charges})").format(
+            bucket=_(name), amount=brl(amount), charges=_charges(count)
+        )
         for name, amount, count in zip(AGING_BUCKETS, outstanding, counts, strict=True)
     ]
     return frame
@@ -286,3 +328,13 @@ def aging(totals: Iterable[ChargeTotal]) -> pd.DataFrame:
 
 def _month(day: date) -> date:
     return day.replace(day=1)
+
+
+def _counted(message: str, n: int) -> str:
+    """A message from ngettext with its {count} filled in the pt-BR way (1.234)."""
+    return message.format(count=count_br(n))
+
+
+def _charges(n: int) -> str:
+    """ "1 charge", "1.234 charges", in the reader's language."""
+    return _counted(ngettext("{count} charge", "{count} charges", n), n)

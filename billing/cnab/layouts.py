@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 LINE_WIDTH = 240
 MAX_BATCH_RECORDS = 99_999  # positions 9-13 of a detail record: its sequence in the batch
@@ -139,23 +139,26 @@ class RecordLayout:
         """A fast writer: the defaults and `constants` rendered once, every other field
         padded by an f-string compiled for this record (format specs parsed once, not
         at every line; a million-charge remessa writes three million lines)."""
-        constants = dict(constants or {})
+        render = compile_lines([(self, constants or {}, None)], line_end="")
+        return CompiledRecord(self, render)
+
+    def source(self, constants: Mapping[str, Any], positions: Mapping[str, int] | None) -> str:
+        """This record as the body of an f-string: constants rendered, the other fields
+        read from `v[name]`, or from `v[index]` when `positions` maps names to indexes."""
         unknown = set(constants) - set(self._by_name)
         if unknown:
             raise ValueError(f"{self.name}: no field named {sorted(unknown)}")
-        fixed: list[str] = []
         parts: list[str] = []
         for item in self.fields:
             value = constants.get(item.name, item.default)
             if value is not None:
-                fixed.append(item.render(value))
-                parts.append(f"{{_fixed[{len(fixed) - 1}]}}")
+                parts.append(item.render(value).replace("{", "{{").replace("}", "}}"))
+            elif positions is not None:
+                parts.append(f"{{v[{positions[item.name]}]:{item.spec}}}")
             else:
                 # Names and specs come from the tables in this module, never from data.
                 parts.append(f"{{v[{item.name!r}]:{item.spec}}}")
-        source = "lambda v, _fixed=_fixed: f" + repr("".join(parts))
-        render = eval(source, {"__builtins__": {}}, {"_fixed": tuple(fixed)})
-        return CompiledRecord(self, render)
+        return "".join(parts)
 
     def write(self, values: Mapping[str, Any]) -> str:
         """One line from `values` (every field without a default must be given)."""
@@ -169,6 +172,21 @@ class RecordLayout:
             item.name: line[item.slice].rstrip() if item.kind == ALPHANUMERIC else line[item.slice]
             for item in self.fields
         }
+
+
+def compile_lines(
+    records: list[tuple[RecordLayout, Mapping[str, Any], Mapping[str, int] | None]],
+    *,
+    line_end: str = "\r\n",
+) -> Callable[[Any], str]:
+    """One function that writes several records at once (segments P, Q and R of a
+    title), each followed by `line_end`, from one sequence (or mapping) of values: for
+    each record its constants, and where each other field's value is in the sequence
+    (None: by the field's name in a mapping). The text has constant parts rendered
+    once and one format spec per variable field: no per-field dispatch at each line."""
+    body = line_end.join(record.source(constants, positions) for record, constants, positions
+                         in records) + line_end  # fmt: skip
+    return cast(Callable[[Any], str], eval("lambda v: f" + repr(body), {"__builtins__": {}}))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Writing a CNAB 240 remessa: file header, one batch of P/Q(/R) registrations and P
 write-off requests, trailers with their counts and sums, a line at a time.
 
-Pure formatting, no database: `RemessaWriter` takes one charge at a time (a mapping
-whose keys are the layout's field names, as db.bank_files streams them) and writes
-each line to a sink as soon as it is made, so a remessa of any size needs the memory
-of one line group, never of the file. The sink also hashes the bytes and compresses
-them, for the copy the database keeps.
+Pure formatting, no database: `RemessaWriter` takes one charge at a time (a tuple of
+text in the order of TITLE_COLUMNS, as db.bank_files streams them) and writes its lines
+to a sink as soon as they are made, so a remessa of any size needs the memory of two
+groups of lines, never of the file. A title's segments P, Q and R are written by one
+function compiled from the layout's tables when the writer is made (constants rendered
+once, one format spec per variable field). The sink also hashes the bytes and
+compresses them, for the copy the database keeps.
 
 Lines are 240 ASCII characters ended by CR LF, the way bank software writes them.
 """
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import unicodedata
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,15 +32,18 @@ from billing.boletos.codes import (
     Beneficiary,
 )
 from billing.cnab.layouts import (
+    LINE_WIDTH,
     MAX_BATCH_RECORDS,
     MOVEMENT_REGISTER,
     MOVEMENT_WRITE_OFF,
     BankLayout,
+    RecordLayout,
+    compile_lines,
 )
 
 LINE_END = b"\r\n"
 REMESSA, RETORNO = "1", "2"  # file header position 143
-_FLUSH_LINES = 2048
+_FLUSH_CHUNKS = 2048  # titles (up to 3 lines each) written to the file at once
 _NOT_PRINTABLE = re.compile(r"[^ -~]")
 
 
@@ -45,6 +51,8 @@ def cnab_text(value: object) -> str:
     """Text as banks read it: ASCII upper case, accents dropped ("Conceição" ->
     "CONCEICAO"), anything else unprintable turned into a space."""
     text = str(value or "")
+    if text.isascii() and text.isprintable():  # most names: nothing to drop or replace
+        return text.upper()
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return _NOT_PRINTABLE.sub(" ", text.upper())
@@ -93,7 +101,10 @@ class RemessaTotals:
 
 
 class _Sink:
-    """Lines out to the file, the hash and the compressor together, in groups."""
+    """Lines out to the file, the hash and the compressor together, in groups. Each group
+    is hashed, compressed and written by a thread of its own while the next one is being
+    formatted (zlib, hashlib and file writes let go of the GIL: a second core does them);
+    one group at a time, so memory holds two groups at most, whatever the file's size."""
 
     def __init__(self, out: BinaryIO | None) -> None:
         self.out = out
@@ -102,27 +113,49 @@ class _Sink:
         self.compressed: list[bytes] = []
         self.size = 0
         self.pending: list[str] = []
+        self._worker: threading.Thread | None = None
+        self._failure: BaseException | None = None
 
     def line(self, text: str) -> None:
+        self.write(text + "\r\n")
+
+    def write(self, text: str) -> None:
+        """Whole lines, each ended by CR LF."""
         self.pending.append(text)
-        if len(self.pending) >= _FLUSH_LINES:
+        if len(self.pending) >= _FLUSH_CHUNKS:
             self.flush()
 
     def flush(self) -> None:
         if not self.pending:
             return
-        data = ("\r\n".join(self.pending) + "\r\n").encode("ascii")
+        data = "".join(self.pending).encode("ascii")
         self.pending.clear()
-        self.size += len(data)
-        self.digest.update(data)
-        self.compressed.append(self.compressor.compress(data))
-        if self.out is not None:
-            self.out.write(data)
+        self._wait()
+        self._worker = threading.Thread(target=self._absorb, args=(data,), daemon=True)
+        self._worker.start()
 
     def close(self) -> bytes:
         self.flush()
+        self._wait()
         self.compressed.append(self.compressor.flush())
         return b"".join(self.compressed)
+
+    def _absorb(self, data: bytes) -> None:
+        try:
+            self.size += len(data)
+            self.digest.update(data)
+            self.compressed.append(self.compressor.compress(data))
+            if self.out is not None:
+                self.out.write(data)
+        except BaseException as exc:  # raised again in the writer's thread by _wait
+            self._failure = exc
+
+    def _wait(self) -> None:
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        if self._failure is not None:
+            raise self._failure
 
 
 class RemessaWriter:
@@ -183,15 +216,22 @@ class RemessaWriter:
             title_constants["nosso_numero_modality"] = modality
         else:
             title_constants["wallet_code"] = "7" if beneficiary.wallet == "17" else "1"
-        self._p = layout.segment_p.compile(_only(layout.segment_p, title_constants))
-        self._q = layout.segment_q.compile({"bank_code": layout.bank_code, "batch": 1})
-        fine = {
-            "bank_code": layout.bank_code,
-            "batch": 1,
-            "fine_code": "2",
-            "fine_amount": _hundredths(terms.fine_percent),
-        }
-        self._r = layout.segment_r.compile(fine)
+        p_constants = _only(layout.segment_p, title_constants)
+        qr_constants = {"bank_code": layout.bank_code, "batch": 1}
+        r_constants = {**qr_constants, "fine_code": "2",
+                       "fine_amount": _hundredths(terms.fine_percent)}  # fmt: skip
+        # Segments P, Q (and R) of a registration written by one compiled function from
+        # one tuple of values (_TITLE order); a write-off request is a P on its own.
+        records: list[tuple[RecordLayout, Mapping[str, Any], Mapping[str, int] | None]] = [
+            (layout.segment_p, p_constants, _P_POSITIONS),
+            (layout.segment_q, qr_constants, _Q_POSITIONS),
+        ]
+        if terms.has_fine:
+            records.append((layout.segment_r, r_constants, _R_POSITIONS))
+        self._registration_records_layouts = records
+        self._registration = compile_lines(records)
+        self._write_off_records = records[:1]
+        self._write_off = compile_lines(self._write_off_records)
 
     @property
     def detail_records(self) -> int:
@@ -201,42 +241,45 @@ class RemessaWriter:
         """Whether one more item of `kind` fits in the batch (99,999 detail records)."""
         return self._details + records_per_item(kind, self.terms) <= MAX_BATCH_RECORDS
 
-    def registration(self, charge: Mapping[str, Any]) -> None:
-        """P, Q and (with a fine) R asking the bank to register `charge`'s boleto."""
-        values = self._title_values(charge, MOVEMENT_REGISTER)
-        self._sink.line(self._p.line(values))
-        values["sequence"] += 1
-        values["payer_document"] = charge["payer_document"]
-        values["payer_document_type"] = document_type(charge["payer_document"])
-        values["payer_name"] = cnab_text(charge["payer_name"])
-        zip_code = charge.get("payer_zip")
-        if zip_code is None:
-            values.update(_NO_ADDRESS)
+    def registration(self, charge: Sequence[Any]) -> None:
+        """P, Q and (with a fine) R asking the bank to register `charge`'s boleto;
+        `charge` holds the values of TITLE_COLUMNS, in that order, as text."""
+        (_, charge_id, debt_id, nosso_numero, due_date, amount, issued_on, day_after_due,
+         interest_per_day, discount_date, discount_amount, document, payer_name, street,
+         district, zip_code, city, state) = charge  # fmt: skip
+        sequence = self._next_sequence(self._registration_records)
+        if not zip_code:
+            address: tuple[str, ...] = _NO_ADDRESS
             self._without_address += 1
         else:
-            values.update(
-                payer_address=cnab_text(charge["payer_address"]),
-                payer_district=cnab_text(charge["payer_district"]),
-                payer_zip=zip_code[:5],
-                payer_zip_suffix=zip_code[5:],
-                payer_city=cnab_text(charge["payer_city"]),
-                payer_state=charge["payer_state"],
-            )
-        self._sink.line(self._q.line(values))
-        if self.terms.has_fine:
-            values["sequence"] += 1
-            values["fine_date"] = charge["day_after_due"]
-            self._sink.line(self._r.line(values))
+            address = (cnab_text(street), cnab_text(district), zip_code[:5], zip_code[5:],
+                       cnab_text(city), state)  # fmt: skip
+        values = (
+            sequence, sequence + 1, sequence + 2, MOVEMENT_REGISTER, self._number(nosso_numero),
+            charge_id, due_date, amount, issued_on, day_after_due, interest_per_day,
+            discount_date, discount_amount, cnab_text(debt_id),
+            "1" if len(document) == 11 else "2", document, cnab_text(payer_name), *address,
+        )  # fmt: skip
+        self._sink.write(self._text(self._registration, self._registration_records_layouts,
+                                    values))  # fmt: skip
         self._details += self._registration_records
         self._registrations += 1
-        self._titles_cents += charge["amount"]
+        self._titles_cents += int(amount)
 
-    def write_off(self, charge: Mapping[str, Any]) -> None:
+    def write_off(self, charge: Sequence[Any]) -> None:
         """A P asking the bank to write off (baixar) `charge`'s boleto."""
-        self._sink.line(self._p.line(self._title_values(charge, MOVEMENT_WRITE_OFF)))
+        (_, charge_id, debt_id, nosso_numero, due_date, amount, issued_on, day_after_due,
+         interest_per_day, discount_date, discount_amount, *_rest) = charge  # fmt: skip
+        sequence = self._next_sequence(1)
+        values = (
+            sequence, 0, 0, MOVEMENT_WRITE_OFF, self._number(nosso_numero), charge_id,
+            due_date, amount, issued_on, day_after_due, interest_per_day, discount_date,
+            discount_amount, cnab_text(debt_id),
+        )  # fmt: skip
+        self._sink.write(self._text(self._write_off, self._write_off_records, values))
         self._details += 1
         self._write_offs += 1
-        self._titles_cents += charge["amount"]
+        self._titles_cents += int(amount)
 
     def finish(self) -> RemessaTotals:
         """The trailers, with the counts and the sum; the file is complete after this."""
@@ -267,42 +310,63 @@ class RemessaWriter:
             compressed=compressed,
         )
 
-    def _title_values(self, charge: Mapping[str, Any], movement: str) -> dict[str, Any]:
-        if (
-            self._details
-            + records_per_item(
-                "registration" if movement == MOVEMENT_REGISTER else "write_off", self.terms
-            )
-            > MAX_BATCH_RECORDS
-        ):
+    def _next_sequence(self, records: int) -> int:
+        if self._details + records > MAX_BATCH_RECORDS:
             raise ValueError(f"a batch holds at most {MAX_BATCH_RECORDS} detail records")
-        number = charge["nosso_numero"]
-        return {
-            "sequence": self._details + 1,
-            "movement": movement,
-            "nosso_numero": f"{self._convenio}{number:010d}" if self._bb else number,
-            "document_number": str(charge["id"]),
-            "due_date": charge["due_date"],
-            "amount": charge["amount"],
-            "issued_on": charge["issued_on"],
-            "interest_date": charge["day_after_due"],
-            "interest_amount": charge["interest_per_day"],
-            "discount_date": charge["discount_date"],
-            "discount_amount": charge["discount_amount"],
-            "company_reference": cnab_text(charge["debt_id"]),
-        }
+        return self._details + 1
+
+    def _number(self, nosso_numero: str) -> str:
+        """The nosso número as segment P holds it: BB's is convênio + 10-digit sequence."""
+        return f"{self._convenio}{nosso_numero:0>10}" if self._bb else nosso_numero
+
+    @staticmethod
+    def _text(
+        render: Callable[[Any], str],
+        records: list[tuple[RecordLayout, Mapping[str, Any], Mapping[str, int] | None]],
+        values: tuple[Any, ...],
+    ) -> str:
+        text = render(values)
+        if len(text) != (LINE_WIDTH + 2) * len(records):  # a value wider than its field
+            for record, constants, positions in records:
+                named = {name: values[index] for name, index in (positions or {}).items()}
+                record.compile(constants).line(named)  # raises, naming the field
+            raise ValueError(f"a line of the remessa is not {LINE_WIDTH} characters long")
+        return text
+
+
+# The values of a title, in the order the compiled segments read them: named as the
+# fields of segment P and Q, with Q's and R's own sequences.
+_TITLE = (
+    "sequence", "q_sequence", "r_sequence", "movement", "nosso_numero", "document_number",
+    "due_date", "amount", "issued_on", "interest_date", "interest_amount", "discount_date",
+    "discount_amount", "company_reference", "payer_document_type", "payer_document",
+    "payer_name", "payer_address", "payer_district", "payer_zip", "payer_zip_suffix",
+    "payer_city", "payer_state",
+)  # fmt: skip
+_AT = {name: index for index, name in enumerate(_TITLE)}
+_P_POSITIONS = {name: _AT[name] for name in _TITLE[:14] if name not in ("q_sequence",
+                                                                         "r_sequence")}  # fmt: skip
+_Q_POSITIONS = {**{name: _AT[name] for name in _TITLE[14:]}, "sequence": _AT["q_sequence"],
+                "movement": _AT["movement"]}  # fmt: skip
+_R_POSITIONS = {
+    "sequence": _AT["r_sequence"],
+    "movement": _AT["movement"],
+    "fine_date": _AT["interest_date"],
+}  # the fine from the day after the due date
+
+# The columns of each charge a remessa carries, in the order `registration` and
+# `write_off` take them (db.bank_files streams them so).
+TITLE_COLUMNS = (
+    "kind", "id", "debt_id", "nosso_numero", "due_date", "amount", "issued_on",
+    "day_after_due", "interest_per_day", "discount_date", "discount_amount",
+    "payer_document", "payer_name", "payer_address", "payer_district", "payer_zip",
+    "payer_city", "payer_state",
+)  # fmt: skip
 
 
 # A debtor with no address stored (debtor_addresses; the debtor file carries none): the
 # fields go out empty, and the remessa counts the charges that did (see README).
-_NO_ADDRESS = {
-    "payer_address": "",
-    "payer_district": "",
-    "payer_zip": 0,
-    "payer_zip_suffix": 0,
-    "payer_city": "",
-    "payer_state": "",
-}
+_NO_ADDRESS = ("", "", "0", "0", "", "")  # street, district, CEP, suffix, city, UF
 
 
 def account_values(

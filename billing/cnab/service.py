@@ -16,15 +16,19 @@ Decisions, so a reader need not rediscover them:
   debtor has none goes out with the address blank, as CAIXA accepts when the
   beneficiary prints and delivers the boletos (SIGCB 67.118, 11.3Q-16.3Q); each remessa
   counts those charges (`without_address`) so the operator sees what a bank such as BB,
-  which refuses a registration without a valid CEP, would turn down. A file holds one batch of at most 99,999
-  detail records (33,333 charges with P, Q and R); a larger remessa is several files,
-  each with its own NSA, generated in one transaction.
+  which refuses a registration without a valid CEP, would turn down.
+* A file holds one batch of at most 99,999 detail records (33,333 charges with P, Q
+  and R); a larger remessa is several files, each with its own NSA, generated in one
+  transaction.
 * The NSA comes from a counter row taken in that transaction, under a lock only one
   generation holds: a committed number is never given again, and a generation that
   fails gives its number back, so the bank receives numbers without gaps.
-* Streaming: charges come from a server-side cursor and each line goes to the output
-  file as it is made. The database keeps each file zlib-compressed (a few MB at most),
-  so it downloads again byte for byte, whatever happened to the charges since.
+* Streaming: each file's charges come from a COPY of a query (the server produces rows
+  while the lines of the previous ones are formatted), each title's segments are
+  written by one function compiled from the layout's tables, and groups of lines are
+  hashed, compressed and written by a second thread while the next group is made. The
+  database keeps each file zlib-compressed (a few MB at most), so it downloads again
+  byte for byte, whatever happened to the charges since.
 * A retorno is read and checked whole before anything is applied (billing.cnab.retorno):
   a file that is not a CNAB 240 retorno of this bank and beneficiary is refused with one
   sentence and writes nothing, not even a history row. Then each title is applied in a
@@ -78,7 +82,12 @@ from billing.cnab.layouts import (
     BankLayout,
     rejection_text,
 )
-from billing.cnab.remessa import RemessaTerms, RemessaWriter, records_per_item
+from billing.cnab.remessa import (
+    TITLE_COLUMNS,
+    RemessaTerms,
+    RemessaWriter,
+    records_per_item,
+)
 from billing.cnab.retorno import Retorno, RetornoEntry, read_retorno
 from billing.core.errors import FileRefused, OperatorError
 from billing.core.settings import Settings, get_settings
@@ -378,6 +387,8 @@ def _write_file(
             out=handle,
             wallet_variation=settings.beneficiary_wallet_variation,
         )
+        if bank_db.ITEM_COLUMNS != TITLE_COLUMNS:  # the one place the two orders meet
+            raise RuntimeError("db.bank_files.ITEM_COLUMNS is not the writer's TITLE_COLUMNS")
         for charge in bank_db.stream_items(
             conn,
             remessa_id=remessa_id,
@@ -386,7 +397,7 @@ def _write_file(
             discount_percent=terms.discount_percent,
             discount_days=terms.discount_days,
         ):
-            if charge["kind"] == "registration":
+            if charge[0] == "registration":
                 writer.registration(charge)
             else:
                 writer.write_off(charge)
@@ -814,6 +825,7 @@ def retorno_report(engine: Engine, *, actor: Actor, retorno_id: int) -> list[Ret
 
 # --- What an operator corrects ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RegistrationResent:
     charge_id: int
@@ -822,9 +834,7 @@ class RegistrationResent:
     attempt: int  # the registration attempt the next remessa carries
 
 
-def send_registration_again(
-    engine: Engine, *, actor: Actor, charge_id: int
-) -> RegistrationResent:
+def send_registration_again(engine: Engine, *, actor: Actor, charge_id: int) -> RegistrationResent:
     """Clear the bank's refusal of a charge's registration so the next remessa carries it
     again (once), after the operator corrected what the bank refused; audited."""
     if not actor.can(Permission.CHANGE_CHARGES):
@@ -870,8 +880,9 @@ def send_registration_again(
 
 
 _STATES = frozenset(
-    "AC AL AP AM BA CE DF ES GO MA MT MS MG PA PB PR PE PI RJ RN RS RO RR SC SP SE TO".split()
-)
+    ("AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA",
+     "PB", "PR", "PE", "PI", "RJ", "RN", "RS", "RO", "RR", "SC", "SP", "SE", "TO")
+)  # fmt: skip
 
 
 def save_debtor_address(

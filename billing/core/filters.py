@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from billing.core.documents import normalise_government_id
-from billing.core.i18n import N_
+from billing.core.i18n import N_, _
 from billing.core.search import search_words
 from billing.core.statuses import REGISTRATION_REJECTED, REGISTRATION_REJECTED_LABEL, STATUSES
 from billing.core.statuses import STATUS_LABELS as STORED_STATUS_LABELS
@@ -152,13 +152,13 @@ class ChargeFilter:
             if search_in in SEARCH_IN:
                 values["search_in"] = search_in
             elif search_in:
-                reader.ignored("in", search_in, "choose name, email, document or debt")
+                reader.ignored("in", search_in, _("choose name, email, document or debt"))
         statuses = reader.text("status")
         if statuses:
             chosen = [s.strip() for s in statuses.split(",") if s.strip()]
             unknown = [s for s in chosen if s not in STATUS_CHOICES]
             if unknown:
-                reader.ignored("status", ",".join(unknown), "not a status")
+                reader.ignored("status", ",".join(unknown), _("not a status"))
             values["statuses"] = tuple(s for s in chosen if s in STATUS_CHOICES)
         values["due_from"] = reader.date("due_from")
         values["due_to"] = reader.date("due_to")
@@ -172,7 +172,7 @@ class ChargeFilter:
             if name in SORTS:
                 values["sort"], values["descending"] = name, descending
             else:
-                reader.ignored("sort", sort, "sort by due_date or amount, - for descending")
+                reader.ignored("sort", sort, _("sort by due_date or amount, - for descending"))
         charge_filter, notes = cls(**values).checked()
         return charge_filter, reader.notes + notes
 
@@ -182,16 +182,20 @@ class ChargeFilter:
         checked = self
         if self.due_from and self.due_to and self.due_from > self.due_to:
             checked = replace(checked, due_from=self.due_to, due_to=self.due_from)
-            notes.append("The due dates were given the wrong way round; they were swapped.")
+            notes.append(_("The due dates were given the wrong way round; they were swapped."))
         if (
             self.amount_min is not None
             and self.amount_max is not None
             and self.amount_min > self.amount_max
         ):
             checked = replace(checked, amount_min=self.amount_max, amount_max=self.amount_min)
-            notes.append("The amounts were given the wrong way round; they were swapped.")
+            notes.append(_("The amounts were given the wrong way round; they were swapped."))
         if self.text and checked.search is None:
-            notes.append(f"“{self.text}” has no letters or digits to search for; it was ignored.")
+            notes.append(
+                _("“{text}” has no letters or digits to search for; it was ignored.").format(
+                    text=self.text
+                )
+            )
         return checked, notes
 
 
@@ -203,8 +207,13 @@ class _ParamReader:
         self.notes: list[str] = []
 
     def ignored(self, name: str, value: str, why: str) -> None:
+        """Note a value dropped from the link; `why` comes in the operator's language."""
         shown = value if len(value) <= 40 else value[:40] + "…"
-        self.notes.append(f"Ignored {name}={shown!r} from the link: {why}.")
+        self.notes.append(
+            _("Ignored {name}={value} from the link: {why}.").format(
+                name=name, value=repr(shown), why=why
+            )
+        )
 
     def text(self, name: str) -> str:
         value = self.params.get(name)
@@ -220,7 +229,7 @@ class _ParamReader:
             return None
         day = parse_date(value)
         if day is None:
-            self.ignored(name, value, "a date is written DD/MM/YYYY or YYYY-MM-DD")
+            self.ignored(name, value, _("a date is written DD/MM/YYYY or YYYY-MM-DD"))
         return day
 
     def amount(self, name: str) -> Decimal | None:
@@ -229,7 +238,7 @@ class _ParamReader:
             return None
         amount = parse_amount(value)
         if amount is None:
-            self.ignored(name, value, "an amount is written like 1500.00")
+            self.ignored(name, value, _("an amount is written like 1500.00"))
         return amount
 
     def identifier(self, name: str) -> int | None:
@@ -238,7 +247,7 @@ class _ParamReader:
             return None
         if value.isascii() and value.isdigit() and 0 < int(value) < 2**63:
             return int(value)
-        self.ignored(name, value, "expected a number")
+        self.ignored(name, value, _("expected a number"))
         return None
 
 

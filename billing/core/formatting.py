@@ -25,6 +25,11 @@ def brl(amount: Decimal) -> str:
     return f"{sign}R$ {int(whole):,}".replace(",", ".") + f",{fraction}"
 
 
+def decimal_br(amount: Decimal) -> str:
+    """An amount as an operator types it in a field, without "R$": "1.000,50"."""
+    return brl(amount).replace("R$ ", "")
+
+
 def count_br(count: int) -> str:
     """A whole number with a dot between thousands: 1234567 -> "1.234.567"."""
     return f"{count:,}".replace(",", ".")

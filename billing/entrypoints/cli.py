@@ -28,6 +28,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="accept any non-empty governmentId instead of requiring a valid CPF/CNPJ",
     )
     importing.add_argument("--json", action="store_true", help="print one JSON object")
+    importing.add_argument(
+        "--mapping",
+        metavar="NAME",
+        help="read the file's columns with the column mapping saved under NAME (Upload page)",
+    )
 
     commands.add_parser("migrate", help="apply pending database migrations")
 
@@ -222,7 +227,7 @@ def _print_import(result: dict, *, as_json: bool) -> None:
         )
     )
     for reason, count in result["reason_counts"].items():
-        print(f"  {count:>9}  {reason}")
+        print(f"  {count:>9}  {_(reason)}")
     if result["extra_columns"]:
         print(
             "  "
@@ -237,6 +242,7 @@ DATABASE_UNREACHABLE = N_(
 
 
 def _import(args: argparse.Namespace) -> int:
+    from billing.imports.mapping import mapping_named
     from billing.imports.service import ImportResult, import_file
     from db.engine import DatabaseTrouble, database_trouble, get_engine
     from db.imports import IMPORT_CONNECTION_LOST
@@ -260,12 +266,15 @@ def _import(args: argparse.Namespace) -> int:
             engine = get_engine()
             migrate_database()
             started = True
+            saved = mapping_named(engine, args.mapping) if args.mapping else None
             result = import_file(
                 engine=engine,
                 actor=cli_actor(),
                 source=source,
                 file_name=file_name,
                 lenient_documents=args.lenient_documents,
+                mapping=saved["columns"] if saved else None,
+                mapping_name=saved["name"] if saved else None,
             ).as_dict()
         except Exception as exc:
             if database_trouble(exc) is not DatabaseTrouble.UNAVAILABLE:
@@ -475,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except OperatorError as exc:
         _report_failure(args, status="refused", error=exc.message)
-        print(f"{exc.title}: {exc.message}", file=sys.stderr)
+        print(f"{_(exc.title)}: {exc.message}", file=sys.stderr)
         return EXIT_REFUSED
     except Exception as exc:  # a bug or a lost database: one line here, the traceback with -v
         logging.getLogger("billing").info("command failed", exc_info=True)

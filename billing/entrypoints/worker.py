@@ -35,6 +35,7 @@ from pgqueuer.ports import RepositoryPort
 from sqlalchemy import Engine
 
 from billing.core.errors import OperatorError
+from billing.core.i18n import _
 from billing.core.settings import Settings, get_settings
 from billing.notices.dispatch import MailServerOutage, issue_and_plan, send_due_notices
 from billing.notices.mailer import MailServerUnavailable
@@ -61,7 +62,9 @@ def cron_for(daily_cycle_at: str) -> str:
     found = _TIME_OF_DAY.fullmatch(daily_cycle_at.strip())
     if not found:
         raise OperatorError(
-            f"DAILY_CYCLE_AT must be a time of day as HH:MM, such as 08:00, not {daily_cycle_at!r}."
+            _("DAILY_CYCLE_AT must be a time of day as HH:MM, such as 08:00, not {value}.").format(
+                value=repr(daily_cycle_at)
+            )
         )
     return f"{int(found.group(2))} {int(found.group(1))} * * *"
 

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, require
 from billing.core.errors import OperatorError
+from billing.core.i18n import _
 from billing.imports.reading import REQUIRED_COLUMNS, header_key
 from db import mappings as mappings_db
 from db.mappings import SavedMapping
@@ -119,11 +120,15 @@ def check_columns(header: Sequence[str], columns: Mapping[str, str | None]) -> d
     this file, no column of the file used twice. Raises OperatorError saying what is wrong."""
     unmapped = [column for column in REQUIRED_COLUMNS if not columns.get(column)]
     if unmapped:
-        raise OperatorError(f"Choose a column of the file for: {', '.join(unmapped)}.")
+        raise OperatorError(
+            _("Choose a column of the file for: {columns}.").format(columns=", ".join(unmapped))
+        )
     chosen = {column: str(columns[column]) for column in REQUIRED_COLUMNS}
     absent = sorted({name for name in chosen.values() if name not in header})
     if absent:
-        raise OperatorError(f"The file has no column named {', '.join(map(repr, absent))}.")
+        raise OperatorError(
+            _("The file has no column named {names}.").format(names=", ".join(map(repr, absent)))
+        )
     used: dict[str, list[str]] = {}
     for column, name in chosen.items():
         used.setdefault(name, []).append(column)
@@ -131,8 +136,9 @@ def check_columns(header: Sequence[str], columns: Mapping[str, str | None]) -> d
     if twice:
         name, columns_of = next(iter(twice.items()))
         raise OperatorError(
-            f"The column {name!r} is chosen for {' and '.join(columns_of)}; "
-            "each column of ours needs its own."
+            _("The column {name} is chosen for {columns}; each field needs its own.").format(
+                name=repr(name), columns=", ".join(columns_of)
+            )
         )
     return chosen
 
@@ -150,8 +156,10 @@ def save_mapping(
     name = " ".join(name.split())
     if not name or len(name) > MAX_NAME_LENGTH:
         raise OperatorError(
-            f"Give the mapping a name of 1 to {MAX_NAME_LENGTH} characters, such as the "
-            "system the file comes from."
+            _(
+                "Give the mapping a name of 1 to {count} characters, such as the system the "
+                "file comes from."
+            ).format(count=MAX_NAME_LENGTH)
         )
     chosen = check_columns(header, columns)
     key = headers_key(header)
@@ -176,8 +184,14 @@ def mapping_named(engine: Engine, name: str) -> SavedMapping:
         if found is not None:
             return found
         names = mappings_db.mapping_names(conn)
-    known = f" Saved mappings: {', '.join(names)}." if names else " No mapping is saved yet."
-    raise OperatorError(f"No column mapping is called {name!r}.{known}")
+    known = (
+        _("Saved mappings: {names}.").format(names=", ".join(names))
+        if names
+        else _("No mapping is saved yet.")
+    )
+    raise OperatorError(
+        _("No column mapping is called {name}.").format(name=repr(name)) + " " + known
+    )
 
 
 def mapping_for_header(engine: Engine, header: Sequence[str]) -> SavedMapping | None:

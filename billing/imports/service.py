@@ -14,7 +14,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine
 from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, require
 from billing.boletos.issuing import boletos_for_rows, issuable
-from billing.core.csv_files import csv_chunks
+from billing.core.csv_files import PLAIN, csv_chunks, source_dialect
 from billing.core.errors import FileRefused
 from billing.core.search import fold_for_search
 from billing.core.settings import Settings, get_settings
@@ -69,10 +69,22 @@ class PreparedFile:
     encoding: str
     delimiter: str
     extra_columns: list[str]
+    first_reasons: dict[int, str] = field(default_factory=dict)  # line -> its reasons
 
     def preview(self, limit: int = 20) -> pa.Table:
         """The first rows as parsed (trimmed strings), for the operator to eyeball."""
         return self.first_rows.slice(0, limit)
+
+    def marked_preview(self, limit: int = 20) -> pa.Table:
+        """The first rows as parsed, with their line in the file first and, last, the
+        reasons of the rows that will be rejected ("" for a valid row; English, as kept:
+        billing.imports.validation.reasons_in_language shows them)."""
+        rows = self.preview(limit)
+        lines = list(range(2, 2 + rows.num_rows))  # the header is line 1
+        reasons = [self.first_reasons.get(line, "") for line in lines]
+        return rows.add_column(0, "line", pa.array(lines, pa.int32())).append_column(
+            "reasons", pa.array(reasons, pa.string())
+        )
 
     def reason_summary(self, examples: int = 3) -> list[ReasonSummary]:
         """One entry per reason: how many rows have it and the first lines that do."""
@@ -112,19 +124,28 @@ class ImportResult:
 
 
 def prepare_file(
-    data: bytes, *, lenient_documents: bool, settings: Settings | None = None
+    data: bytes,
+    *,
+    lenient_documents: bool,
+    mapping: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> PreparedFile:
-    """Read and validate a file without writing anything; raises FileRefused."""
+    """Read and validate a file without writing anything; raises FileRefused
+    (ColumnsNotFound when its header lacks required columns and `mapping` names none).
+
+    `mapping`: required column -> the file's header name (billing.imports.mapping)."""
     settings = settings or get_settings()
     pieces = _read_pieces(
         io.BytesIO(data),
         max_bytes=settings.max_file_bytes,
         lenient_documents=lenient_documents,
         settings=settings,
+        mapping=mapping,
     )
     first = next(pieces)
     reason_counts: Counter[str] = Counter()
     example_lines: dict[str, list[int]] = {}
+    first_reasons: dict[int, str] = {}
     rows = valid = 0
     first_rows = [first.file.table.slice(0, _PREVIEW_ROWS)]
     for piece in itertools.chain([first], pieces):
@@ -133,7 +154,8 @@ def prepare_file(
         rows += piece.file.row_count
         valid += piece.rows.valid.num_rows
         reason_counts.update(piece.rows.reason_counts)
-        _add_example_lines(example_lines, piece.rows.rejected)
+        _add_example_lines(example_lines, piece.rows)
+        _add_first_reasons(first_reasons, piece.rows.rejected)
     return PreparedFile(
         row_count=rows,
         valid_count=valid,
@@ -144,18 +166,25 @@ def prepare_file(
         encoding=first.file.encoding,
         delimiter=first.file.delimiter,
         extra_columns=list(first.file.extra_columns),
+        first_reasons=first_reasons,
     )
 
 
-def _add_example_lines(example_lines: dict[str, list[int]], rejected: pa.Table) -> None:
-    """Add the first lines of `rejected` having each reason, up to a few per reason."""
+def _add_example_lines(example_lines: dict[str, list[int]], rows: ValidatedRows) -> None:
+    """Add the first lines of `rows` rejected for each reason, up to a few per reason."""
     for reason in REASONS:
         found = example_lines.setdefault(reason, [])
         if len(found) >= _EXAMPLE_LINES:
             continue
-        having = pc.match_substring(rejected.column("reasons"), reason)
-        lines = pc.filter(rejected.column("line"), having).slice(0, _EXAMPLE_LINES)
-        found.extend(lines.to_pylist()[: _EXAMPLE_LINES - len(found)])
+        lines = rows.lines_with(reason)[: _EXAMPLE_LINES - len(found)]
+        found.extend(int(line) for line in lines)
+
+
+def _add_first_reasons(first_reasons: dict[int, str], rejected: pa.Table) -> None:
+    """The reasons of the rejected rows among the preview's first rows, by line."""
+    first = rejected.filter(pc.less(rejected.column("line"), 2 + _PREVIEW_ROWS))
+    lines, reasons = first.column("line").to_pylist(), first.column("reasons").to_pylist()
+    first_reasons.update(zip(lines, reasons, strict=True))
 
 
 @dataclass(frozen=True)
@@ -168,7 +197,12 @@ class _Piece:
 
 
 def _read_pieces(
-    source: BinaryIO, *, max_bytes: int, lenient_documents: bool, settings: Settings
+    source: BinaryIO,
+    *,
+    max_bytes: int,
+    lenient_documents: bool,
+    settings: Settings,
+    mapping: Mapping[str, str] | None = None,
 ) -> Iterator[_Piece]:
     """The file's pieces in order, each read and validated; raises FileRefused.
 
@@ -178,7 +212,7 @@ def _read_pieces(
     next_line = 2  # the header is line 1
     for number, piece in enumerate(file_pieces(source, max_bytes=max_bytes)):
         debtor_file = read_debtor_file(
-            piece.data, max_bytes=len(piece.data), lines_before=piece.lines_before
+            piece.data, max_bytes=len(piece.data), lines_before=piece.lines_before, mapping=mapping
         )
         rows = validate_rows(
             debtor_file,
@@ -213,9 +247,14 @@ def import_file(
     source: BinaryIO | None = None,
     on_progress: Progress = _no_progress,
     settings: Settings | None = None,
+    mapping: Mapping[str, str] | None = None,
+    mapping_name: str | None = None,
 ) -> ImportResult:
     """Import a debtor file for `actor` (an operator or more); a refused file is recorded,
     audited and reported, never raised.
+
+    `mapping` (required column -> the file's header name, billing.imports.mapping) reads a
+    file from another system; the audit row says which (`mapping_name`, if saved).
 
     The file is `data` (the dashboard's upload, already in memory; at most MAX_FILE_MB) or
     `source`, an open binary file (the CLI's, the API's; at most MAX_IMPORT_FILE_MB). Either
@@ -231,7 +270,13 @@ def import_file(
     started = time.monotonic()
     imports_db.mark_interrupted_imports(engine)
     size, sha256 = file_size(source), _sha256_of(source)
-    audited = _ImportAudit(actor=actor, file_name=file_name, sha256=sha256)
+    audited = _ImportAudit(
+        actor=actor,
+        file_name=file_name,
+        sha256=sha256,
+        mapping=dict(mapping) if mapping else None,
+        mapping_name=mapping_name,
+    )
     with engine.connect() as conn:
         import_id = _create_held_import(
             conn, audited=audited, size=size, lenient_documents=lenient_documents
@@ -307,6 +352,8 @@ class _ImportAudit:
     actor: Actor
     file_name: str
     sha256: str
+    mapping: dict[str, str] | None = None  # the columns read from another system's file
+    mapping_name: str | None = None  # the saved mapping it came from, if any
 
     def record(self, conn: Connection, result: ImportResult) -> None:
         audit.record(
@@ -323,7 +370,12 @@ class _ImportAudit:
                 "duplicates": result.duplicates,
                 "rejected": result.rejected,
                 "error": result.error,
-            },
+            }
+            | (
+                {"mapping": {"name": self.mapping_name, "columns": self.mapping}}
+                if self.mapping
+                else {}
+            ),
         )
 
 
@@ -386,6 +438,7 @@ def _run_import(
                 lenient_documents=lenient_documents,
                 on_progress=on_progress,
                 settings=settings,
+                mapping=audited.mapping,
             )
         except FileRefused as refusal:
             return _record_refusal(
@@ -410,6 +463,7 @@ def _load_file(
     lenient_documents: bool,
     on_progress: Progress,
     settings: Settings,
+    mapping: Mapping[str, str] | None = None,
 ) -> tuple[DebtorFile, _FileLoad]:
     """Every piece of the file loaded in a savepoint, under the import lock; returns the
     first piece's file (its encoding, delimiter, extra columns) and the load's counts.
@@ -419,7 +473,11 @@ def _load_file(
     """
     pieces = _read_ahead(
         _read_pieces(
-            source, max_bytes=max_bytes, lenient_documents=lenient_documents, settings=settings
+            source,
+            max_bytes=max_bytes,
+            lenient_documents=lenient_documents,
+            settings=settings,
+            mapping=mapping,
         )
     )
     first = next(pieces)  # most refusals come with it, before waiting for the lock
@@ -601,11 +659,7 @@ class _FileLoad:
             slices = self._charge_slices(new_rows, nosso_numeros=numbers)
             on_progress(0.15, "Updating debtors")
             upserted = database.submit(
-                loading.upsert_debtors,
-                conn,
-                debtors=debtors,
-                with_ids=new_rows.num_rows > 0,
-                partition=self._partition,
+                loading.upsert_debtors, conn, debtors=debtors, with_ids=new_rows.num_rows > 0
             )
             ready = list(_until_done(slices, upserted))
             debtor_ids = _debtor_ids_of(new_rows, upserted.result())
@@ -777,16 +831,21 @@ def rejected_rows_csv(engine: Engine, *, actor: Actor, import_id: int) -> bytes:
     """The rejected rows as a CSV to fix and upload again: original columns plus reasons.
 
     The `line` column says where each row was in the original file; the reader ignores
-    it (and `reasons`) as extra columns when the fixed file comes back. Written like the
-    charges export (`billing.charges.export.csv_chunks`): UTF-8 with a BOM, every cell quoted, and
-    a value that a spreadsheet would run as a formula (=1+1, +cmd, @x, -2) gets a leading
+    it (and `reasons`) as extra columns when the fixed file comes back. In the dialect of
+    the file they came from (its delimiter and encoding, kept on the import's row: a
+    semicolon cp1252 file's rows come back semicolon cp1252), every cell quoted, and a
+    value that a spreadsheet would run as a formula (=1+1, +cmd, @x, -2) gets a leading
     apostrophe; the values came from an outside file, exactly the ones to distrust.
     They carry personal data: for the roles that may export, and the download is audited.
     """
     require(actor, Permission.EXPORT)
+    record = imports_db.get_import(engine, import_id)
+    dialect = PLAIN
+    if record is not None and record["delimiter"] and record["encoding"]:
+        dialect = source_dialect(delimiter=record["delimiter"], encoding=record["encoding"])
     with engine.connect() as conn:
         batches = list(imports_db.stream_rejected_rows(conn, import_id))
-        data = b"".join(csv_chunks(batches, header=REJECTED_ROWS_HEADER))
+        data = b"".join(csv_chunks(batches, header=REJECTED_ROWS_HEADER, dialect=dialect))
     audit.record_now(
         engine,
         actor=actor,

@@ -9,16 +9,28 @@ so they are part of the interface.
 Decisions:
 
 * A missing (empty) value gets only "missing <column>", never also "invalid <column>".
+* Reasons are fixed texts (counted, and translated at display with ``_()``); a row's
+  ``reasons`` joins its reasons with "; ", and two of them carry the row's own value
+  there: an impossible date is written "31/02/2024 is not a date" (counted as
+  NOT_A_REAL_DATE) and a duplicate "duplicate debtId: first on line 12" (counted as
+  DUPLICATE_DEBT_ID). ``reasons_in_language`` turns a row's text into the operator's
+  language. The stored texts (import_rejections, the rejected-rows CSV) stay English.
 * Amounts: a positive number with at most 2 decimals (``7811``, ``0.5``,
   ``1000000.00``). In semicolon-delimited files (the Brazilian Excel export) also
   ``1.234,56``, ``1234,56`` and ``1.234``; there a plain ``1234.56`` is still read with
   a decimal point, and ``1.234`` (three digits after the dot) is one thousand two
   hundred and thirty-four. Above ``max_amount`` -- or above what decimal128(14,2) can
-  hold -- the amount is "too large" rather than invalid.
+  hold -- the amount is "too large". What is wrong with another amount is said
+  exactly: zero, negative (a leading ``-``), more than 2 decimals (``12.345``;
+  ``1,234`` in a semicolon file), or not a number in an accepted form (``ten``,
+  ``R$ 10,00``, ``1,234.56``).
 * Due dates: ``YYYY-MM-DD`` or ``DD/MM/YYYY`` (day and month may have one digit), a
-  real calendar date in the years 2000..2099.
+  real calendar date in the years 2000..2099. Another shape is "not a date"; the
+  right shape but no such day (31/02/2024, month 13) is "not a real date", with the
+  value in the row's text; a real date in another century is "outside the years".
 * Duplicates are looked for across all rows, whatever else is wrong with them: the
-  first row with a given debtId is not a duplicate, every later one is.
+  first row with a given debtId is not a duplicate, every later one is, and names the
+  first one's line (in a large file's earlier pieces too: DebtIdSet keeps it).
 * Identifiers are short: a debtId or a governmentId (as normalised) longer than
   ``MAX_ID_CHARS`` is "too long", not also invalid. Both are keys of unique indexes,
   which refuse an entry beyond a few kilobytes; a row that long is a damaged export
@@ -28,7 +40,8 @@ Decisions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -36,18 +49,35 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from billing.core.documents import normalise_government_ids, valid_normalised_government_ids
+from billing.core.i18n import N_, _
 from billing.imports.reading import REQUIRED_COLUMNS, DebtorFile
 
-MISSING = {column: f"missing {column}" for column in REQUIRED_COLUMNS}
-INVALID_GOVERNMENT_ID = "invalid governmentId (not a valid CPF or CNPJ)"
 MAX_ID_CHARS = 100
-GOVERNMENT_ID_TOO_LONG = f"governmentId too long (over {MAX_ID_CHARS} characters)"
-DEBT_ID_TOO_LONG = f"debtId too long (over {MAX_ID_CHARS} characters)"
-INVALID_EMAIL = "invalid email"
-INVALID_AMOUNT = "invalid debtAmount"
-AMOUNT_TOO_LARGE = "debtAmount too large"
-INVALID_DUE_DATE = "invalid debtDueDate"
-DUPLICATE_DEBT_ID = "duplicate debtId in file"
+# The reasons, counted per import and shown to operators (translated at display).
+MISSING = {
+    "name": N_("missing name"),
+    "governmentId": N_("missing governmentId"),
+    "email": N_("missing email"),
+    "debtAmount": N_("missing debtAmount"),
+    "debtDueDate": N_("missing debtDueDate"),
+    "debtId": N_("missing debtId"),
+}
+INVALID_GOVERNMENT_ID = N_("invalid governmentId (not a valid CPF or CNPJ)")
+GOVERNMENT_ID_TOO_LONG = N_("governmentId too long (over 100 characters)")
+DEBT_ID_TOO_LONG = N_("debtId too long (over 100 characters)")
+INVALID_EMAIL = N_("invalid email")
+UNREADABLE_AMOUNT = N_("debtAmount is not a number in an accepted form")
+ZERO_AMOUNT = N_("debtAmount is zero")
+NEGATIVE_AMOUNT = N_("debtAmount is negative")
+TOO_MANY_DECIMALS = N_("debtAmount has more than 2 decimals")
+AMOUNT_TOO_LARGE = N_("debtAmount too large")
+UNREADABLE_DUE_DATE = N_("debtDueDate is not a date (write 2025-12-31 or 31/12/2025)")
+NOT_A_REAL_DATE = N_("debtDueDate is not a real date")
+DUE_DATE_OUT_OF_RANGE = N_("debtDueDate outside the years 2000 to 2099")
+DUPLICATE_DEBT_ID = N_("duplicate debtId")
+# How a row's reasons say the two reasons that carry its own value.
+NOT_A_REAL_DATE_ROW = N_("{value} is not a date")
+DUPLICATE_DEBT_ID_ROW = N_("duplicate debtId: first on line {line}")
 
 # The order in which a row's reasons are listed: by column, then missing before invalid.
 REASONS = (
@@ -58,10 +88,15 @@ REASONS = (
     MISSING["email"],
     INVALID_EMAIL,
     MISSING["debtAmount"],
-    INVALID_AMOUNT,
+    UNREADABLE_AMOUNT,
+    ZERO_AMOUNT,
+    NEGATIVE_AMOUNT,
+    TOO_MANY_DECIMALS,
     AMOUNT_TOO_LARGE,
     MISSING["debtDueDate"],
-    INVALID_DUE_DATE,
+    UNREADABLE_DUE_DATE,
+    NOT_A_REAL_DATE,
+    DUE_DATE_OUT_OF_RANGE,
     MISSING["debtId"],
     DEBT_ID_TOO_LONG,
     DUPLICATE_DEBT_ID,
@@ -90,6 +125,9 @@ _PARSE_TYPE = pa.decimal128(38, 2)
 
 _PLAIN_AMOUNT = r"^[0-9]+(\.[0-9]{1,2})?$"
 _BRAZILIAN_AMOUNT = r"^([0-9]{1,3}(\.[0-9]{3})+(,[0-9]{1,2})?|[0-9]+,[0-9]{1,2})$"
+# An amount's shape with 3 decimals or more: said as such, not rounded.
+_PLAIN_MANY_DECIMALS = r"^[0-9]+\.[0-9]{3,}$"
+_BRAZILIAN_MANY_DECIMALS = r"^([0-9]{1,3}(\.[0-9]{3})+|[0-9]+),[0-9]{3,}$"
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _BRAZILIAN_DATE = r"^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}$"
 _FIRST_YEAR, _LAST_YEAR = 2000, 2099
@@ -111,6 +149,13 @@ class ValidatedRows:
     valid: pa.Table  # VALID_SCHEMA
     rejected: pa.Table  # REJECTED_SCHEMA: the values as read plus "; "-joined reasons
     reason_counts: dict[str, int]  # reason -> rows having it, most frequent first
+    # Per rejected row, bit i set for REASONS[i] (the reasons' texts may carry values).
+    rejected_reasons: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
+
+    def lines_with(self, reason: str) -> np.ndarray:
+        """The lines of the rejected rows having `reason` (one of REASONS), in order."""
+        having = (self.rejected_reasons >> np.uint32(REASONS.index(reason))) & 1 != 0
+        return self.rejected.column("line").to_numpy()[having]
 
 
 def validate_rows(
@@ -133,6 +178,7 @@ def validate_rows(
     columns = {column: _contiguous(file.table.column(column)) for column in REQUIRED_COLUMNS}
     checked = _check_columns(
         columns,
+        first_line=first_line,
         earlier_debt_ids=earlier_debt_ids,
         lenient_documents=lenient_documents,
         brazilian_amounts=file.delimiter == ";",
@@ -146,7 +192,8 @@ def validate_rows(
     is_rejected = reason_bits != 0
     lines = np.arange(first_line, first_line + file.table.num_rows, dtype=np.int32)
     if earlier_debt_ids is not None:
-        earlier_debt_ids.add(columns["debtId"])
+        new = checked.new_debt_ids
+        earlier_debt_ids.add(columns["debtId"].filter(pa.array(new)), lines=lines[new])
 
     keep = pa.array(~is_rejected)
     valid = pa.table(
@@ -165,14 +212,25 @@ def validate_rows(
     rejected = pa.table(
         [pa.array(lines[is_rejected])]
         + [columns[column].filter(drop) for column in REQUIRED_COLUMNS]
-        + [_reason_texts(reason_bits[is_rejected])],
+        + [
+            _reason_texts(
+                reason_bits[is_rejected],
+                due_dates=columns["debtDueDate"].filter(drop),
+                kept_lines=checked.kept_lines[is_rejected],
+            )
+        ],
         schema=REJECTED_SCHEMA,
     )
     counts = {reason: int(np.count_nonzero(rows)) for reason, rows in checked.reasons.items()}
     reason_counts = dict(
         sorted(((reason, n) for reason, n in counts.items() if n), key=lambda item: -item[1])
     )
-    return ValidatedRows(valid=valid, rejected=rejected, reason_counts=reason_counts)
+    return ValidatedRows(
+        valid=valid,
+        rejected=rejected,
+        reason_counts=reason_counts,
+        rejected_reasons=reason_bits[is_rejected],
+    )
 
 
 @dataclass(frozen=True)
@@ -181,11 +239,14 @@ class _Checked:
     government_ids: pa.StringArray  # normalised
     amounts: pa.Decimal128Array  # meaningful where the amount is valid
     due_days: np.ndarray  # date32 values, meaningful where the due date is valid
+    kept_lines: np.ndarray  # a duplicate's first line with its debtId, 0 for the others
+    new_debt_ids: np.ndarray  # rows holding a debtId seen for the first time
 
 
 def _check_columns(
     columns: dict[str, pa.StringArray],
     *,
+    first_line: int,
     earlier_debt_ids: DebtIdSet | None,
     lenient_documents: bool,
     brazilian_amounts: bool,
@@ -210,23 +271,34 @@ def _check_columns(
     amounts = _parse_amounts(
         columns["debtAmount"], brazilian=brazilian_amounts, max_amount=max_amount
     )
-    due_days, valid_due_date = _parse_due_dates(columns["debtDueDate"])
+    due_dates = _parse_due_dates(columns["debtDueDate"])
+    kept_lines, new_debt_ids = _kept_lines(
+        columns["debtId"], present["debtId"], earlier=earlier_debt_ids, first_line=first_line
+    )
 
+    amount, due_date = present["debtAmount"], present["debtDueDate"]
     found = {MISSING[column]: missing[column] for column in REQUIRED_COLUMNS} | {
         INVALID_GOVERNMENT_ID: invalid_government_id,
         GOVERNMENT_ID_TOO_LONG: government_id_too_long,
         INVALID_EMAIL: present["email"] & ~_valid_emails(columns["email"]),
-        INVALID_AMOUNT: present["debtAmount"] & ~amounts.well_formed,
-        AMOUNT_TOO_LARGE: present["debtAmount"] & amounts.too_large,
-        INVALID_DUE_DATE: present["debtDueDate"] & ~valid_due_date,
+        UNREADABLE_AMOUNT: amount & amounts.unreadable,
+        ZERO_AMOUNT: amount & amounts.zero,
+        NEGATIVE_AMOUNT: amount & amounts.negative,
+        TOO_MANY_DECIMALS: amount & amounts.too_many_decimals,
+        AMOUNT_TOO_LARGE: amount & amounts.too_large,
+        UNREADABLE_DUE_DATE: due_date & due_dates.unreadable,
+        NOT_A_REAL_DATE: due_date & due_dates.not_real,
+        DUE_DATE_OUT_OF_RANGE: due_date & due_dates.out_of_range,
         DEBT_ID_TOO_LONG: _longer_than(columns["debtId"], MAX_ID_CHARS),
-        DUPLICATE_DEBT_ID: present["debtId"] & _repeated(columns["debtId"], earlier_debt_ids),
+        DUPLICATE_DEBT_ID: kept_lines > 0,
     }
     return _Checked(
         reasons={reason: found[reason] for reason in REASONS},
         government_ids=government_ids,
         amounts=amounts.values,
-        due_days=due_days,
+        due_days=due_dates.days,
+        kept_lines=kept_lines,
+        new_debt_ids=new_debt_ids,
     )
 
 
@@ -244,6 +316,11 @@ def _mask(values: pa.BooleanArray) -> np.ndarray:
     return pc.fill_null(values, False).to_numpy(zero_copy_only=False)
 
 
+def is_valid_email(email: str) -> bool:
+    """One e-mail checked as an import checks a file's (an operator's correction)."""
+    return bool(_valid_emails(pa.array([email], pa.string()))[0])
+
+
 def _valid_emails(emails: pa.StringArray) -> np.ndarray:
     # The regex allows one "@" and ASCII only, so its byte position is the local length.
     return (
@@ -256,12 +333,16 @@ def _valid_emails(emails: pa.StringArray) -> np.ndarray:
 @dataclass(frozen=True)
 class _Amounts:
     values: pa.Decimal128Array  # the amount of well-formed values, 0 otherwise
-    well_formed: np.ndarray  # a positive number in an accepted format
     too_large: np.ndarray  # well formed but above the maximum
+    zero: np.ndarray  # well formed, and zero
+    negative: np.ndarray  # an amount's shape after a leading "-"
+    too_many_decimals: np.ndarray  # an amount's shape but with 3 decimals or more
+    unreadable: np.ndarray  # none of the above, and not a positive amount either
 
 
 def _parse_amounts(amounts: pa.StringArray, *, brazilian: bool, max_amount: Decimal) -> _Amounts:
-    """Recognise the accepted amount formats and read them as exact decimals."""
+    """Recognise the accepted amount formats and read them as exact decimals; say what is
+    wrong with the others (looked at only for them: a clean file pays nothing more)."""
     has_shape = _mask(pc.match_substring_regex(amounts, _PLAIN_AMOUNT))
     plain = amounts
     if brazilian:
@@ -275,17 +356,46 @@ def _parse_amounts(amounts: pa.StringArray, *, brazilian: bool, max_amount: Deci
     values = pc.cast(pc.if_else(readable, plain, "0"), _PARSE_TYPE)
     positive = _mask(pc.greater(values, pa.scalar(Decimal(0), _PARSE_TYPE)))
     above = _mask(pc.greater(values, pa.scalar(max_amount, _PARSE_TYPE)))
+    negative = np.zeros(len(amounts), dtype=bool)
+    too_many_decimals = np.zeros(len(amounts), dtype=bool)
+    others = np.flatnonzero(~has_shape)
+    if others.size:
+        odd = amounts.take(pa.array(others))
+        signed = _mask(pc.starts_with(odd, "-"))
+        unsigned = pc.if_else(pa.array(signed), pc.utf8_slice_codeunits(odd, 1), odd)
+        shaped = _mask(pc.match_substring_regex(unsigned, _PLAIN_AMOUNT))
+        decimals = _mask(pc.match_substring_regex(unsigned, _PLAIN_MANY_DECIMALS))
+        if brazilian:
+            shaped |= _mask(pc.match_substring_regex(unsigned, _BRAZILIAN_AMOUNT))
+            decimals |= _mask(pc.match_substring_regex(unsigned, _BRAZILIAN_MANY_DECIMALS))
+        negative[others] = signed & (shaped | decimals)
+        too_many_decimals[others] = ~signed & decimals
     return _Amounts(
-        values=values, well_formed=too_long | (has_shape & positive), too_large=too_long | above
+        values=values,
+        too_large=too_long | above,
+        zero=has_shape & ~too_long & ~positive,
+        negative=negative,
+        too_many_decimals=too_many_decimals,
+        unreadable=~has_shape & ~negative & ~too_many_decimals,
     )
 
 
-def _parse_due_dates(dates: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
-    """Days since 1970-01-01 (date32) and whether each value is an accepted real date."""
+@dataclass(frozen=True)
+class _DueDates:
+    days: np.ndarray  # date32 values, meaningful where the date is accepted
+    unreadable: np.ndarray  # not in an accepted shape
+    not_real: np.ndarray  # the shape of a date, but no such day (31/02/2024, month 13)
+    out_of_range: np.ndarray  # a real date outside _FIRST_YEAR.._LAST_YEAR
+
+
+def _parse_due_dates(dates: pa.StringArray) -> _DueDates:
+    """Days since 1970-01-01 (date32), and what is wrong with each value that is not an
+    accepted real date."""
     row_count = len(dates)
     year = np.zeros(row_count, dtype=np.int32)
     month = np.zeros(row_count, dtype=np.int32)
     day = np.zeros(row_count, dtype=np.int32)
+    shaped = np.zeros(row_count, dtype=bool)
     for shape, separator, order in (
         (_ISO_DATE, "-", (year, month, day)),
         (_BRAZILIAN_DATE, "/", (day, month, year)),
@@ -294,6 +404,7 @@ def _parse_due_dates(dates: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.flatnonzero(_mask(matches))
         if rows.size == 0:
             continue
+        shaped[rows] = True
         parts = pc.list_flatten(pc.split_pattern(dates.filter(matches), separator))
         numbers = parts.cast(pa.int32()).to_numpy().reshape(rows.size, 3)
         for position, target in enumerate(order):
@@ -302,59 +413,83 @@ def _parse_due_dates(dates: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     days_in_month = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
     month_length = days_in_month[np.clip(month, 0, 12)] + ((month == 2) & leap)
-    valid = (
-        (year >= _FIRST_YEAR)
-        & (year <= _LAST_YEAR)
-        & (month >= 1)
-        & (month <= 12)
-        & (day >= 1)
-        & (day <= month_length)
-    )
+    real = (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_length)
+    in_range = (year >= _FIRST_YEAR) & (year <= _LAST_YEAR)
+    valid = shaped & real & in_range
     days = np.zeros(row_count, dtype=np.int32)
     months_since_epoch = (year[valid] - 1970) * 12 + (month[valid] - 1)
     first_of_month = months_since_epoch.astype("datetime64[M]").astype("datetime64[D]")
     days[valid] = first_of_month.astype(np.int64) + day[valid] - 1
-    return days, valid
+    return _DueDates(
+        days=days,
+        unreadable=~shaped,
+        not_real=shaped & ~real,
+        out_of_range=shaped & real & ~in_range,
+    )
 
 
-def _repeated(debt_ids: pa.StringArray, earlier: DebtIdSet | None) -> np.ndarray:
-    """True for a row whose debtId an earlier row of the file holds."""
-    repeated = ~_first_occurrences(debt_ids)
+def _kept_lines(
+    debt_ids: pa.StringArray,
+    present: np.ndarray,
+    *,
+    earlier: DebtIdSet | None,
+    first_line: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row whose debtId an earlier row of the file holds, the line of the first
+    such row (0 for the others); and the rows holding a debtId not seen before."""
+    kept = np.zeros(len(debt_ids), dtype=np.int32)
+    first, codes, first_row_of_code = _first_occurrences(debt_ids)
+    repeated = ~first & present
+    kept[repeated] = first_line + first_row_of_code[codes[repeated]]
+    new = first & present
     if earlier is not None:
-        repeated |= earlier.contains(debt_ids)
-    return repeated
+        earlier_lines = earlier.first_lines(debt_ids)
+        seen = (earlier_lines > 0) & present
+        kept[seen] = earlier_lines[seen]
+        new &= ~seen
+    return kept, new
 
 
 class DebtIdSet:
-    """The debtIds of the pieces of a file read so far, as two 64-bit hashes each.
+    """The debtIds of the pieces of a file read so far, as two 64-bit hashes each, with
+    the line of the row that held each first.
 
-    16 bytes a row whatever the debtId (88 MB for 5.5M rows, where the strings and a hash
-    table over them would take half a gigabyte), sorted by the first hash. Two different
-    debtIds share both hashes with a probability of about n²/2^129: never, in practice;
-    and should it happen the later row is rejected as a duplicate, never charged twice.
+    20 bytes a debtId whatever its length (110 MB for 5.5M rows, where the strings and a
+    hash table over them would take half a gigabyte), sorted by the first hash. Two
+    different debtIds share both hashes with a probability of about n²/2^129: never, in
+    practice; and should it happen the later row is rejected as a duplicate, never
+    charged twice.
     """
 
     def __init__(self) -> None:
         self._first = np.empty(0, dtype=np.uint64)
         self._second = np.empty(0, dtype=np.uint64)
+        self._lines = np.empty(0, dtype=np.int32)
 
-    def add(self, debt_ids: pa.StringArray) -> None:
-        first, second = _hash_pair(pc.filter(debt_ids, pc.not_equal(debt_ids, "")))
+    def add(self, debt_ids: pa.StringArray, *, lines: np.ndarray) -> None:
+        """Remember `debt_ids` (non-empty, none held yet), each held first on `lines`."""
+        first, second = _hash_pair(debt_ids)
         order = np.argsort(first, kind="stable")
         at = np.searchsorted(self._first, first[order])
         self._first = np.insert(self._first, at, first[order])
         self._second = np.insert(self._second, at, second[order])
+        self._lines = np.insert(self._lines, at, np.asarray(lines, dtype=np.int32)[order])
 
-    def contains(self, debt_ids: pa.StringArray) -> np.ndarray:
+    def first_lines(self, debt_ids: pa.StringArray) -> np.ndarray:
+        """The line that held each debtId first; 0 for one not held (or empty)."""
         first, second = _hash_pair(debt_ids)
         low = np.searchsorted(self._first, first, side="left")
         high = np.searchsorted(self._first, first, side="right")
-        found = np.zeros(len(first), dtype=bool)
+        lines = np.zeros(len(first), dtype=np.int32)
         last = max(len(self._second) - 1, 0)
         for step in range(int((high - low).max(initial=0))):  # 1 but for a 64-bit collision
-            at = low + step
-            found |= (at < high) & (self._second[np.minimum(at, last)] == second)
-        return found & (pc.utf8_length(debt_ids).to_numpy(zero_copy_only=False) > 0)
+            at = np.minimum(low + step, last)
+            found = (low + step < high) & (self._second[at] == second) & (lines == 0)
+            lines[found] = self._lines[at[found]]
+        return np.where(pc.utf8_length(debt_ids).to_numpy(zero_copy_only=False) > 0, lines, 0)
+
+    def contains(self, debt_ids: pa.StringArray) -> np.ndarray:
+        return self.first_lines(debt_ids) > 0
 
 
 # Two odd 64-bit multipliers for the polynomial hashes, and splitmix64's finaliser.
@@ -396,10 +531,12 @@ def _mixed(values: np.ndarray) -> np.ndarray:
         return values ^ (values >> np.uint64(31))
 
 
-def _first_occurrences(values: pa.StringArray) -> np.ndarray:
-    """True for the first row holding each value."""
+def _first_occurrences(values: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True for the first row holding each value; each row's value as a code; and the
+    first row holding each code."""
     if len(values) == 0:
-        return np.zeros(0, dtype=bool)
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=bool), empty, empty
     encoded = pc.dictionary_encode(values)
     codes = encoded.indices.to_numpy()
     # Arrow numbers dictionary entries in order of first appearance, so a row is a
@@ -407,18 +544,91 @@ def _first_occurrences(values: pa.StringArray) -> np.ndarray:
     # if the count differs, fall back to a sort.
     seen_before = np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
     first = codes > seen_before
-    if np.count_nonzero(first) != len(encoded.dictionary):
-        _, first_rows = np.unique(codes, return_index=True)
-        first = np.zeros(len(values), dtype=bool)
-        first[first_rows] = True
-    return first
+    if np.count_nonzero(first) == len(encoded.dictionary):
+        return first, codes, np.flatnonzero(first)  # the k-th first row holds code k
+    _, first_rows = np.unique(codes, return_index=True)
+    first = np.zeros(len(values), dtype=bool)
+    first[first_rows] = True
+    return first, codes, first_rows
 
 
-def _reason_texts(reason_bits: np.ndarray) -> pa.StringArray:
-    """The "; "-joined reasons of each rejected row, built once per distinct combination."""
+def _reason_texts(
+    reason_bits: np.ndarray, *, due_dates: pa.StringArray, kept_lines: np.ndarray
+) -> pa.StringArray:
+    """The "; "-joined reasons of each rejected row: the fixed texts built once per
+    distinct combination, the two that carry the row's own value (its impossible date,
+    the line holding its debtId first) joined in per row, all by Arrow kernels."""
+    if len(reason_bits) == 0:
+        return pa.array([], pa.string())
+    own = {
+        NOT_A_REAL_DATE: lambda: _filled(NOT_A_REAL_DATE_ROW, "value", due_dates),
+        DUPLICATE_DEBT_ID: lambda: _filled(
+            DUPLICATE_DEBT_ID_ROW, "line", pc.cast(pa.array(kept_lines), pa.string())
+        ),
+    }
+    parts: list[pa.StringArray] = []
+    fixed = 0  # the bits of the fixed reasons since the last part
+    for bit, reason in enumerate(REASONS):
+        if reason not in own:
+            fixed |= 1 << bit
+            continue
+        having = (reason_bits >> np.uint32(bit)) & 1 != 0
+        if fixed:
+            parts.append(_fixed_texts(reason_bits & np.uint32(fixed)))
+            fixed = 0
+        if having.any():
+            parts.append(pc.if_else(pa.array(having), own[reason](), pa.scalar(None, pa.string())))
+    if fixed:
+        parts.append(_fixed_texts(reason_bits & np.uint32(fixed)))
+    return pc.binary_join_element_wise(*parts, "; ", null_handling="skip")
+
+
+def _fixed_texts(reason_bits: np.ndarray) -> pa.StringArray:
+    """The "; "-joined fixed reasons of each row (null for none), once per combination."""
     combinations, which = np.unique(reason_bits, return_inverse=True)
     texts = [
         "; ".join(reason for bit, reason in enumerate(REASONS) if int(combination) >> bit & 1)
+        or None
         for combination in combinations
     ]
-    return pa.array(texts, type=pa.string()).take(pa.array(which.astype(np.int32)))
+    return pa.array(texts, type=pa.string()).take(pa.array(which.reshape(-1).astype(np.int32)))
+
+
+def _filled(template: str, name: str, values: pa.StringArray) -> pa.StringArray:
+    """`template` with {name} replaced by each of `values`."""
+    before, _, after = template.partition("{" + name + "}")
+    return pc.binary_join_element_wise(before, values, after, "")
+
+
+def _row_reason_patterns() -> list[tuple[re.Pattern[str], str, str]]:
+    """How to recognise a reason that carries a value, in a row's reasons text."""
+    patterns = []
+    for template, name in ((NOT_A_REAL_DATE_ROW, "value"), (DUPLICATE_DEBT_ID_ROW, "line")):
+        before, _, after = template.partition("{" + name + "}")
+        patterns.append((re.compile(f"{re.escape(before)}(.+){re.escape(after)}"), template, name))
+    return patterns
+
+
+_ROW_REASON_PATTERNS = _row_reason_patterns()
+
+
+def reason_in_language(reason: str) -> str:
+    """A counted reason (one of REASONS) in the operator's language."""
+    return _(reason)
+
+
+def reasons_in_language(text: str) -> str:
+    """A rejected row's "; "-joined reasons in the operator's language (stored English)."""
+    shown = []
+    for reason in text.split("; ") if text else []:
+        if reason in REASONS:
+            shown.append(_(reason))
+            continue
+        for pattern, template, name in _ROW_REASON_PATTERNS:
+            match = pattern.fullmatch(reason)
+            if match:
+                shown.append(_(template).format(**{name: match.group(1)}))
+                break
+        else:
+            shown.append(_(reason))
+    return "; ".join(shown)

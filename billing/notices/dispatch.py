@@ -75,6 +75,23 @@ class SendCounts:
         for key in COUNT_KEYS:
             setattr(self, key, getattr(self, key) + counts.get(key, 0))
 
+    @property
+    def handled(self) -> int:
+        """Notices taken off the queue's "due now" so far: sent, failed, skipped, put
+        back to retry later or released."""
+        return sum(getattr(self, key) for key in COUNT_KEYS)
+
+
+@dataclass(frozen=True)
+class CycleProgress:
+    """Where a cycle is, for a screen to show while it runs: `stage` is "issuing" (the
+    pending boletos) or "sending"; while sending, `handled` of the `due` notices that
+    were due when sending began (another sender may take some: `handled` can stay below)."""
+
+    stage: str
+    handled: int = 0
+    due: int = 0
+
 
 @dataclass(frozen=True)
 class CycleResult:
@@ -112,9 +129,11 @@ def run_cycle(
     actor: Actor,
     settings: Settings | None = None,
     today: date | None = None,
+    progress: Callable[[CycleProgress], None] | None = None,
 ) -> CycleResult:
     """Issue, plan and send now, in this process (Send now, `python -m billing dispatch
-    --once`); audited with its counts.
+    --once`); audited with its counts. `progress`, if given, hears where the cycle is:
+    once before issuing, then after every group of notices recorded.
 
     A mail server that cannot be reached stops the sending, not the cycle: the result
     carries the reason in `error` and the notices stay queued for the next cycle.
@@ -123,11 +142,19 @@ def run_cycle(
     settings = settings or get_settings()
     started = time.monotonic()
     today = today or today_in(settings)
+    if progress:
+        progress(CycleProgress("issuing"))
     issued, planned = issue_and_plan(engine, today=today, settings=settings)
     error = None
     counts = SendCounts()
     try:
-        send_due_notices(engine, settings=settings, today=today, counts=counts)
+        send_due_notices(
+            engine,
+            settings=settings,
+            today=today,
+            counts=counts,
+            progress=_sending_progress(engine, progress),
+        )
     except MailServerUnavailable as exc:
         error = exc.message
     result = CycleResult(
@@ -144,6 +171,17 @@ def run_cycle(
     )
     audit.record_now(engine, actor=actor, action=audit.Action.SEND_NOW, details=result.as_dict())
     return result
+
+
+def _sending_progress(
+    engine: Engine, progress: Callable[[CycleProgress], None] | None
+) -> Callable[[SendCounts], None] | None:
+    """Counts so far told as a cycle's progress, over the notices due as sending begins."""
+    if progress is None:
+        return None
+    due = notices_db.queue_parts(engine)["due"]
+    progress(CycleProgress("sending", 0, due))
+    return lambda counts: progress(CycleProgress("sending", counts.handled, due))
 
 
 def _skip_reason(row: ClaimedNotice, today: date) -> str | None:
@@ -194,8 +232,10 @@ def send_due_notices(
     retry_max_seconds: float = RETRY_MAX_SECONDS,
     counts: SendCounts | None = None,
     mail_server_wait: float | None = None,
+    progress: Callable[[SendCounts], None] | None = None,
 ) -> SendCounts:
-    """Send every notice due now over one SMTP connection, until none is left or `stop`.
+    """Send every notice due now over one SMTP connection, until none is left or `stop`;
+    `progress`, if given, is called with the counts so far after each group recorded.
 
     Raises MailServerUnavailable when the server cannot be reached at all: then every
     notice due now waits `mail_server_wait` seconds (MAIL_SERVER_RETRY_SECONDS unless
@@ -226,6 +266,7 @@ def send_due_notices(
                         max_attempts=max(settings.mail_max_attempts, 1),
                         retry_base_seconds=retry_base_seconds,
                         retry_max_seconds=retry_max_seconds,
+                        progress=progress,
                     ),
                 )
                 with _outcomes_kept_on_error(pipeline):
@@ -266,8 +307,10 @@ def _outcome_recorder(
     max_attempts: int,
     retry_base_seconds: float,
     retry_max_seconds: float,
+    progress: Callable[[SendCounts], None] | None = None,
 ) -> Callable[[list[NoticeOutcome]], None]:
-    """Writes a group of outcomes on the sender's connection and adds them to `counts`."""
+    """Writes a group of outcomes on the sender's connection, adds them to `counts` and
+    tells `progress`."""
 
     def record(outcomes: list[NoticeOutcome]) -> None:
         counts.add(
@@ -280,6 +323,8 @@ def _outcome_recorder(
                 retry_max_seconds=retry_max_seconds,
             )
         )
+        if progress:
+            progress(counts)
 
     return record
 

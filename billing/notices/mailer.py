@@ -31,6 +31,7 @@ from string import Template
 
 from billing.core.errors import OperatorError
 from billing.core.formatting import brl, date_br
+from billing.core.i18n import _
 from billing.core.settings import Settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -96,7 +97,7 @@ class MailServerUnavailable(OperatorError):
     """No usable connection to the SMTP server: nothing can be sent until it is fixed."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, title="Cannot reach the mail server")
+        super().__init__(message, title=_("Cannot reach the mail server"))
 
 
 @lru_cache(maxsize=2)
@@ -160,8 +161,10 @@ def _from_header(mail_from: str) -> tuple[str, str]:
     name, address = parseaddr(mail_from)
     if not is_deliverable_address(address):
         raise OperatorError(
-            f"MAIL_FROM must hold an e-mail address such as "
-            f"'Cobrança <cobranca@example.com>', not {mail_from!r}."
+            _(
+                "MAIL_FROM must hold an e-mail address such as "
+                "'Cobrança <cobranca@example.com>', not {value}."
+            ).format(value=repr(mail_from))
         )
     return address, _address_header(name, address)
 
@@ -296,7 +299,9 @@ class SmtpConnection:
     def __init__(self, settings: Settings) -> None:
         if settings.smtp_security not in {"none", "starttls", "ssl"}:
             raise OperatorError(
-                f"SMTP_SECURITY must be none, starttls or ssl, not {settings.smtp_security!r}."
+                _("SMTP_SECURITY must be none, starttls or ssl, not {value}.").format(
+                    value=repr(settings.smtp_security)
+                )
             )
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
@@ -336,15 +341,18 @@ class SmtpConnection:
                 raise
         except smtplib.SMTPAuthenticationError as exc:
             raise MailServerUnavailable(
-                f"The mail server {self.where} refused the login of SMTP_USER "
-                f"({exc.smtp_code} {_reply_text(exc.smtp_error)}). Check SMTP_USER and "
-                "SMTP_PASSWORD; the notices stay queued."
+                _(
+                    "The mail server {server} refused the login of SMTP_USER ({reply}). "
+                    "Check SMTP_USER and SMTP_PASSWORD; the notices stay queued."
+                ).format(server=self.where, reply=f"{exc.smtp_code} {_reply_text(exc.smtp_error)}")
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise MailServerUnavailable(
-                f"Cannot connect to the mail server {self.where} ({exc or type(exc).__name__})."
-                " Check SMTP_HOST, SMTP_PORT and SMTP_SECURITY; the notices stay queued and"
-                " go out once the server answers."
+                _(
+                    "Cannot connect to the mail server {server} ({error}). Check SMTP_HOST, "
+                    "SMTP_PORT and SMTP_SECURITY; the notices stay queued and go out once "
+                    "the server answers."
+                ).format(server=self.where, error=exc or type(exc).__name__)
             ) from exc
         self._smtp = smtp
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, require
 from billing.core.errors import OperatorError
-from billing.core.i18n import N_
+from billing.core.i18n import N_, _
 from billing.core.settings import Settings, get_settings
 from db import notices as notices_db
 from db.notices import FailedNotice
@@ -44,8 +44,9 @@ def zone(settings: Settings) -> ZoneInfo:
         return ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise OperatorError(
-            f"TIMEZONE must be a time zone name such as America/Sao_Paulo, "
-            f"not {settings.timezone!r}."
+            _("TIMEZONE must be a time zone name such as America/Sao_Paulo, not {value}.").format(
+                value=repr(settings.timezone)
+            )
         ) from exc
 
 
@@ -61,8 +62,10 @@ def sender_domain(mail_from: str) -> str:
     local, at, domain = address.rpartition("@")
     if not (local and at and domain) or any(c.isspace() or c in "<>" for c in domain):
         raise OperatorError(
-            f"MAIL_FROM must hold an e-mail address such as "
-            f"'Cobrança <cobranca@example.com>', not {mail_from!r}."
+            _(
+                "MAIL_FROM must hold an e-mail address such as "
+                "'Cobrança <cobranca@example.com>', not {value}."
+            ).format(value=repr(mail_from))
         )
     return domain.lower()
 
@@ -93,7 +96,7 @@ def plan_notices(
     settings = settings or get_settings()
     if settings.notice_reminder_days < 0 or settings.notice_overdue_days < 0:
         raise OperatorError(
-            "NOTICE_REMINDER_DAYS and NOTICE_OVERDUE_DAYS must be 0 (off) or more days."
+            _("NOTICE_REMINDER_DAYS and NOTICE_OVERDUE_DAYS must be 0 (off) or more days.")
         )
     zone(settings)  # refuse an unknown time zone before writing anything
     domain = sender_domain(settings.mail_from)
@@ -119,6 +122,18 @@ def notice_counts(engine: Engine) -> dict[str, int]:
     return {status: counts.get(status, 0) for status in NOTICE_STATUSES}
 
 
+def queue_parts(engine: Engine) -> dict[str, int]:
+    """The queue now (queued + sending), in parts that add up to it: `due` to send now,
+    `sending` claimed by a sender (this one or the worker's), `later` to be tried again
+    after a failure, `waiting` for the mail server to answer."""
+    return notices_db.queue_parts(engine)
+
+
+def notices_version(engine: Engine) -> tuple[object, ...]:
+    """A value that moves whenever notice_counts may have (a cache key; cheap)."""
+    return notices_db.notices_version(engine)
+
+
 def failed_notices(engine: Engine, *, limit: int = 500) -> list[FailedNotice]:
     """The failed notices, newest first, each with the reason it failed."""
     return notices_db.failed_notices(engine, limit=limit)
@@ -139,13 +154,15 @@ def resend_notice(engine: Engine, *, actor: Actor, charge_id: int, kind: str) ->
     """Send one notice of a charge again at the next sending round (an operator's call)."""
     require(actor, Permission.SEND_NOTICES)
     if kind not in NOTICE_KINDS:
-        raise OperatorError(f"There is no notice kind {kind!r}.")
+        raise OperatorError(_("There is no notice kind {kind}.").format(kind=repr(kind)))
     with engine.begin() as conn:
         if not notices_db.requeue_notice(conn, charge_id=charge_id, kind=kind):
             raise OperatorError(
-                "That notice is not finished yet (it is queued or being sent), "
-                "or it was never planned for this charge.",
-                title="Nothing to resend",
+                _(
+                    "That notice is not finished yet (it is queued or being sent), "
+                    "or it was never planned for this charge."
+                ),
+                title=_("Nothing to resend"),
             )
         audit.record(
             conn,

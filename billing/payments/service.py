@@ -17,14 +17,20 @@ Decisions, so a reader need not rediscover them:
   case- and space-insensitive) and hashed; the same notification twice is recorded once.
   Two genuinely different payments identical in all four (same second, amount and
   payer) would be taken as one; banks do not send those.
-- `mark_paid` records a payment with source 'operator' for the outstanding amount,
-  instead of only writing an event: the status stays a function of the payments, so a
-  later bank payment cannot silently undo it, and reports of money received list it as
-  what it is (source 'operator', paid_by the operator, the reason in its payload). If
-  the bank's notification arrives afterwards it is recorded too and the charge shows as
-  overpaid, which is exactly what someone reconciling should see.
+- `mark_paid` records a payment with source 'operator' of the amount the operator
+  typed (the outstanding one when none is given) on the day it was paid, through the
+  same step as a bank's payment (`_insert_payment`): partially paid, paid or overpaid
+  follow from the sum, exactly as for a webhook payment of that amount. Its key is a
+  fresh uuid: two equal sums paid at the branch are two payments. The status stays a
+  function of the payments, so a later bank payment cannot silently undo it, and
+  reports of money received list it as what it is (source 'operator', paid_by the
+  operator, the reason in its payload). If the bank's notification arrives afterwards
+  it is recorded too and the charge shows as overpaid, which is exactly what someone
+  reconciling should see.
 - `cancel_charge` refuses a paid charge; a partially paid one can be canceled, and the
-  result reports what was already received.
+  result reports what was already received. `reopen_charge` undoes a cancel (its own
+  event and audit action), back to the status before it, recomputed from the payments;
+  refused once the boleto's baixa went to the bank or the bank reported it written off.
 - Every use case is one transaction that first locks the charge's row
   (SELECT ... FOR UPDATE): concurrent payments for a charge are applied one after the
   other and the status always matches the sum.
@@ -40,7 +46,7 @@ import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,6 +56,9 @@ from sqlalchemy import Connection, Engine
 from billing.accounts import audit
 from billing.accounts.access import Actor, Permission, require
 from billing.core.errors import OperatorError
+from billing.core.filters import parse_amount
+from billing.core.formatting import date_br
+from billing.core.i18n import _
 from billing.core.settings import get_settings
 from db import payments as payments_db
 from db.payments import ChargeEvent, LockedCharge, Payment
@@ -164,6 +173,15 @@ class ChargeChange:
     to_status: str
     paid_total: Decimal  # everything received for the charge, after the action
     payment_id: int | None = None  # the operator payment written by mark_paid
+    paid_amount: Decimal | None = None  # what that payment was
+    charge_amount: Decimal | None = None
+
+    @property
+    def overpaid_amount(self) -> Decimal:
+        """Received beyond the charge's amount (after a payment recorded by hand)."""
+        if self.charge_amount is None:
+            return Decimal("0.00")
+        return max(self.paid_total - self.charge_amount, Decimal("0.00"))
 
 
 def check_timezone(name: str) -> None:
@@ -390,9 +408,12 @@ def _insert_payment(
     source: str,
     payload: str,
     actor: Actor,
+    event_kind: str = "payment",
+    reason: str | None = None,
 ) -> PaymentOutcome:
     """The payment inserted and the charge's status recomputed, or a duplicate when its
-    idempotency key is already recorded."""
+    idempotency key is already recorded. The history's event says `event_kind`, with
+    `reason` (an operator's) before any note for whoever reconciles."""
     payment_id = payments_db.insert_payment(
         conn,
         charge_id=charge["id"],
@@ -416,12 +437,12 @@ def _insert_payment(
     payments_db.insert_event(
         conn,
         charge_id=charge["id"],
-        kind="payment",
+        kind=event_kind,
         from_status=previous,
         to_status=status,
         payment_id=payment_id,
         amount=payment.paid_amount,
-        reason=outcome.note,
+        reason=" ".join(part for part in (reason, outcome.note) if part) or None,
         actor=actor.name,
     )
     return outcome
@@ -453,32 +474,59 @@ def _audit_payment(
     )
 
 
-def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> ChargeChange:
-    """Mark a charge paid without a bank notification (paid at the counter, settled...).
+def mark_paid(
+    engine: Engine,
+    *,
+    charge_id: int,
+    reason: str,
+    actor: Actor,
+    amount: Decimal | str | None = None,
+    paid_on: date | None = None,
+) -> ChargeChange:
+    """Record a payment an operator vouches for (paid at the branch, settled...).
 
-    Records an 'operator' payment for the outstanding amount and a 'marked_paid' event
-    with the reason, and audits it. Refused for a charge already paid or canceled.
+    `amount` is what was paid, as typed ("1.000,50") or a Decimal; None pays the whole
+    outstanding amount. `paid_on` is the day it was paid (today, in TIMEZONE, if None).
+    The payment goes through the same steps as a bank's (`_insert_payment`): the charge
+    becomes partially paid, paid or overpaid from the sum of its payments. Recorded as a
+    'marked_paid' event with the reason, and audited with the amount. Refused for a
+    charge already paid or canceled.
     """
     require(actor, Permission.CHANGE_CHARGES)
-    reason = _required_text(reason, "A reason", operator=True)
+    reason = _operator_reason(reason)
+    zone = get_settings().timezone
+    paid_at = _operator_paid_at(paid_on, timezone=zone)
+    typed = _operator_amount(amount)
     with engine.begin() as conn:
         charge = _locked_charge(conn, charge_id)
         total = payments_db.paid_total(conn, charge_id)
         outstanding = _outstanding_to_mark_paid(charge, total=total)
-        payment_id = _insert_operator_payment(
-            conn, charge_id=charge_id, outstanding=outstanding, reason=reason, actor=actor
+        paid_amount = outstanding if typed is None else typed
+        payment = _NewPayment(
+            debt_id=charge["debt_id"],
+            paid_at=paid_at,
+            paid_amount=paid_amount,
+            paid_by=actor.name,
+            key=f"operator:{uuid.uuid4().hex}",  # two equal sums at the branch are two
         )
-        payments_db.set_charge_status(conn, charge_id, "paid")
-        payments_db.insert_event(
+        payload = {
+            "action": "mark_paid",
+            "reason": reason,
+            "actor": actor.name,
+            "amount": _money(paid_amount),
+            "outstanding": _money(outstanding),
+            "paidOn": paid_at.astimezone(ZoneInfo(zone)).date().isoformat(),
+            "at": datetime.now(UTC).isoformat(),
+        }
+        outcome = _insert_payment(
             conn,
-            charge_id=charge_id,
-            kind="marked_paid",
-            from_status=charge["status"],
-            to_status="paid",
-            payment_id=payment_id,
-            amount=outstanding,
+            charge,
+            payment,
+            source="operator",
+            payload=_json(payload),
+            actor=actor,
+            event_kind="marked_paid",
             reason=reason,
-            actor=actor.name,
         )
         audit.record(
             conn,
@@ -488,61 +536,98 @@ def mark_paid(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> C
             details={
                 "debtId": charge["debt_id"],
                 "reason": reason,
-                "amount": _money(outstanding),
+                "amount": _money(paid_amount),
+                "paidOn": payload["paidOn"],
                 "from": charge["status"],
-                "paymentId": payment_id,
+                "to": outcome.charge_status,
+                "paymentId": outcome.payment_id,
             },
         )
-    log.info("charge %s marked paid by %s: %s", charge_id, actor.name, reason)
+    log.info(
+        "charge %s: %s recorded by hand by %s: %s",
+        charge_id,
+        _money(paid_amount),
+        actor.name,
+        reason,
+    )
     return ChargeChange(
         charge_id=charge_id,
         debt_id=charge["debt_id"],
         from_status=charge["status"],
-        to_status="paid",
-        paid_total=total + outstanding,
-        payment_id=payment_id,
+        to_status=outcome.charge_status,
+        paid_total=outcome.paid_total,
+        payment_id=outcome.payment_id,
+        paid_amount=paid_amount,
+        charge_amount=charge["amount"],
     )
+
+
+def _operator_amount(amount: Decimal | str | None) -> Decimal | None:
+    """The amount an operator typed, read the Brazilian way; None: the outstanding."""
+    if amount is None:
+        return None
+    if isinstance(amount, str):
+        if not amount.strip():
+            return None
+        value = parse_amount(amount)
+        if value is None:
+            raise OperatorError(
+                _("“{amount}” is not an amount: write it as 1.000,50.").format(
+                    amount=_clipped(amount.strip())
+                ),
+                title=_("Amount not recorded"),
+            )
+    else:
+        value = Decimal(amount)
+    if value <= 0:
+        raise OperatorError(
+            _("The amount paid must be more than zero."), title=_("Amount not recorded")
+        )
+    if value > _LARGEST_AMOUNT or value != value.quantize(_CENT):
+        raise OperatorError(
+            _("“{amount}” is not an amount: write it as 1.000,50.").format(amount=value),
+            title=_("Amount not recorded"),
+        )
+    return value.quantize(_CENT)
+
+
+def _operator_paid_at(paid_on: date | None, *, timezone: str) -> datetime:
+    """When a payment recorded by hand was made: now for today, else noon of that day."""
+    zone = _zone(timezone)
+    now = datetime.now(UTC)
+    today = now.astimezone(zone).date()
+    if paid_on is None or paid_on == today:
+        return now
+    if paid_on > today:
+        raise OperatorError(
+            _("A payment can't be dated in the future ({day}).").format(day=date_br(paid_on)),
+            title=_("Date not accepted"),
+        )
+    paid_at = datetime.combine(paid_on, time(12), zone)
+    if paid_at < _EARLIEST_PAYMENT:
+        raise OperatorError(
+            _("{day} is too long ago for a payment.").format(day=date_br(paid_on)),
+            title=_("Date not accepted"),
+        )
+    return paid_at
 
 
 def _outstanding_to_mark_paid(charge: LockedCharge, *, total: Decimal) -> Decimal:
-    """What is still owed on a charge an operator marks paid; refused when nothing is, or
-    when the charge is canceled."""
+    """What is still owed on a charge an operator records a payment for; refused when
+    nothing is, or when the charge is canceled."""
     if charge["status"] == "canceled":
         raise OperatorError(
-            f"Charge {charge['debt_id']} is canceled; a canceled charge can't be marked paid."
+            _(
+                "Charge {debt_id} is canceled; a canceled charge can't be marked paid. "
+                "Reopen it first."
+            ).format(debt_id=charge["debt_id"])
         )
     outstanding = charge["amount"] - total
     if charge["status"] == "paid" or outstanding <= 0:
-        raise OperatorError(f"Charge {charge['debt_id']} is already paid.")
+        raise OperatorError(
+            _("Charge {debt_id} is already paid.").format(debt_id=charge["debt_id"])
+        )
     return outstanding
-
-
-def _insert_operator_payment(
-    conn: Connection, *, charge_id: int, outstanding: Decimal, reason: str, actor: Actor
-) -> int:
-    """The 'operator' payment of the outstanding amount, its payload saying why and who."""
-    paid_at = datetime.now(UTC)
-    payment_id = payments_db.insert_payment(
-        conn,
-        charge_id=charge_id,
-        paid_at=paid_at,
-        paid_amount=outstanding,
-        paid_by=actor.name,
-        source="operator",
-        idempotency_key=f"operator:{uuid.uuid4().hex}",
-        payload=_json(
-            {
-                "action": "mark_paid",
-                "reason": reason,
-                "actor": actor.name,
-                "outstanding": _money(outstanding),
-                "at": paid_at.isoformat(),
-            }
-        ),
-    )
-    if payment_id is None:  # a fresh uuid never conflicts
-        raise RuntimeError(f"the operator payment for charge {charge_id} was not inserted")
-    return payment_id
 
 
 def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> ChargeChange:
@@ -552,7 +637,7 @@ def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) 
     `paid_total`, for a refund if one is due.
     """
     require(actor, Permission.CHANGE_CHARGES)
-    reason = _required_text(reason, "A reason", operator=True)
+    reason = _operator_reason(reason)
     with engine.begin() as conn:
         charge = _locked_charge(conn, charge_id)
         _check_cancelable(charge)
@@ -592,9 +677,105 @@ def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) 
 
 def _check_cancelable(charge: LockedCharge) -> None:
     if charge["status"] == "paid":
-        raise OperatorError(f"Charge {charge['debt_id']} is paid; a paid charge can't be canceled.")
+        raise OperatorError(
+            _("Charge {debt_id} is paid; a paid charge can't be canceled.").format(
+                debt_id=charge["debt_id"]
+            )
+        )
     if charge["status"] == "canceled":
-        raise OperatorError(f"Charge {charge['debt_id']} is already canceled.")
+        raise OperatorError(
+            _("Charge {debt_id} is already canceled.").format(debt_id=charge["debt_id"])
+        )
+
+
+def reopen_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) -> ChargeChange:
+    """Undo a cancel: the charge goes back to the status it had before it (issued,
+    registered, pending), or to partially paid / paid when money came in meanwhile.
+
+    Refused when the bank was asked to write its boleto off (a remessa carried the baixa)
+    or reported it written off: the bank no longer collects that boleto, and registering
+    the same nosso número again is not something a remessa does; the sentence says so.
+    A cancel whose baixa has not gone out yet is simply undone: the next remessa does not
+    ask for it. Notices skipped while it was canceled stay as they were (Resend sends
+    one); those planned from now on go out as usual. A 'reopened' event with the reason,
+    and an audit row.
+    """
+    require(actor, Permission.CHANGE_CHARGES)
+    reason = _operator_reason(reason)
+    with engine.begin() as conn:
+        charge = _locked_charge(conn, charge_id)
+        if charge["status"] != "canceled":
+            raise OperatorError(
+                _("Charge {debt_id} is not canceled: there is nothing to reopen.").format(
+                    debt_id=charge["debt_id"]
+                ),
+                title=_("Nothing to reopen"),
+            )
+        _check_not_written_off(conn, charge)
+        total = payments_db.paid_total(conn, charge_id)
+        status = _status_after_payment(
+            _status_before_cancel(conn, charge_id), total=total, amount=charge["amount"]
+        )
+        payments_db.set_charge_status(conn, charge_id, status)
+        payments_db.insert_event(
+            conn,
+            charge_id=charge_id,
+            kind="reopened",
+            from_status="canceled",
+            to_status=status,
+            amount=total if total else None,
+            reason=reason,
+            actor=actor.name,
+        )
+        audit.record(
+            conn,
+            actor=actor,
+            action=audit.Action.REOPEN,
+            subject=f"charge:{charge_id}",
+            details={
+                "debtId": charge["debt_id"],
+                "reason": reason,
+                "to": status,
+                "paidTotal": _money(total),
+            },
+        )
+    log.info("charge %s reopened by %s (now %s): %s", charge_id, actor.name, status, reason)
+    return ChargeChange(
+        charge_id=charge_id,
+        debt_id=charge["debt_id"],
+        from_status="canceled",
+        to_status=status,
+        paid_total=total,
+        charge_amount=charge["amount"],
+    )
+
+
+def _status_before_cancel(conn: Connection, charge_id: int) -> str:
+    """The status of the charge before its last cancel; issued (or pending, without a
+    boleto) when no cancel event says."""
+    before = payments_db.status_before_cancel(conn, charge_id)
+    if before is None or before == "canceled":
+        return "issued" if payments_db.has_boleto(conn, charge_id) else "pending"
+    return before
+
+
+def _check_not_written_off(conn: Connection, charge: LockedCharge) -> None:
+    write_off = payments_db.bank_write_off(conn, charge["id"])
+    if write_off is None:
+        return
+    if write_off["remessa_nsa"] is not None:
+        said = _("the write-off (baixa) of its boleto went to the bank in remessa {nsa}").format(
+            nsa=write_off["remessa_nsa"]
+        )
+    else:
+        said = _("the bank reported its boleto written off (baixa)")
+    raise OperatorError(
+        _(
+            "Charge {debt_id} can't be reopened: {said}, so the bank no longer collects it. "
+            "To charge this debt again, import it with a new debtId: it gets a new boleto."
+        ).format(debt_id=charge["debt_id"], said=said),
+        title=_("Not reopened"),
+    )
 
 
 def charge_history(engine: Engine, charge_id: int) -> list[ChargeEvent]:
@@ -676,12 +857,17 @@ def _short_text(value: object, name: str) -> str:
     return text
 
 
-def _required_text(value: object, name: str, *, operator: bool = False) -> str:
+def _required_text(value: object, name: str) -> str:
     if isinstance(value, str) and value.strip():
         return value.strip()
-    if operator:
-        raise OperatorError(f"{name} is required.")
     raise InvalidPayment(f"{name} must be a non-empty string.")
+
+
+def _operator_reason(value: object) -> str:
+    """Why an operator acts: required, for the history and the audit trail."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise OperatorError(_("A reason is required."), title=_("Nothing was changed"))
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -706,7 +892,7 @@ def _reject_constant(name: str) -> None:
 def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object; one whose key repeats is ambiguous (which debtId was signed?)."""
     seen: set[str] = set()
-    for key, _ in pairs:
+    for key, _value in pairs:
         if key in seen:
             raise UnreadableBody(f"The body gives the key {_shown(key)} more than once.")
         seen.add(key)

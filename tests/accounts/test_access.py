@@ -16,13 +16,13 @@ from billing.accounts import audit
 from billing.accounts import users as accounts
 from billing.accounts.access import Actor, Forbidden, Permission, Role, require
 from billing.boletos.issuing import boleto_pdf_download
-from billing.charges.browsing import reveal_government_id
+from billing.charges.browsing import correct_debtor_email, reveal_government_id
 from billing.charges.export import charges_csv_chunks
 from billing.core.filters import ChargeFilter
 from billing.imports.service import import_file, rejected_rows_csv
 from billing.notices.dispatch import run_cycle
 from billing.notices.planning import resend_notice, retry_failed_notices
-from billing.payments.service import cancel_charge, mark_paid, record_payment
+from billing.payments.service import cancel_charge, mark_paid, record_payment, reopen_charge
 from tests.support.actors import OPERATOR, VIEWER
 from tests.support.debtor_files import VALID_CPFS, debtor_csv
 
@@ -49,6 +49,12 @@ ACTIONS = {
     ),
     "cancel": lambda db, ids, actor: cancel_charge(
         db, charge_id=ids["charge"], reason="Sold", actor=actor
+    ),
+    "reopen": lambda db, ids, actor: reopen_charge(
+        db, charge_id=ids["charge"], reason="Not sold after all", actor=actor
+    ),
+    "correct an e-mail": lambda db, ids, actor: correct_debtor_email(
+        db, actor=actor, debtor_id=ids["debtor"], email="ana.souza@example.org"
     ),
     "record a payment": lambda db, ids, actor: record_payment(
         db,
@@ -118,6 +124,18 @@ def test_an_operator_may_reveal_and_it_is_audited(db: Engine, charge) -> None:
             )
         ).one()
     assert (actor, subject) == (OPERATOR.name, f"debtor:{charge['debtor']}")
+
+
+def test_an_operator_may_correct_an_email_and_reopen_a_charge(db: Engine, charge) -> None:
+    ACTIONS["correct an e-mail"](db, charge, OPERATOR)
+    ACTIONS["cancel"](db, charge, OPERATOR)
+    assert ACTIONS["reopen"](db, charge, OPERATOR).to_status == "issued"
+    with db.connect() as conn:
+        actions = conn.execute(
+            text("SELECT action FROM audit_events WHERE actor = :a ORDER BY id"),
+            {"a": OPERATOR.name},
+        ).scalars()
+        assert list(actions)[-3:] == ["debtor.email_changed", "charge.cancel", "charge.reopen"]
 
 
 def test_an_identity_is_required_not_a_typed_name() -> None:

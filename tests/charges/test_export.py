@@ -20,7 +20,7 @@ from billing.charges.export import (
 from billing.core.csv_files import csv_cell, neutralise
 from billing.core.filters import ChargeFilter
 from billing.imports.reading import REQUIRED_COLUMNS
-from billing.imports.service import import_file
+from billing.imports.service import import_file, rejected_rows_csv
 from tests.support.actors import OPERATOR, VIEWER
 from tests.support.spreadsheets import QUOTED_RECORD
 
@@ -186,4 +186,120 @@ def test_only_roles_that_export_get_the_file_and_each_export_is_audited(db: Engi
             )
         ).one()
     assert actor == OPERATOR.name
-    assert details == {"filter": {"q": "conceicao"}, "rows": len(data.splitlines()) - 1}
+    assert details == {
+        "filter": {"q": "conceicao"},
+        "form": "plain",
+        "rows": len(data.splitlines()) - 1,
+    }
+
+
+def test_export_file_name_of_the_excel_form() -> None:
+    assert (
+        export_file_name(ChargeFilter(), today=TODAY, form="excel")
+        == "charges-all-2024-03-01-excel.csv"
+    )
+
+
+LEADING_ZERO_CPF = "01234567890"  # a valid CPF: Excel would show 1234567890 if not told
+
+
+def test_the_excel_form_reads_in_excel_set_to_portuguese(db: Engine) -> None:
+    rows = [("Maria da Conceição", LEADING_ZERO_CPF, "m@ex.com", "1500.5", "2024-01-11", "X-1")]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([REQUIRED_COLUMNS, *rows])
+    import_file(
+        actor=OPERATOR,
+        engine=db,
+        data=buffer.getvalue().encode(),
+        file_name="x.csv",
+        lenient_documents=False,
+    )
+
+    data = b"".join(
+        charges_csv_chunks(
+            db, actor=OPERATOR, charge_filter=ChargeFilter(), today=TODAY, form="excel"
+        )
+    )
+
+    assert data.startswith(b"\xef\xbb\xbf")  # UTF-8 with BOM: Excel shows "Conceição"
+    header, _row, end = data.decode("utf-8-sig").split("\r\n")
+    assert header == ";".join(f'"{name}"' for name in EXPORT_HEADER) and end == ""
+    [row] = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
+    assert row["name"] == "Maria da Conceição"
+    assert row["governmentId"] == f'="{LEADING_ZERO_CPF}"'  # text: the leading zero stays
+    assert row["debtAmount"] == "1500,50"  # decimal comma
+    assert row["debtDueDate"] == "11/01/2024"
+    assert row["overdue"] == "yes"
+    with db.connect() as conn:
+        form = conn.execute(
+            text(
+                "SELECT details->>'form' FROM audit_events WHERE action = 'charges.export' "
+                "ORDER BY id DESC LIMIT 1"
+            )
+        ).scalar_one()
+    assert form == "excel"
+
+
+def test_the_excel_file_has_the_same_bytes_as_its_chunks(db: Engine) -> None:
+    import_file(
+        actor=OPERATOR, engine=db, data=hostile_csv(), file_name="x.csv", lenient_documents=True
+    )
+    file = charges_csv_file(
+        db, actor=OPERATOR, charge_filter=ChargeFilter(), today=TODAY, form="excel"
+    )
+    chunks = charges_csv_chunks(
+        db, actor=OPERATOR, charge_filter=ChargeFilter(), today=TODAY, form="excel"
+    )
+    data = file.read()
+    assert data == b"".join(chunks)
+    assert b'"\'=1+2"' in data  # formulas neutralised in this form too
+
+
+def test_an_unknown_form_is_refused() -> None:
+    with pytest.raises(ValueError, match="form must be one of"):
+        charges_csv_chunks(
+            None,  # type: ignore[arg-type]  # refused before the database is touched
+            actor=OPERATOR,
+            charge_filter=ChargeFilter(),
+            today=TODAY,
+            form="xlsx",
+        )
+
+
+def test_rejected_rows_go_back_in_the_dialect_of_their_file(db: Engine) -> None:
+    lines = [
+        ";".join(REQUIRED_COLUMNS),
+        f"Conceição Souza;{LEADING_ZERO_CPF};ok@ex.com;1.000,50;31/10/2026;R-1",
+        f"João Conceição;{LEADING_ZERO_CPF};not-an-email;10,00;31/10/2026;R-2",
+    ]
+    data = "\r\n".join(lines).encode("cp1252")
+    result = import_file(
+        actor=OPERATOR, engine=db, data=data, file_name="banco.csv", lenient_documents=False
+    )
+    assert result.rejected == 1, result
+
+    download = rejected_rows_csv(db, actor=OPERATOR, import_id=result.import_id)
+
+    assert not download.startswith(b"\xef\xbb\xbf")
+    text_back = download.decode("cp1252")  # the file's own encoding, not UTF-8
+    assert "João Conceição" in text_back and "Jo\u00e3o".encode() not in download
+    [row] = list(csv.DictReader(io.StringIO(text_back), delimiter=";"))
+    assert (row["name"], row["email"], row["debtId"]) == ("João Conceição", "not-an-email", "R-2")
+    assert row["debtAmount"] == "10,00"  # as it was in the file
+
+
+def test_rejected_rows_of_a_plain_utf8_file_stay_plain(db: Engine) -> None:
+    rows = [("Ana", LEADING_ZERO_CPF, "bad-email", "10.00", "2024-01-10", "P-1")]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([REQUIRED_COLUMNS, *rows])
+    result = import_file(
+        actor=OPERATOR,
+        engine=db,
+        data=buffer.getvalue().encode(),
+        file_name="x.csv",
+        lenient_documents=False,
+    )
+    download = rejected_rows_csv(db, actor=OPERATOR, import_id=result.import_id)
+    assert download.startswith(b"\xef\xbb\xbf")
+    [row] = list(csv.DictReader(io.StringIO(download.decode("utf-8-sig"))))
+    assert row["email"] == "bad-email"

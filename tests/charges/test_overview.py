@@ -94,7 +94,10 @@ def test_aging_buckets(ledger: Engine) -> None:
     assert list(frame["bucket"]) == list(overview.AGING_BUCKETS)
     assert list(frame["charges"]) == [1, 1, 1, 1, 1]
     assert list(frame["outstanding"]) == [100.0, 200.0, 180.0, 400.0, 500.0]
-    assert frame["hover"][2] == "31-60 days: R$ 180,00 (1 charges)"
+    assert frame["hover"][2] == "31-60 days: R$ 180,00 (1 charge)"
+    # The first bucket is not late: labelled for what it is, and marked apart.
+    assert frame["bucket"][0] == "Not yet due"
+    assert list(frame["late"]) == [False, True, True, True, True]
 
 
 def test_aging_bucket_edges(db: Engine) -> None:
@@ -178,7 +181,7 @@ def test_activity(ledger: Engine) -> None:
     notices = activity["notices"]
     assert list(notices["day"]) == [date(2024, 6, 14)]
     assert list(notices["sent"]) == [3]
-    assert notices["hover"][0] == "14/06/2024: 3 sent"
+    assert notices["hover"][0] == "14/06/2024: 3 notices sent"
     imports = activity["imports"]
     assert (list(imports["files"]), list(imports["rows"])) == ([1], [7])
     assert imports["hover"][0].endswith(": 7 charges imported from 1 file")

@@ -445,3 +445,16 @@ def test_a_second_generation_at_the_same_time_is_refused_not_duplicated(
         with pytest.raises(OperatorError, match="Another remessa is being generated"):
             generate_remessa(bank_db, actor=OPERATOR)
     assert generate_remessa(bank_db, actor=OPERATOR).registrations == 2
+
+
+def test_names_with_a_backslash_a_tab_or_a_line_break_come_out_whole(
+    bank_db: Engine, tmp_path: Path
+) -> None:
+    # The charges stream out as COPY text, which escapes these three: read back exactly.
+    run_import(bank_db, debtor_csv(sample_rows(2)))
+    with bank_db.begin() as conn:
+        conn.execute(text("UPDATE charges SET payer_name = E'Ana\\\\Maria\\tSouza\\nLima'"))
+    generate_remessa(bank_db, actor=OPERATOR, out=tmp_path / "r.rem", now=GENERATED)
+    lines = lines_of((tmp_path / "r.rem").read_bytes())
+    names = [field(line, 34, 73).rstrip() for line in lines if line[13] == "Q"]
+    assert names == ["ANA\\MARIA SOUZA LIMA"] * 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,6 +12,8 @@ from billing.core.formatting import (
     count_br,
     counted,
     date_br,
+    datetime_br,
+    decimal_br,
     format_cnpj,
     format_cpf,
     format_government_id,
@@ -94,3 +96,32 @@ def test_count_br(count: int, expected: str) -> None:
 )
 def test_counted(count: int, expected: str) -> None:
     assert counted(count, "row", "rows") == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "typed"),
+    [
+        (Decimal("1000.5"), "1.000,50"),
+        (Decimal("105"), "105,00"),
+        (Decimal("0.01"), "0,01"),
+        (Decimal("1000000000"), "1.000.000.000,00"),
+    ],
+)
+def test_decimal_br_reads_back_as_typed(amount: Decimal, typed: str) -> None:
+    from billing.core.filters import parse_amount
+
+    assert decimal_br(amount) == typed
+    assert parse_amount(typed) == amount  # what the field shows, the filter reads back
+
+
+@pytest.mark.parametrize(
+    ("instant", "zone", "shown"),
+    [
+        (datetime(2026, 10, 31, 2, 30, tzinfo=UTC), "America/Sao_Paulo", "30/10/2026 23:30"),
+        (datetime(2026, 1, 1, 12, 0, tzinfo=UTC), "America/Sao_Paulo", "01/01/2026 09:00"),
+        (datetime(2026, 1, 1, 12, 0, tzinfo=UTC), "America/Manaus", "01/01/2026 08:00"),
+        (None, "America/Sao_Paulo", ""),  # missing: an empty cell, never "None"
+    ],
+)
+def test_datetime_br_in_the_operators_zone(instant: datetime | None, zone: str, shown: str) -> None:
+    assert datetime_br(instant, timezone=zone) == shown

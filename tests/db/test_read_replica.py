@@ -241,6 +241,8 @@ def test_actions_write_to_the_primary_and_show_their_result_at_once(
         at.text_area(key="cancel_reason").input("Sent twice by the seller")
         button(at, "Cancel the charge").click()
         ran(at)
+        button(at, "Yes, cancel it").click()  # the cancel asks first
+        ran(at)
     assert "Done: the charge was canceled" in at.success[0].value
     assert status_of(replica_db, ids["debt-002"]) == "canceled"
     # The rerun after the action read the charge back from the primary, not the replica,
@@ -262,9 +264,9 @@ def test_actions_write_to_the_primary_and_show_their_result_at_once(
     ran(at)
     assert at.subheader[0].value == f"Charge #{ids['debt-003']}"
     at.text_area(key="paid_reason").input("Paid at the branch")
-    button(at, "Mark paid").click()
+    button(at, "Record the payment").click()
     ran(at)
-    assert "Done: the charge was marked paid" in at.success[0].value
+    assert "recorded; the charge is now paid" in at.success[0].value
     assert {m.label: m.value for m in at.metric}["Still owed"] == "R$ 0,00"
     assert status_of(replica_db, ids["debt-003"]) == "paid"
 

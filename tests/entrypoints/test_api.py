@@ -571,3 +571,55 @@ def test_the_cli_serves_the_api_on_api_port(app_env: dict[str, str], db: Engine)
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+BANK_FILE = (
+    b"Nome do Cliente;Documento;E-mail;Valor Original;Vencimento;Contrato\n"
+    b"Ana Souza;529.982.247-25;ana@example.com;1.000,50;31/10/2026;C-1\n"
+)
+BANK_COLUMNS = {
+    "name": "Nome do Cliente",
+    "governmentId": "Documento",
+    "email": "E-mail",
+    "debtAmount": "Valor Original",
+    "debtDueDate": "Vencimento",
+    "debtId": "Contrato",
+}
+
+
+def test_an_upload_reads_a_foreign_file_with_a_saved_mapping(
+    client: httpx.Client, db: Engine
+) -> None:
+    from billing.imports.mapping import save_mapping
+    from tests.support.actors import OPERATOR
+
+    save_mapping(
+        db, actor=OPERATOR, name="Banco X", header=list(BANK_COLUMNS.values()), columns=BANK_COLUMNS
+    )
+    refused = upload(client, BANK_FILE)
+    assert refused.status_code == 422
+    assert "Required column(s) missing" in refused.json()["detail"]
+
+    response = upload(client, BANK_FILE, mapping="Banco X")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["imported"] == 1
+    assert scalar(db, "SELECT amount::text FROM charges WHERE debt_id = 'C-1'") == "1000.50"
+
+
+def test_an_upload_with_an_unknown_mapping_is_refused_naming_the_saved_ones(
+    client: httpx.Client, db: Engine
+) -> None:
+    from billing.imports.mapping import save_mapping
+    from tests.support.actors import OPERATOR
+
+    save_mapping(
+        db, actor=OPERATOR, name="Banco X", header=list(BANK_COLUMNS.values()), columns=BANK_COLUMNS
+    )
+    response = upload(client, BANK_FILE, mapping="ERP")
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "No column mapping is called 'ERP'. Saved mappings: Banco X."
+    )
+    assert scalar(db, "SELECT count(*) FROM charges") == 0

@@ -130,3 +130,81 @@ def test_killed_mid_import_leaves_nothing_and_the_next_run_completes(
     with db.connect() as conn:
         statuses = conn.execute(text("SELECT status FROM imports ORDER BY id")).scalars().all()
     assert statuses == ["failed", "done"]
+
+
+BANK_FILE = (
+    b"Nome do Cliente;Documento;E-mail;Valor Original;Vencimento;Contrato\n"
+    b"Ana Souza;529.982.247-25;ana@example.com;1.000,50;31/10/2026;C-1\n"
+    b"Bruno Lima;11144477735;bruno@example.com.br;200,00;01/11/2026;C-2\n"
+)
+BANK_COLUMNS = {
+    "name": "Nome do Cliente",
+    "governmentId": "Documento",
+    "email": "E-mail",
+    "debtAmount": "Valor Original",
+    "debtDueDate": "Vencimento",
+    "debtId": "Contrato",
+}
+
+
+def test_import_with_a_saved_mapping_by_name(db: Engine, app_env, tmp_path: Path) -> None:
+    from billing.imports.mapping import save_mapping
+    from tests.support.actors import OPERATOR
+
+    save_mapping(
+        db, actor=OPERATOR, name="Banco X", header=list(BANK_COLUMNS.values()), columns=BANK_COLUMNS
+    )
+    file = tmp_path / "banco.csv"
+    file.write_bytes(BANK_FILE)
+
+    without = run_cli(["import", str(file), "--json"], app_env)
+    assert without.returncode == 2
+    assert "Required column(s) missing" in json.loads(without.stdout)["error"]
+
+    done = run_cli(["import", str(file), "--mapping", "Banco X", "--json"], app_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["imported"] == 2
+    with db.connect() as conn:
+        amounts = conn.execute(text("SELECT debt_id, amount::text FROM charges ORDER BY 1")).all()
+        details = conn.execute(
+            text("SELECT details FROM audit_events WHERE action = 'import.file' ORDER BY id DESC")
+        ).first()
+    assert [tuple(row) for row in amounts] == [("C-1", "1000.50"), ("C-2", "200.00")]
+    assert details is not None
+    assert details[0]["mapping"] == {"name": "Banco X", "columns": BANK_COLUMNS}
+
+
+def test_an_unknown_mapping_is_refused_naming_the_saved_ones(
+    db: Engine, app_env, tmp_path: Path
+) -> None:
+    from billing.imports.mapping import save_mapping
+    from tests.support.actors import OPERATOR
+
+    save_mapping(
+        db, actor=OPERATOR, name="Banco X", header=list(BANK_COLUMNS.values()), columns=BANK_COLUMNS
+    )
+    file = tmp_path / "banco.csv"
+    file.write_bytes(BANK_FILE)
+
+    done = run_cli(["import", str(file), "--mapping", "ERP"], app_env)
+
+    assert done.returncode == 2
+    assert "No column mapping is called 'ERP'. Saved mappings: Banco X." in done.stderr
+    assert "Traceback" not in done.stderr
+    assert scalar(db, "SELECT count(*) FROM charges") == 0
+
+
+def test_rejection_reasons_are_printed_in_the_chosen_language(
+    db: Engine, app_env, tmp_path: Path
+) -> None:
+    file = tmp_path / "debtors.csv"
+    file.write_bytes(
+        debtor_csv([*sample_rows(1), ("Ana", "52998224725", "a@b.com", "-1", "2030-01-01", "x")])
+    )
+
+    english = run_cli(["import", str(file)], app_env)
+    portuguese = run_cli(["import", str(file)], app_env | {"LANGUAGE": "pt_BR"})
+
+    assert "debtAmount is negative" in english.stdout
+    assert "debtAmount is negative" not in portuguese.stdout
+    assert "negativo" in portuguese.stdout

@@ -1,10 +1,10 @@
 """An import succeeds whatever the dashboard is doing: readers in a loop, both load modes.
 
-A large file's charges and new debtors go into partitions of their own, attached under
-SHARE UPDATE EXCLUSIVE (sql/010, 015); a small file's join the open partitions, their
-indexes maintained row by row. No import takes a lock that holds a reader (the old
-fresh-install rebuild took ACCESS EXCLUSIVE on charges and debtors for the whole import,
-and could deadlock with a dashboard query that had read one and waited for the other).
+A large file's charges go into a partition of their own, attached under SHARE UPDATE
+EXCLUSIVE; a small file's join the open partition; debtors keep their indexes, maintained
+row by row. No import takes a lock that holds a reader (the old fresh-install rebuild took
+ACCESS EXCLUSIVE on charges and debtors for the whole import, and could deadlock with a
+dashboard query that had read one and waited for the other).
 
 Here readers run the dashboard's queries (Overview figures, the first page of Charges, a
 Debtors search) in a loop, each on its own connection, while imports run.

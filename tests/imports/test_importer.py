@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine, text
 
+from billing.imports.reading import REQUIRED_COLUMNS
 from billing.imports.service import import_file, import_history, rejected_rows_csv
 from db import imports as imports_db
 from tests.support.actors import OPERATOR
@@ -130,7 +131,7 @@ def test_rejected_rows_are_kept_with_every_reason_and_downloadable(db: Engine) -
     result = run_import(db, debtor_csv(rows))
 
     assert (result.imported, result.rejected) == (2, 2)
-    assert result.reason_counts["duplicate debtId in file"] == 1
+    assert result.reason_counts["duplicate debtId"] == 1
     download = rejected_rows_csv(db, actor=OPERATOR, import_id=result.import_id).decode("utf-8-sig")
     parsed = list(csv.DictReader(io.StringIO(download)))
     assert [row["line"] for row in parsed] == ["4", "5"]
@@ -139,10 +140,10 @@ def test_rejected_rows_are_kept_with_every_reason_and_downloadable(db: Engine) -
         "missing name",
         "invalid governmentId (not a valid CPF or CNPJ)",
         "invalid email",
-        "invalid debtAmount",
-        "invalid debtDueDate",
+        "debtAmount is negative",
+        "2024-02-30 is not a date",
     }
-    assert parsed[1]["reasons"] == "duplicate debtId in file"
+    assert parsed[1]["reasons"] == "duplicate debtId: first on line 2"
 
 
 FORMULAS = ["=1+1", "+cmd|' /C calc'!A0", "@SUM(A1:A9)", "-2"]
@@ -589,10 +590,13 @@ def test_a_file_read_in_pieces_imports_as_it_would_whole(
     result = run_import(db, data)
 
     assert (result.rows, result.imported, result.duplicates, result.rejected) == (120, 118, 0, 2)
-    assert result.reason_counts == {"duplicate debtId in file": 1, "invalid debtAmount": 1}
+    assert result.reason_counts == {
+        "duplicate debtId": 1,
+        "debtAmount is not a number in an accepted form": 1,
+    }
     assert _rejections(db, result.import_id) == [
-        (92, "debt-000003", ["duplicate debtId in file"]),
-        (102, "debt-000100", ["invalid debtAmount"]),
+        (92, "debt-000003", ["duplicate debtId: first on line 5"]),  # in an earlier piece
+        (102, "debt-000100", ["debtAmount is not a number in an accepted form"]),
     ]
     charges = _charges(db)
     assert len(charges) == 118 and len({charge[0] for charge in charges}) == 118
@@ -633,6 +637,26 @@ def test_the_preview_of_a_file_in_pieces_counts_the_whole_file(
     assert (prepared.row_count, prepared.valid_count, prepared.rejected_count) == (120, 118, 2)
     assert prepared.preview().num_rows == 20
     assert prepared.reason_summary() == [
-        {"reason": "duplicate debtId in file", "rows": 1, "example lines": [92]},
-        {"reason": "invalid debtAmount", "rows": 1, "example lines": [102]},
+        {"reason": "duplicate debtId", "rows": 1, "example lines": [92]},
+        {
+            "reason": "debtAmount is not a number in an accepted form",
+            "rows": 1,
+            "example lines": [102],
+        },
+    ]
+
+
+def test_the_preview_numbers_the_lines_and_marks_the_rejected_rows() -> None:
+    from billing.imports.service import prepare_file
+
+    rows = [*sample_rows(3), ("Ana", VALID_CPFS[0], "ana@example.com", "-1", "31/02/2024", "z")]
+    marked = prepare_file(debtor_csv(rows), lenient_documents=False).marked_preview()
+
+    assert marked.column_names == ["line", *REQUIRED_COLUMNS, "reasons"]
+    assert marked.column("line").to_pylist() == [2, 3, 4, 5]
+    assert marked.column("reasons").to_pylist() == [
+        "",
+        "",
+        "",
+        "debtAmount is negative; 31/02/2024 is not a date",
     ]

@@ -110,7 +110,7 @@ def test_a_mapping_naming_a_column_the_file_lacks_refuses_it() -> None:
         ({**ERP_COLUMNS, "debtId": "Nope"}, "no column named 'Nope'"),
         (
             {**ERP_COLUMNS, "debtId": "Documento"},
-            "'Documento' is chosen for governmentId and debtId",
+            "'Documento' is chosen for governmentId, debtId",
         ),
     ],
 )
@@ -129,8 +129,11 @@ def test_saved_mappings_come_back_for_the_same_header_and_by_name(db: Engine) ->
     assert mapping_for_header(db, ["other", "header"]) is None
     with db.connect() as conn:
         audit_rows = conn.execute(
-            text("SELECT actor, subject FROM audit_events WHERE action = 'import.mapping_saved'")
-        ).all()
+            text(
+                "SELECT actor, subject FROM audit_events "
+                "WHERE action = 'import.mapping_saved' AND subject = 'ERP Filial'"
+            )
+        ).all()  # audit_events outlive each test (append-only): this test's own rows
     assert audit_rows == [(OPERATOR.name, "ERP Filial")]
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from billing.cnab.service import generate_remessa
+from billing.cnab.service import generate_remessa, import_retorno
 from tests.support.actors import OPERATOR, VIEWER, signed_in_page
 from tests.support.cnab_bank import (
     Title,
@@ -18,6 +19,7 @@ from tests.support.database import scalar
 from tests.support.debtor_files import debtor_csv, run_import, sample_rows
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "8_Bank_files.py"
+CHARGES = PAGE.with_name("3_Charges.py")
 
 
 def page(actor=OPERATOR) -> AppTest:
@@ -37,8 +39,11 @@ def test_generate_download_and_history(dashboard_db: Engine, bank_db: Engine) ->
     assert scalar(dashboard_db, "SELECT count(*) FROM remessa_items") == 3
     labels = [button.label for button in at.get("download_button")]
     assert "Download remessa_104_000001.rem" in labels
+    # The debtor file has no address: the page says how many went out without one.
+    assert "3 of these charges went out with no debtor address" in at.warning[0].value
     history = at.dataframe[0].value
     assert list(history["nsa"]) == [1] and list(history["registrations"]) == [3]
+    assert list(history["without_address"]) == [3]
 
     at.button[0].click().run()  # again: nothing new
     assert "Nothing new to send" in at.info[0].value
@@ -81,3 +86,32 @@ def test_a_viewer_reads_but_cannot_generate_or_import(
     assert not [b for b in at.button if b.label == "Generate the remessa"]
     assert not at.file_uploader
     assert "Importing retornos is for operators." in [info.value for info in at.info]
+
+
+def test_a_refused_registration_is_sent_again_from_the_charge_view(
+    dashboard_db: Engine, bank_db: Engine
+) -> None:
+    st.cache_data.clear()
+    run_import(dashboard_db, debtor_csv(sample_rows(1)))
+    generate_remessa(dashboard_db, actor=OPERATOR)
+    charge_id = scalar(dashboard_db, "SELECT id FROM charges")
+    nosso = scalar(dashboard_db, "SELECT nosso_numero FROM charges")
+    data = bank_retorno([Title("03", nosso, reasons="48")])
+    import_retorno(dashboard_db, actor=OPERATOR, data=data, file_name="r.ret")
+
+    viewer = signed_in_page(CHARGES, VIEWER)
+    viewer.query_params["charge"] = str(charge_id)
+    viewer.run()
+    assert "The bank refused to register this boleto" in viewer.warning[0].value
+    assert not [b for b in viewer.button if b.label == "Send to the bank again"]
+
+    at = signed_in_page(CHARGES, OPERATOR)
+    at.query_params["charge"] = str(charge_id)
+    at.run()
+    next(b for b in at.button if b.label == "Send to the bank again").click().run()
+    assert not at.exception
+    assert "set to go to the bank again" in at.success[0].value
+    assert scalar(dashboard_db, "SELECT registration_rejection FROM charges") is None
+    assert not [w for w in at.warning if "refused to register" in w.value]
+    assert generate_remessa(dashboard_db, actor=OPERATOR).registrations == 1
+    st.cache_data.clear()

@@ -14,6 +14,7 @@ Needs the `playwright` package (no browser download: Debian's chromium is used,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, text
 
 from billing.accounts.users import create_account
 from billing.core.formatting import brl, format_cpf
+from billing.core.i18n import translations
 from billing.imports.service import import_file
 from billing.notices.planning import today_in
 from tests.support.actors import ADMIN
@@ -78,6 +80,17 @@ def debtor_file(today: date) -> tuple[bytes, dict[str, object]]:
     return ("\n".join(lines) + "\n").encode("utf-8"), expected
 
 
+_PORTUGUESE = translations("pt_BR")
+
+
+def pt(message: str, plural: str | None = None, count: int = 1) -> str:
+    """What the interface says in Portuguese for an English source string (the catalog)."""
+    return _PORTUGUESE.ngettext(message, plural, count) if plural else _PORTUGUESE.gettext(message)
+
+
+DRAG = pt("Drag a CSV file here to see a preview before anything is imported.")
+
+
 @pytest.fixture()
 def browser_page():
     with sync_api.sync_playwright() as playwright:
@@ -119,6 +132,9 @@ def test_operator_journey(
     assert UPLOAD in pages, "the Upload page is the way in; app.py must register it"
     data, expected = debtor_file(today_in())
 
+    # In Portuguese, the operators' language, at an ordinary laptop's width.
+    app_env = {**app_env, "LANGUAGE": "pt_BR"}
+    page.set_viewport_size({"width": 1280, "height": 900})
     with running_app(app_env, log_file=ARTIFACTS / "streamlit.log") as app:
 
         def open_page(script: str) -> None:
@@ -130,41 +146,47 @@ def test_operator_journey(
             shots.on_failure(page, "first-admin-failed"),
         ):
             open_page(UPLOAD)  # a link straight to a page, first thing after the start
-            expect(page.get_by_text("Create the first administrator")).to_be_visible()
+            expect(page.get_by_text(pt("Create the first administrator"))).to_be_visible()
             expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
-            expect(page.get_by_text("Drag a CSV file here")).to_have_count(0)
+            expect(page.get_by_text(DRAG)).to_have_count(0)
             shots.take(page, "first-admin")
-            page.get_by_role("textbox", name="E-mail").fill("chefe@fundo.com.br")
-            page.get_by_label("Password (at least 12 characters)").fill(PASSWORD)
-            page.get_by_label("The password again").fill(PASSWORD)
-            page.get_by_role("button", name="Create the administrator").click()
-            expect(page.get_by_text("Drag a CSV file here")).to_be_visible()
-            expect(page.get_by_text("Signed in as chefe@fundo.com.br (admin)")).to_be_visible()
+            page.get_by_role("textbox", name=pt("E-mail")).fill("chefe@fundo.com.br")
+            page.get_by_label(pt("Password (at least {count} characters)").format(count=12)).fill(
+                PASSWORD
+            )
+            page.get_by_label(pt("The password again")).fill(PASSWORD)
+            page.get_by_role("button", name=pt("Create the administrator")).click()
+            expect(page.get_by_text(DRAG)).to_be_visible()
+            signed_in = pt("Signed in as {name} ({role})")
+            expect(
+                page.get_by_text(signed_in.format(name="chefe@fundo.com.br", role=pt("admin")))
+            ).to_be_visible()
 
         with (
             subtests.test("upload a file, preview it, import it"),
             shots.on_failure(page, "upload-failed"),
         ):
-            expect(page.get_by_text("Drag a CSV file here")).to_be_visible()
+            expect(page.get_by_text(DRAG)).to_be_visible()
             # The app's own navigation, not Streamlit's listing of every file in pages/.
             navigation = page.get_by_test_id("stSidebarNav")
-            expect(navigation).to_contain_text("Collections")
+            expect(navigation).to_contain_text(pt("Collections"))
             expect(navigation).not_to_contain_text("shared")
             shots.take(page, "upload-empty")
 
             page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
                 files=[{"name": "debtors.csv", "mimeType": "text/csv", "buffer": data}]
             )
-            expect(page.get_by_text("First rows as read")).to_be_visible()
-            expect(metric(page, "Rows")).to_have_text(expected["rows"])
-            expect(metric(page, "Valid")).to_have_text(expected["valid"])
-            expect(page.get_by_text("Rows that will be rejected")).to_be_visible()
+            expect(page.get_by_text(pt("First rows as read"))).to_be_visible()
+            expect(metric(page, pt("Rows"))).to_have_text(expected["rows"])
+            expect(metric(page, pt("Valid"))).to_have_text(expected["valid"])
+            expect(page.get_by_text(pt("Rows that will be rejected"))).to_be_visible()
             wait_for_script(page)
             shots.take(page, "upload-preview")
 
-            page.get_by_role("button", name="Import").click()
-            expect(page.get_by_text("Imported 5 charges")).to_be_visible()
-            expect(metric(page, "Imported")).to_have_text("5")
+            page.get_by_role("button", name=pt("Import"), exact=True).click()
+            imported = pt("{count} charge", "{count} charges", 5).format(count=5)
+            expect(page.get_by_text(re.compile(re.escape(imported)))).to_be_visible()
+            expect(metric(page, pt("Imported"))).to_have_text("5")
             wait_for_script(page)
             shots.take(page, "upload-imported")
 
@@ -173,11 +195,11 @@ def test_operator_journey(
                 pytest.skip(f"{OVERVIEW} is not registered in app.py yet")
             with shots.on_failure(page, "overview-failed"):
                 open_page(OVERVIEW)
-                expect(metric(page, "Outstanding")).to_have_text(expected["outstanding"])
-                expect(metric(page, "Overdue")).to_have_text(expected["overdue"])
-                expect(metric(page, "Overdue charges")).to_have_text(expected["overdue_count"])
-                expect(metric(page, "Received this month")).to_have_text("R$ 0,00")
-                expect(metric(page, "Issued")).to_have_text("5")
+                expect(metric(page, pt("Outstanding"))).to_have_text(expected["outstanding"])
+                expect(metric(page, pt("Overdue"))).to_have_text(expected["overdue"])
+                expect(metric(page, pt("Overdue charges"))).to_have_text(expected["overdue_count"])
+                expect(metric(page, pt("Received this month"))).to_have_text("R$ 0,00")
+                expect(metric(page, pt("Issued"))).to_have_text("5")
                 charts = page.get_by_test_id("stPlotlyChart")
                 expect(charts.first).to_be_visible()
                 expect(charts.first.locator(".main-svg").first).to_be_visible()  # drawn
@@ -188,11 +210,11 @@ def test_operator_journey(
                 pytest.skip(f"{CHARGES} is not registered in app.py yet")
             with shots.on_failure(page, "charges-failed"):
                 open_page(CHARGES)
-                expect(metric(page, "Charges")).to_have_text("5")
-                search = page.get_by_role("textbox", name="Search", exact=True)
+                expect(metric(page, pt("Charges"))).to_have_text("5")
+                search = page.get_by_role("textbox", name=pt("Search"), exact=True)
                 search.fill("conceicao")  # no accent: the search folds them
                 search.press("Enter")
-                expect(metric(page, "Charges")).to_have_text("1")
+                expect(metric(page, pt("Charges"))).to_have_text("1")
                 wait_for_script(page)
                 shots.take(page, "charges-filtered")
 
@@ -200,13 +222,13 @@ def test_operator_journey(
                 # grid is a canvas, whose rows have no role or text to find them by.
                 charge_id = charge_id_of(db, "e2e-1")
                 reference = page.get_by_role(
-                    "textbox", name="Open a charge by its debtId or number", exact=True
+                    "textbox", name=pt("Open a charge by its debtId or number"), exact=True
                 )
                 reference.fill("e2e-1")
                 # The form's own button: every selectbox also has an "Open" button.
                 open_form = page.get_by_test_id("stForm").filter(has=reference)
-                open_form.get_by_role("button", name="Open", exact=True).click()
-                expect_charge(page, charge_id=charge_id, **LATE_CHARGE)
+                open_form.get_by_role("button", name=pt("Open"), exact=True).click()
+                expect_charge(page, charge_id=charge_id, says=pt, **LATE_CHARGE)
                 # The open charge is in the link, to share it.
                 expect(page).to_have_url(re.compile(rf"[?&]charge={charge_id}(&|$)"))
                 wait_for_script(page)
@@ -215,11 +237,11 @@ def test_operator_journey(
             with shots.on_failure(page, "charge-link-failed"):
                 page.goto(f"{app.url}/{pages[CHARGES]}?charge={charge_id}")  # a shared link
                 wait_for_script(page)
-                expect_charge(page, charge_id=charge_id, **LATE_CHARGE)
+                expect_charge(page, charge_id=charge_id, says=pt, **LATE_CHARGE)
                 shots.take(page, "charge-from-link")
 
                 with page.expect_download() as download_info:
-                    page.get_by_role("button", name="Download the boleto (PDF)").click()
+                    page.get_by_role("button", name=pt("Download the boleto (PDF)")).click()
                 download = download_info.value
                 pdf = ARTIFACTS / "boleto-e2e-1.pdf"
                 download.save_as(pdf)
@@ -238,12 +260,29 @@ def charge_id_of(db: Engine, debt_id: str) -> int:
 LATE_CHARGE = {"debt_id": "e2e-1", "amount": "R$ 1.500,00", "status": "Overdue"}
 
 
-def expect_charge(page, *, charge_id: int, debt_id: str, amount: str, status: str) -> None:
-    """The Charges page shows that charge open, with its amount in pt-BR and its status."""
-    expect(page.get_by_role("heading", name=f"Charge #{charge_id}")).to_be_visible()
+def expect_charge(
+    page,
+    *,
+    charge_id: int,
+    debt_id: str,
+    amount: str,
+    status: str,
+    says: Callable[..., str] = lambda message, *_: message,
+) -> None:
+    """The Charges page shows that charge open, with its amount in pt-BR and its status
+    (`says`: the interface's language, English unless given)."""
+    heading = says("Charge #{id}").format(id=charge_id)
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
     expect(page.get_by_test_id("stText").filter(has_text=f"debtId: {debt_id}")).to_be_visible()
-    expect(metric(page, "Amount")).to_have_text(amount)
-    expect(metric(page, "Status")).to_have_text(status)
+    expect(metric(page, says("Amount"))).to_have_text(amount)
+    expect(metric(page, says("Status"))).to_have_text(says(status))
+
+
+def close_charge_panel(page) -> None:
+    """Close the open charge's panel (a dialog: the page behind it takes no click)."""
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    wait_for_script(page)
 
 
 def sign_in(page, url: str, email: str, password: str) -> None:
@@ -290,11 +329,12 @@ def test_sign_in_roles_reload_lockout_and_sign_out(
             sign_in(page, f"{charges}?charge={charge_id}", "vera@fundo.com.br", PASSWORD)
             expect_charge(page, charge_id=charge_id, **LATE_CHARGE)  # the deep link, kept
             expect(page.get_by_test_id("stText").first).to_contain_text("***.")
-            for hidden in ("Mark paid", "Cancel the charge", "Show the whole CPF/CNPJ"):
+            for hidden in ("Record the payment", "Cancel the charge", "Show the whole CPF/CNPJ"):
                 expect(page.get_by_role("button", name=hidden)).to_have_count(0)
             expect(page.get_by_role("button", name=re.compile("Download"))).to_have_count(0)
             expect(page.get_by_test_id("stSidebarNav")).not_to_contain_text("Upload")
             shots.take(page, "viewer-charge")
+            close_charge_panel(page)
             page.get_by_role("button", name="Sign out").click()
             expect(page.get_by_role("button", name="Sign in")).to_be_visible()
 
@@ -311,6 +351,7 @@ def test_sign_in_roles_reload_lockout_and_sign_out(
             page.get_by_role("button", name="Show the whole CPF/CNPJ").click()
             expect(page.get_by_test_id("stText").first).to_contain_text(VALID_CPF_FORMATTED)
             shots.take(page, "operator-revealed")
+            close_charge_panel(page)
             page.get_by_role("button", name="Sign out").click()
             expect(page.get_by_role("button", name="Sign in")).to_be_visible()
             second_tab.reload()  # signed out everywhere the session was used

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -56,12 +57,13 @@ def test_filters_come_from_the_link_and_go_back_to_it(pages_db: Engine) -> None:
         "Ignored due_from='yesterday' from the link: a date is written DD/MM/YYYY or YYYY-MM-DD."
     ]
     assert at.text_input(key="c_q").value == "debora"
-    assert at.number_input(key="c_min").value == 105.0
-    assert at.number_input(key="c_max").value == 1e9
+    assert at.text_input(key="c_min").value == "105,00"  # as an operator types it
+    assert at.text_input(key="c_max").value == "1.000.000.000,00"
     assert at.date_input(key="c_due_to").value == date(2030, 12, 31)
     table = at.dataframe[0].value
     assert list(table["debtId"]) == [f"debt-{i:03d}" for i in range(12, 4, -1)]
-    assert table["Amount"].iloc[0] == "R$ 112,50"
+    assert table["Amount"].iloc[0] == Decimal("112.50")  # a number: sorts by value
+    assert shown_cells(at.dataframe[0], "Amount")[0] == "R$ 112,50"
     assert table["CPF/CNPJ"].iloc[0] == "***.456.789-**"  # VALID_CPFS[2], masked
     assert {m.label: m.value for m in at.metric}["Charges"] == "8"
     # The bad value is gone from the link; the rest stays, so it can be shared.
@@ -77,6 +79,77 @@ def test_filters_come_from_the_link_and_go_back_to_it(pages_db: Engine) -> None:
     assert not at.exception
     assert at.query_params["status"] == "paid"
     assert "No charge matches these filters" in at.info[0].value
+
+
+def shown_cells(table: object, column: str) -> list[str]:
+    """A column's cells as the grid shows them (the table's display values), not its data."""
+    from streamlit import dataframe_util
+
+    display = table.proto.arrow_data.styler.display_values  # type: ignore[attr-defined]
+    return list(dataframe_util.convert_arrow_bytes_to_pandas_df(display)[column])
+
+
+def test_amounts_are_read_as_operators_type_them(pages_db: Engine) -> None:
+    import_rows(pages_db, 12)  # 101,50 to 112,50
+    at = charges_page().run()
+    at.text_input(key="c_max").input("105,50").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Charges"] == "5"
+    assert at.query_params["amount_max"] == "105.50"
+
+    at.text_input(key="c_max").input("").run()
+    at.text_input(key="c_min").input("1.000,50").run()  # a thousand reais, not one
+    assert "No charge matches these filters" in at.info[0].value
+    assert at.query_params["amount_min"] == "1000.50"
+    assert not at.error
+
+
+def test_an_amount_it_cannot_read_is_refused_where_it_was_typed(pages_db: Engine) -> None:
+    import_rows(pages_db, 12)
+    at = charges_page().run()
+    at.text_input(key="c_min").input("1,234.5").run()
+    assert not at.exception
+    [error] = at.error
+    assert "is not an amount: type it like 1.000,50" in error.value
+    assert at.text_input(key="c_min").value == "1,234.5"  # kept as typed, to correct
+    assert {m.label: m.value for m in at.metric}["Charges"] == "12"  # not applied
+    assert "amount_min" not in at.query_params
+
+    at.text_input(key="c_min").input("110").run()
+    assert not at.error
+    assert {m.label: m.value for m in at.metric}["Charges"] == "3"
+
+
+def test_a_link_in_the_on_screen_form_fills_the_fields(pages_db: Engine) -> None:
+    import_rows(pages_db, 12)  # due 02/01/2030 to 13/01/2030
+    at = charges_page()
+    at.query_params.update(
+        {"due_from": "01/01/2030", "due_to": "05/01/2030", "amount_min": "1.000,50"}
+    )
+    at.run()
+    assert not at.exception
+    assert not at.warning
+    assert at.date_input(key="c_due_from").value == date(2030, 1, 1)
+    assert at.date_input(key="c_due_to").value == date(2030, 1, 5)
+    assert at.text_input(key="c_min").value == "1.000,50"
+    assert "No charge matches these filters" in at.info[0].value
+
+    at.text_input(key="c_min").input("").run()
+    assert {m.label: m.value for m in at.metric}["Charges"] == "4"
+    assert at.date_input(key="c_due_from").proto.format == "DD/MM/YYYY"
+
+
+def test_the_table_sorts_by_value_and_shows_due_status_amount_first(pages_db: Engine) -> None:
+    import_rows(pages_db, 12)
+    at = charges_page()
+    at.query_params["sort"] = "-amount"
+    at.run()
+    grid = at.dataframe[0]
+    assert list(grid.value.columns[:3]) == ["Due", "Status", "Amount"]
+    assert list(grid.value["Amount"]) == sorted(grid.value["Amount"], reverse=True)
+    assert grid.value["Due"].iloc[0] == date(2030, 1, 13)  # a date, ordered as one
+    assert shown_cells(grid, "Due")[0] == "13/01/2030"
+    assert "Order, above, orders every filtered charge" in at.caption[0].value
 
 
 def test_pages_of_rows(pages_db: Engine) -> None:
@@ -121,6 +194,9 @@ def test_open_a_row_then_cancel_it_with_a_reason(pages_db: Engine) -> None:
 
     at.text_area(key="cancel_reason").input("Sent twice by the seller")
     button(at, "Cancel the charge").click().run()
+    assert "Cancel charge" in at.warning[0].value  # asks first
+    assert scalar(pages_db, "SELECT count(*) FROM charges WHERE status = 'canceled'") == 0
+    button(at, "Yes, cancel it").click().run()
     assert not at.exception
     assert "Done: the charge was canceled" in at.success[0].value
     status = scalar(pages_db, "SELECT status FROM charges WHERE debt_id = :d", d=first["debtId"])
@@ -139,7 +215,7 @@ def test_open_by_debt_id_from_a_link_and_mark_paid(pages_db: Engine) -> None:
     assert at.subheader[0].value == f"Charge #{ids['debt-002']}"
 
     at.text_area(key="paid_reason").input("Paid at the branch")
-    button(at, "Mark paid").click().run()
+    button(at, "Record the payment").click().run()
     assert not at.exception
     assert scalar(pages_db, "SELECT status FROM charges WHERE debt_id = 'debt-002'") == "paid"
     assert {m.label: m.value for m in at.metric}["Still owed"] == "R$ 0,00"
@@ -191,7 +267,13 @@ def test_a_viewer_reads_masked_documents_and_has_no_actions(pages_db: Engine) ->
     assert at.subheader[0].value == f"Charge #{ids['debt-002']}"
     assert "CPF/CNPJ ***." in at.text[0].value
     labels = {b.label for b in at.button} | {b.label for b in at.get("download_button")}
-    for hidden in ("Show the whole CPF/CNPJ", "Mark paid", "Cancel the charge", "Resend"):
+    for hidden in (
+        "Show the whole CPF/CNPJ",
+        "Record the payment",
+        "Cancel the charge",
+        "Resend",
+        "Save the e-mail",
+    ):
         assert hidden not in labels
     assert not any("Download" in label for label in labels)
     assert all("***" in document for document in at.dataframe[0].value["CPF/CNPJ"])

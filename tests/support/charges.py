@@ -23,14 +23,9 @@ def add_pending_charges(db: Engine, count: int, *, due: date = date(2025, 6, 1))
         ).scalar_one()
         debtor_id = conn.execute(
             text(
-                # governmentId is unique through debtor_keys (sql/015), not an index of
-                # debtors that ON CONFLICT could name
-                "WITH known AS (SELECT debtor_id AS id FROM debtor_keys "
-                "WHERE government_id = '39053344705'), added AS ("
                 "INSERT INTO debtors (government_id, name, email, search_name) "
-                "SELECT '39053344705', 'Pendente', 'p@example.com', 'pendente' "
-                "WHERE NOT EXISTS (SELECT FROM known) RETURNING id) "
-                "SELECT id FROM known UNION ALL SELECT id FROM added"
+                "VALUES ('39053344705', 'Pendente', 'p@example.com', 'pendente') "
+                "ON CONFLICT (government_id) DO UPDATE SET name = excluded.name RETURNING id"
             )
         ).scalar_one()
         conn.execute(

@@ -172,7 +172,7 @@ def bank_tables(db: Engine, owner_engine: Engine) -> Engine:
         conn.execute(
             text(
                 "TRUNCATE remessa_items, remessas, retorno_items, retornos, "
-                "bank_file_sequences RESTART IDENTITY CASCADE"
+                "bank_file_sequences, debtor_addresses RESTART IDENTITY CASCADE"
             )
         )
     return db

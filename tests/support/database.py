@@ -26,9 +26,7 @@ def schema_of(db: Engine, table: str) -> set[tuple[str, str]]:
         constraints = conn.execute(
             text(
                 "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                # conparentid: not the copies a foreign key gets for each partition of the
-                # table it references (debtors' partitions, sql/015)
-                "WHERE conrelid = CAST(:t AS regclass) AND conparentid = 0"
+                "WHERE conrelid = CAST(:t AS regclass)"
             ),
             {"t": table},
         ).all()

@@ -42,7 +42,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from billing.core.i18n import language_used
 from billing.core.settings import Settings, get_settings
 from billing.entrypoints.api.auth import check_secrets
 from billing.entrypoints.api.debtors import add_debtor_routes
@@ -80,7 +82,21 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
     )
     add_error_handlers(app)
     _add_routes(app.router, settings=settings, engine=engine)
+    app.add_middleware(_MessagesInEnglish)
     return app
+
+
+class _MessagesInEnglish:
+    """The API answers in English whatever LANGUAGE says: its readers are the bank's and
+    the fund's systems and the engineers who integrate them, and a message that changed
+    with the dashboard's language would break whoever matches on it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with language_used("en"):  # copied into the threads that run the routes
+            await self.app(scope, receive, send)
 
 
 def _add_routes(router: APIRouter, *, settings: Settings, engine: Engine) -> None:

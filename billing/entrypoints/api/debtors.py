@@ -1,4 +1,5 @@
-"""POST /debtors/upload: the dashboard's import of a debtor file, behind the API token."""
+"""POST /debtors/upload: the dashboard's import of a debtor file, behind the API token;
+the form field `mapping` names a saved column mapping for a file from another system."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from billing.accounts.access import API_ACTOR
+from billing.core.errors import OperatorError
 from billing.core.settings import Settings
 from billing.entrypoints.api.auth import check_token
 from billing.entrypoints.api.uploads import (
@@ -18,6 +20,7 @@ from billing.entrypoints.api.uploads import (
     too_large,
     uploaded_file,
 )
+from billing.imports.mapping import mapping_named
 from billing.imports.service import import_file
 
 
@@ -38,6 +41,7 @@ def add_debtor_routes(router: APIRouter, *, settings: Settings, engine: Engine) 
             file_name = base_name(upload.filename) or "upload.csv"
             if (upload.size or 0) > limit:
                 raise HTTPException(413, too_large(settings))
+            columns, mapping_name = await run_in_threadpool(_mapping, form.get("mapping"))
             result = await run_in_threadpool(
                 lambda: import_file(
                     engine=engine,
@@ -46,6 +50,21 @@ def add_debtor_routes(router: APIRouter, *, settings: Settings, engine: Engine) 
                     file_name=file_name,
                     lenient_documents=lenient,
                     settings=settings,
+                    mapping=columns,
+                    mapping_name=mapping_name,
                 )
             )
         return result_answer(result)
+
+    def _mapping(name: object) -> tuple[dict[str, str] | None, str | None]:
+        """The form's `mapping`: a column mapping saved under that name (Upload page), its
+        columns and name; none when absent; 422 naming the saved ones when unknown."""
+        if name is None or (isinstance(name, str) and not name.strip()):
+            return None, None
+        if not isinstance(name, str):
+            raise HTTPException(422, "mapping must be the name of a saved column mapping.")
+        try:
+            saved = mapping_named(engine, name)
+        except OperatorError as unknown:
+            raise HTTPException(422, unknown.message) from None
+        return saved["columns"], saved["name"]
