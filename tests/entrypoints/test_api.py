@@ -623,3 +623,27 @@ def test_an_upload_with_an_unknown_mapping_is_refused_naming_the_saved_ones(
         "No column mapping is called 'ERP'. Saved mappings: Banco X."
     )
     assert scalar(db, "SELECT count(*) FROM charges") == 0
+
+
+def test_the_api_answers_in_english_whatever_the_dashboards_language(
+    client: httpx.Client, db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its readers are other systems: a message that followed LANGUAGE would break them."""
+    from billing.core.i18n import language_used
+    from billing.core.settings import get_settings
+    from billing.imports.mapping import mapping_named
+
+    monkeypatch.setenv("LANGUAGE", "pt_BR")
+    get_settings.cache_clear()
+    try:
+        with language_used("pt_BR"), pytest.raises(OperatorError) as in_portuguese:
+            mapping_named(db, "ERP")  # the same refusal, in the dashboard's language
+        assert "ERP" in in_portuguese.value.message
+        assert not in_portuguese.value.message.startswith("No column mapping")
+
+        response = upload(client, BANK_FILE, mapping="ERP")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("No column mapping is called 'ERP'.")
