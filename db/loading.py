@@ -112,8 +112,11 @@ def _no_progress(fraction: float, message: str) -> None:
 
 
 def lock_imports(conn: Connection) -> None:
-    """Wait for any other import to commit; held until this transaction ends."""
+    """Wait for any other import to commit; held until this transaction ends. Then new
+    charges' ids come from the newest open partition, committed by an earlier import's
+    attach (sql/019: never moved inside the transaction that creates it)."""
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK_KEY})
+    conn.execute(text("SELECT charges_ids_to_open_partition()"))
 
 
 def numbered_slices(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:

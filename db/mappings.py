@@ -1,4 +1,4 @@
-"""Queries on saved column mappings (sql/017_column_mappings.sql)."""
+"""Queries on saved column mappings (sql/016_column_mappings.sql)."""
 
 from __future__ import annotations
 

@@ -100,7 +100,6 @@ def test_the_application_role_may_only_add_to_the_audit_trail(db: Engine) -> Non
 
 def test_a_partition_is_prepared_and_attached_only_as_the_functions_allow(db: Engine) -> None:
     with db.connect() as conn:
-        _refused(conn, "SELECT open_charges_partition(5)")  # not the application's to call
         message = _refused(conn, "SELECT attach_charges_partition('debtors')")
         assert "not a table prepared by new_charges_partition" in message
         _refused(conn, "CREATE TABLE charges_file_9 (LIKE charges)")  # owns no table

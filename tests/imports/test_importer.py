@@ -435,6 +435,38 @@ def test_a_large_file_gets_a_partition_of_its_own_and_a_small_one_the_open_parti
     assert scalar(db, "SELECT count(DISTINCT nosso_numero) FROM charges") == 60
 
 
+def test_an_import_undone_after_its_attach_leaves_the_next_import_its_ids(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sequence is not undone by a rollback: moved inside an import that then failed, it
+    pointed at ids no partition holds, and every later insert of a charge failed."""
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 30)
+    rows = sample_rows(80)
+    assert run_import(db, debtor_csv(rows[:40])).imported == 40  # a partition of its own
+    with db.connect() as conn:  # a large import cut short after its attach
+        cut_short = conn.begin()
+        loading.lock_imports(conn)
+        partition = loading.start_charge_partition(conn)
+        loading.attach_charge_partition(conn, partition)
+        cut_short.rollback()
+
+    small = run_import(db, debtor_csv(rows[40:50]))  # through the open partition
+    large = run_import(db, debtor_csv(rows[50:]))  # and a partition of its own again
+
+    assert (small.status, small.imported, large.status, large.imported) == ("done", 10, "done", 30)
+    assert scalar(db, "SELECT count(*) FROM charges") == 80
+    ids = [row[0] for row in _ids_in_arrival_order(db, rows)]
+    assert ids == sorted(ids)  # each import's charges after the ones before
+
+
+def _ids_in_arrival_order(db: Engine, rows: list[tuple]) -> list[tuple[int]]:
+    with db.connect() as conn:
+        found = dict(conn.execute(text("SELECT debt_id, id FROM charges")).all())
+    return [(found[row[-1]],) for row in rows]
+
+
 def test_a_debt_id_is_charged_once_across_partitions_whatever_the_path(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

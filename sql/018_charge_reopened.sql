@@ -1,4 +1,4 @@
--- 019: a canceled charge reopened by an operator (issue 12), with its reason, as its own
+-- 018: a canceled charge reopened by an operator (issue 12), with its reason, as its own
 -- event on the charge's history. Like a cancel, a reopen always says why.
 
 ALTER TABLE charge_events DROP CONSTRAINT charge_events_kind_check;

@@ -1,4 +1,4 @@
--- 018: a registration the bank refused, sent again; debtors' postal addresses for the
+-- 017: a registration the bank refused, sent again; debtors' postal addresses for the
 -- remessa's segment Q (issue 13).
 
 -- Sending a refused registration again. Each operator's "send to the bank again" opens

@@ -1,4 +1,4 @@
--- 016: the language each account reads the dashboard in (issue 12).
+-- 015: the language each account reads the dashboard in (issue 12).
 --
 -- NULL: the default, LANGUAGE (pt_BR unless set). The sidebar's switch stores the
 -- signed-in account's choice here, so it follows the account to any browser.

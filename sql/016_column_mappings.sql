@@ -1,4 +1,4 @@
--- 017: column mappings for files from other systems (issue 12).
+-- 016: column mappings for files from other systems (issue 12).
 --
 -- A file whose header does not name the expected columns (after the aliases accepted
 -- on reading) is mapped by an operator: each required column to one of the file's
