@@ -91,7 +91,7 @@ from billing.cnab.remessa import (
 from billing.cnab.retorno import Retorno, RetornoEntry, read_retorno
 from billing.core.errors import FileRefused, OperatorError
 from billing.core.settings import Settings, get_settings
-from billing.payments.service import record_payment
+from billing.payments.service import record_charge_change, record_payment
 from db import bank_files as bank_db
 from db import payments as payments_db
 from db.bank_files import BankCharge, RemessaRow, RetornoItem, RetornoRow
@@ -857,21 +857,17 @@ def send_registration_again(engine: Engine, *, actor: Actor, charge_id: int) -> 
                 title="Nothing to send again",
             )
         attempt = bank_db.open_registration_attempt(conn, charge_id)
-        payments_db.insert_event(
+        record_charge_change(  # the history's reason: what the bank had refused
             conn,
+            actor=actor,
+            action=audit.Action.REGISTRATION_RESENT,
             charge_id=charge_id,
+            debt_id=charge["debt_id"],
             kind="registration_resent",
             from_status=charge["status"],
             to_status=charge["status"],
             reason=rejection,
-            actor=actor.name,
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action=audit.Action.REGISTRATION_RESENT,
-            subject=f"charge:{charge_id}",
-            details={"debtId": charge["debt_id"], "rejection": rejection, "attempt": attempt},
+            details={"rejection": rejection, "attempt": attempt},
         )
     log.info("charge %s: registration to be sent again (attempt %d)", charge_id, attempt)
     return RegistrationResent(

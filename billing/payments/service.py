@@ -643,27 +643,18 @@ def cancel_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) 
         _check_cancelable(charge)
         total = payments_db.paid_total(conn, charge_id)
         payments_db.set_charge_status(conn, charge_id, "canceled")
-        payments_db.insert_event(
+        record_charge_change(
             conn,
+            actor=actor,
+            action=audit.Action.CANCEL,
             charge_id=charge_id,
+            debt_id=charge["debt_id"],
             kind="canceled",
             from_status=charge["status"],
             to_status="canceled",
             amount=total if total else None,
             reason=reason,
-            actor=actor.name,
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action=audit.Action.CANCEL,
-            subject=f"charge:{charge_id}",
-            details={
-                "debtId": charge["debt_id"],
-                "reason": reason,
-                "from": charge["status"],
-                "paidTotal": _money(total),
-            },
+            details={"from": charge["status"], "paidTotal": _money(total)},
         )
     log.info("charge %s canceled by %s: %s", charge_id, actor.name, reason)
     return ChargeChange(
@@ -717,27 +708,18 @@ def reopen_charge(engine: Engine, *, charge_id: int, reason: str, actor: Actor) 
             _status_before_cancel(conn, charge_id), total=total, amount=charge["amount"]
         )
         payments_db.set_charge_status(conn, charge_id, status)
-        payments_db.insert_event(
+        record_charge_change(
             conn,
+            actor=actor,
+            action=audit.Action.REOPEN,
             charge_id=charge_id,
+            debt_id=charge["debt_id"],
             kind="reopened",
             from_status="canceled",
             to_status=status,
             amount=total if total else None,
             reason=reason,
-            actor=actor.name,
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action=audit.Action.REOPEN,
-            subject=f"charge:{charge_id}",
-            details={
-                "debtId": charge["debt_id"],
-                "reason": reason,
-                "to": status,
-                "paidTotal": _money(total),
-            },
+            details={"to": status, "paidTotal": _money(total)},
         )
     log.info("charge %s reopened by %s (now %s): %s", charge_id, actor.name, status, reason)
     return ChargeChange(
@@ -948,3 +930,38 @@ def _shown(value: object) -> str:
 def _clipped(value: object) -> str:
     text = str(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+def record_charge_change(
+    conn: Connection,
+    *,
+    actor: Actor,
+    action: str,
+    charge_id: int,
+    debt_id: str,
+    kind: str,
+    from_status: str,
+    to_status: str,
+    reason: str,
+    details: Mapping[str, Any],
+    amount: Decimal | None = None,
+) -> None:
+    """What an operator's change to a charge leaves behind: a line in the charge's history
+    and a row in the audit trail, with the reason in both."""
+    payments_db.insert_event(
+        conn,
+        charge_id=charge_id,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        amount=amount,
+        reason=reason,
+        actor=actor.name,
+    )
+    audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        subject=f"charge:{charge_id}",
+        details={"debtId": debt_id, "reason": reason, **details},
+    )
