@@ -20,6 +20,7 @@ from billing.boletos.codes import BANK_NAMES, LAYOUT_CAIXA_SIGCB, Beneficiary
 from billing.cnab.layouts import LINE_WIDTH, BankLayout, RecordLayout
 from billing.cnab.remessa import REMESSA, RETORNO
 from billing.core.errors import FileRefused
+from billing.core.i18n import _
 
 _EOF_MARK = "\x1a"  # some bank software ends a file with Ctrl-Z
 _ZERO_DATE = "00000000"
@@ -77,45 +78,66 @@ def read_retorno(data: bytes, *, layout: BankLayout, beneficiary: Beneficiary) -
         if kind == "1":
             if batch_start is not None:
                 raise _refused(
-                    f"Line {number} opens a batch before the one of line {batch_start + 1} "
-                    "is closed."
+                    _(
+                        "Line {number} opens a batch before the one of line {start} is closed."
+                    ).format(number=number, start=batch_start + 1)
                 )
             if line[8] != "T":
                 raise _refused(
-                    f"The batch of line {number} is not a retorno's (operation {line[8]!r}, "
-                    "expected 'T')."
+                    _(
+                        "The batch of line {number} is not a retorno's (operation {operation}, "
+                        "expected 'T')."
+                    ).format(number=number, operation=repr(line[8]))
                 )
             batch_start = index
         elif kind == "3":
             if batch_start is None:
-                raise _refused(f"Line {number} is a detail record outside any batch.")
+                raise _refused(
+                    _("Line {number} is a detail record outside any batch.").format(number=number)
+                )
             segment = line[13]
             if segment == "T":
                 if index + 1 >= last or lines[index + 1][7:8] != "3" or lines[index + 1][13] != "U":
-                    raise _refused(f"The segment T of line {number} has no segment U after it.")
+                    raise _refused(
+                        _("The segment T of line {number} has no segment U after it.").format(
+                            number=number
+                        )
+                    )
                 entries.append(_entry(number, line, lines[index + 1], layout, beneficiary))
                 index += 1
             elif segment == "U":
-                raise _refused(f"The segment U of line {number} has no segment T before it.")
+                raise _refused(
+                    _("The segment U of line {number} has no segment T before it.").format(
+                        number=number
+                    )
+                )
             else:
                 skipped += 1
         elif kind == "5":
             if batch_start is None:
-                raise _refused(f"Line {number} closes a batch that was never opened.")
+                raise _refused(
+                    _("Line {number} closes a batch that was never opened.").format(number=number)
+                )
             declared = _integer(line, layout.batch_trailer, "record_count", number)
             if declared != index - batch_start + 1:
                 raise _refused(
-                    f"The batch trailer of line {number} counts {declared} records, but the "
-                    f"batch has {index - batch_start + 1}: the file is incomplete or altered."
+                    _(
+                        "The batch trailer of line {number} counts {declared} records, but the "
+                        "batch has {records}: the file is incomplete or altered."
+                    ).format(number=number, declared=declared, records=index - batch_start + 1)
                 )
             batch_start = None
         else:
             raise _refused(
-                f"Line {number} has record type {kind!r}, which a CNAB 240 retorno does not have."
+                _(
+                    "Line {number} has record type {kind}, which a CNAB 240 retorno does not have."
+                ).format(number=number, kind=repr(kind))
             )
         index += 1
     if batch_start is not None:
-        raise _refused(f"The batch opened on line {batch_start + 1} has no trailer.")
+        raise _refused(
+            _("The batch opened on line {line} has no trailer.").format(line=batch_start + 1)
+        )
     return Retorno(
         bank_code=layout.bank_code,
         nsa=header["nsa"],
@@ -128,36 +150,53 @@ def read_retorno(data: bytes, *, layout: BankLayout, beneficiary: Beneficiary) -
 
 def _lines(data: bytes) -> list[str]:
     if not data.strip():
-        raise _refused("The file is empty.")
+        raise _refused(_("The file is empty."))
     if b"\x00" in data:
-        raise _refused("The file is binary, not a CNAB 240 text file.")
+        raise _refused(_("The file is binary, not a CNAB 240 text file."))
     text = data.decode("latin-1").rstrip("\r\n" + _EOF_MARK)
     lines = [line.rstrip("\r") for line in text.split("\n")]
     for number, line in enumerate(lines, start=1):
         if len(line) != LINE_WIDTH:
             raise _refused(
-                f"Line {number} has {len(line)} characters; every line of a CNAB 240 file "
-                f"has {LINE_WIDTH}, so this is not a CNAB 240 retorno."
+                _(
+                    "Line {number} has {length} characters; every line of a CNAB 240 file "
+                    "has {width}, so this is not a CNAB 240 retorno."
+                ).format(number=number, length=len(line), width=LINE_WIDTH)
             )
     if len(lines) < 2:
-        raise _refused("The file has a single line; a retorno has a header and a trailer.")
+        raise _refused(_("The file has a single line; a retorno has a header and a trailer."))
     return lines
 
 
 def _header(line: str, layout: BankLayout, beneficiary: Beneficiary) -> dict:
     if line[3:8] != "00000":
-        raise _refused("The first line is not a CNAB 240 file header.")
+        raise _refused(_("The first line is not a CNAB 240 file header."))
     bank = line[0:3]
     if bank != layout.bank_code:
+        message = (
+            _(
+                "This file is from bank {bank} ({name}), but the configured bank is "
+                "{configured} ({configured_name}) (BANK_CODE)."
+            )
+            if bank in BANK_NAMES
+            else _(
+                "This file is from bank {bank} (unknown), but the configured bank is "
+                "{configured} ({configured_name}) (BANK_CODE)."
+            )
+        )
         raise _refused(
-            f"This file is from bank {bank} ({BANK_NAMES.get(bank, 'unknown')}), but the "
-            f"configured bank is {layout.bank_code} ({layout.bank_name}) (BANK_CODE)."
+            message.format(
+                bank=bank,
+                name=BANK_NAMES.get(bank),
+                configured=layout.bank_code,
+                configured_name=layout.bank_name,
+            )
         )
     fields = layout.file_header.read(line)
     if fields["file_kind"] == REMESSA:
-        raise _refused("This is a remessa (a file sent to the bank), not a retorno.")
+        raise _refused(_("This is a remessa (a file sent to the bank), not a retorno."))
     if fields["file_kind"] != RETORNO:
-        raise _refused("The file header says neither remessa nor retorno (position 143).")
+        raise _refused(_("The file header says neither remessa nor retorno (position 143)."))
     ours = beneficiary.beneficiary_code
     if beneficiary.layout == LAYOUT_CAIXA_SIGCB:
         theirs = fields["beneficiary_code"]
@@ -167,7 +206,10 @@ def _header(line: str, layout: BankLayout, beneficiary: Beneficiary) -> dict:
         same = theirs == ours.lstrip("0")
     if not same:
         raise _refused(
-            f"This retorno is for beneficiary {theirs}, not this fund's {ours} (BENEFICIARY_CODE)."
+            _(
+                "This retorno is for beneficiary {theirs}, not this fund's {ours} "
+                "(BENEFICIARY_CODE)."
+            ).format(theirs=theirs, ours=ours)
         )
     return {
         "nsa": _integer(line, layout.file_header, "nsa", 1),
@@ -178,12 +220,14 @@ def _header(line: str, layout: BankLayout, beneficiary: Beneficiary) -> dict:
 def _check_file_trailer(lines: list[str], layout: BankLayout) -> None:
     trailer = lines[-1]
     if trailer[3:8] != "99999":
-        raise _refused("The last line is not a CNAB 240 file trailer: the file is incomplete.")
+        raise _refused(_("The last line is not a CNAB 240 file trailer: the file is incomplete."))
     declared = _integer(trailer, layout.file_trailer, "record_count", len(lines))
     if declared != len(lines):
         raise _refused(
-            f"The file trailer counts {declared} records, but the file has {len(lines)} "
-            "lines: it is incomplete or altered."
+            _(
+                "The file trailer counts {declared} records, but the file has {lines} "
+                "lines: it is incomplete or altered."
+            ).format(declared=declared, lines=len(lines))
         )
 
 
@@ -193,7 +237,11 @@ def _entry(
     t = layout.segment_t.read(t_line)
     u = layout.segment_u.read(u_line)
     if t["movement"] != u["movement"]:
-        raise _refused(f"The segments T and U of line {number} report different occurrences.")
+        raise _refused(
+            _("The segments T and U of line {number} report different occurrences.").format(
+                number=number
+            )
+        )
     money = {
         name: _money(u_line, layout.segment_u, name, number + 1)
         for name in (
@@ -236,8 +284,9 @@ def _integer(line: str, layout: RecordLayout, name: str, number: int) -> int:
     text = line[item.slice]
     if not text.isdigit():
         raise _refused(
-            f"Line {number}: {text!r} in positions {item.start}-{item.end} ({name}) is not "
-            "a number."
+            _("Line {number}: {text} in positions {start}-{end} ({name}) is not a number.").format(
+                number=number, text=repr(text), start=item.start, end=item.end, name=name
+            )
         )
     return int(text)
 
@@ -257,10 +306,13 @@ def _date(line: str, layout: RecordLayout, name: str, number: int) -> date | Non
         return date(int(text[4:8]), int(text[2:4]), int(text[0:2]))
     except ValueError as exc:
         raise _refused(
-            f"Line {number}: {text!r} in positions {item.start}-{item.end} ({name}) is not "
-            "a date (DDMMAAAA)."
+            _(
+                "Line {number}: {text} in positions {start}-{end} ({name}) is not "
+                "a date (DDMMAAAA)."
+            ).format(number=number, text=repr(text), start=item.start, end=item.end, name=name)
         ) from exc
 
 
 def _refused(message: str) -> FileRefused:
-    return FileRefused(message, title="Retorno refused")
+    """A refusal of the retorno; `message` already in the operator's language."""
+    return FileRefused(message, title=_("Retorno refused"))

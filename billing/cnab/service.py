@@ -90,6 +90,7 @@ from billing.cnab.remessa import (
 )
 from billing.cnab.retorno import Retorno, RetornoEntry, read_retorno
 from billing.core.errors import FileRefused, OperatorError
+from billing.core.i18n import _
 from billing.core.settings import Settings, get_settings
 from billing.payments.service import record_charge_change, record_payment
 from db import bank_files as bank_db
@@ -107,10 +108,11 @@ def bank_layout(settings: Settings) -> BankLayout:
     layout = BANK_LAYOUTS.get(settings.boleto_layout)
     if layout is None or layout.bank_code != settings.bank_code:
         raise OperatorError(
-            f"There is no CNAB 240 layout for BOLETO_LAYOUT {settings.boleto_layout!r} with "
-            f"BANK_CODE {settings.bank_code!r}; use caixa_sigcb with 104 or bb_convenio7 "
-            "with 001.",
-            title="Bank settings",
+            _(
+                "There is no CNAB 240 layout for BOLETO_LAYOUT {layout} with BANK_CODE "
+                "{bank_code}; use caixa_sigcb with 104 or bb_convenio7 with 001."
+            ).format(layout=repr(settings.boleto_layout), bank_code=repr(settings.bank_code)),
+            title=_("Bank settings"),
         )
     return layout
 
@@ -124,12 +126,16 @@ def remessa_terms(settings: Settings) -> RemessaTerms:
     ):
         if not Decimal(0) <= value < Decimal(100) or value != value.quantize(_CENT):
             raise OperatorError(
-                f"{name} must be a percentage from 0 to 99.99 with at most two decimals, "
-                f"not {value}.",
-                title="Bank settings",
+                _(
+                    "{name} must be a percentage from 0 to 99.99 with at most two decimals, "
+                    "not {value}."
+                ).format(name=name, value=value),
+                title=_("Bank settings"),
             )
     if not 0 <= settings.bank_discount_days <= 365:
-        raise OperatorError("BANK_DISCOUNT_DAYS must be from 0 to 365.", title="Bank settings")
+        raise OperatorError(
+            _("BANK_DISCOUNT_DAYS must be from 0 to 365."), title=_("Bank settings")
+        )
     return RemessaTerms(
         fine_percent=settings.bank_fine_percent,
         interest_monthly_percent=settings.bank_interest_monthly_percent,
@@ -252,8 +258,11 @@ def generate_remessa(
         with engine.begin() as conn:
             if not bank_db.try_lock_remessa(conn):
                 raise OperatorError(
-                    "Another remessa is being generated right now; try again when it has finished.",
-                    title="Remessa not generated",
+                    _(
+                        "Another remessa is being generated right now; "
+                        "try again when it has finished."
+                    ),
+                    title=_("Remessa not generated"),
                 )
             counts = bank_db.collect_candidates(conn)
             plan = plan_files(
@@ -299,7 +308,7 @@ def generate_remessa(
                 },
             )
     except BaseException:
-        for temporary, _ in written:
+        for temporary, _final in written:
             temporary.unlink(missing_ok=True)
         raise
     for temporary, final in written:  # committed: the files take their names
@@ -324,7 +333,7 @@ def _create_files(
 ) -> list[tuple[int, int, str]]:
     """A row and an NSA for each planned file, and its charges recorded in it."""
     files = []
-    for _ in plan:
+    for _planned in plan:
         nsa = bank_db.next_nsa(conn, layout.bank_code)
         file_name = remessa_file_name(layout.bank_code, nsa)
         remessa_id = bank_db.create_remessa(
@@ -337,14 +346,14 @@ def _create_files(
             actor=actor.name,
         )
         files.append((remessa_id, nsa, file_name))
-    ids = [remessa_id for remessa_id, _, _ in files]
+    ids = [remessa_id for remessa_id, _nsa, _name in files]
     with_write_offs = [k for k, item in enumerate(plan) if item.write_offs]
     bank_db.assign_items(
         conn,
         kind="write_off",
         remessa_ids=[ids[k] for k in with_write_offs],
         first_numbers=[plan[k].first_write_off for k in with_write_offs],
-        offsets=[0 for _ in with_write_offs],
+        offsets=[0 for _file in with_write_offs],
     )
     with_registrations = [k for k, item in enumerate(plan) if item.registrations]
     bank_db.assign_items(
@@ -445,13 +454,17 @@ def remessa_download(engine: Engine, *, actor: Actor, remessa_id: int) -> tuple[
     with engine.begin() as conn:
         row = bank_db.remessa_content(conn, remessa_id)
         if row is None:
-            raise OperatorError(f"There is no remessa #{remessa_id}.", title="Not found")
+            raise OperatorError(
+                _("There is no remessa #{id}.").format(id=remessa_id), title=_("Not found")
+            )
         data = zlib.decompress(row["content"])
         if hashlib.sha256(data).hexdigest() != row["sha256"]:
             raise OperatorError(
-                f"The stored copy of remessa #{remessa_id} does not match its sha256; "
-                "it was not downloaded. Tell the team.",
-                title="Remessa damaged",
+                _(
+                    "The stored copy of remessa #{id} does not match its sha256; "
+                    "it was not downloaded. Tell the team."
+                ).format(id=remessa_id),
+                title=_("Remessa damaged"),
             )
         audit.record(
             conn,
@@ -842,19 +855,25 @@ def send_registration_again(engine: Engine, *, actor: Actor, charge_id: int) -> 
     with engine.begin() as conn:
         charge = bank_db.charge_for_resend(conn, charge_id)
         if charge is None:
-            raise OperatorError(f"There is no charge #{charge_id}.", title="Not found")
+            raise OperatorError(
+                _("There is no charge #{id}.").format(id=charge_id), title=_("Not found")
+            )
         rejection = charge["registration_rejection"]
         if rejection is None:
             raise OperatorError(
-                f"The bank has not refused the registration of charge #{charge_id}: there "
-                "is nothing to send again.",
-                title="Nothing to send again",
+                _(
+                    "The bank has not refused the registration of charge #{id}: there "
+                    "is nothing to send again."
+                ).format(id=charge_id),
+                title=_("Nothing to send again"),
             )
         if charge["status"] != "issued":
             raise OperatorError(
-                f"Charge #{charge_id} is {charge['status']}: only an issued charge, still "
-                "owed in full, is sent to the bank for registration.",
-                title="Nothing to send again",
+                _(
+                    "Charge #{id} is {status}: only an issued charge, still "
+                    "owed in full, is sent to the bank for registration."
+                ).format(id=charge_id, status=charge["status"]),
+                title=_("Nothing to send again"),
             )
         attempt = bank_db.open_registration_attempt(conn, charge_id)
         record_charge_change(  # the history's reason: what the bank had refused
@@ -900,20 +919,23 @@ def save_debtor_address(
     state = state.strip().upper()
     problems = []
     if not street:
-        problems.append("the street is empty")
+        problems.append(_("the street is empty"))
     if len(digits) != 8 or len(digits) != len(zip_code.replace("-", "").replace(".", "").strip()):
-        problems.append(f"the CEP {zip_code!r} is not 8 digits")
+        problems.append(_("the CEP {zip_code} is not 8 digits").format(zip_code=repr(zip_code)))
     if not city:
-        problems.append("the city is empty")
+        problems.append(_("the city is empty"))
     if state not in _STATES:
-        problems.append(f"{state!r} is not a Brazilian state (UF)")
+        problems.append(_("{state} is not a Brazilian state (UF)").format(state=repr(state)))
     if problems:
         raise OperatorError(
-            "The address was not saved: " + "; ".join(problems) + ".", title="Address"
+            _("The address was not saved: {problems}.").format(problems="; ".join(problems)),
+            title=_("Address"),
         )
     with engine.begin() as conn:
         if not bank_db.debtor_exists(conn, debtor_id):
-            raise OperatorError(f"There is no debtor #{debtor_id}.", title="Not found")
+            raise OperatorError(
+                _("There is no debtor #{id}.").format(id=debtor_id), title=_("Not found")
+            )
         bank_db.save_debtor_address(
             conn,
             debtor_id=debtor_id,

@@ -57,16 +57,18 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from billing.core.errors import FileRefused
+from billing.core.i18n import N_, _, ngettext
 
 REQUIRED_COLUMNS = ("name", "governmentId", "email", "debtAmount", "debtDueDate", "debtId")
 
 _SNIFF_BYTES = 64 * 1024
 _BLOCK_BYTES = 1 << 20  # pyarrow's block: no row of the file may be longer
 _UTF8_BOM = b"\xef\xbb\xbf"
-_ROW_TOO_LONG = (
-    f"A row of the file is longer than {_BLOCK_BYTES // (1024 * 1024)} MB, which no "
-    "debtor row is: the file is damaged, or a quoted value runs on for too long."
-)
+_ROW_TOO_LONG = N_(
+    "A row of the file is longer than {size} MB, which no debtor row is: the file is "
+    "damaged, or a quoted value runs on for too long."
+)  # shown as _(_ROW_TOO_LONG).format(size=_BLOCK_MB)
+_BLOCK_MB = _BLOCK_BYTES // (1024 * 1024)
 
 # Header spellings accepted for each column, compared after _header_key().
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -137,10 +139,10 @@ def peek_rows(data: bytes, *, max_rows: int = 20) -> tuple[list[str], list[list[
     head = data[:_SNIFF_BYTES]
     if len(data) > len(head):  # whole lines only, so no character is cut in two
         head = head[: head.rfind(b"\n") + 1] or head
-    body, _ = _decode(head)
+    body, _encoding = _decode(head)
     body = body[_count_leading_line_breaks(body) :]
     if not _has_text(body):
-        raise FileRefused("The file is empty.")
+        raise FileRefused(_("The file is empty."))
     delimiter, header = _detect_dialect(_header_line(body), mapping={})
     lines = io.StringIO(body.tobytes().decode("utf-8", errors="replace"))
     reader = csv.reader(lines, delimiter=delimiter)
@@ -174,7 +176,7 @@ def read_debtor_file(
     body, encoding = _decode(data)
     body = body[_count_leading_line_breaks(body) :]
     if not _has_text(body):
-        raise FileRefused("The file is empty.")
+        raise FileRefused(_("The file is empty."))
     delimiter, header = _detect_dialect(_header_line(body), mapping=mapping or {})
     positions, extra_columns = _locate_columns(header, delimiter=delimiter, mapping=mapping or {})
     _refuse_rows_without_header_end(body)
@@ -188,7 +190,7 @@ def read_debtor_file(
         lines_before=lines_before,
     )
     if table.num_rows == 0:
-        raise FileRefused("The file has a header but no rows.")
+        raise FileRefused(_("The file has a header but no rows."))
     return DebtorFile(
         table=table, encoding=encoding, delimiter=delimiter, extra_columns=extra_columns
     )
@@ -217,22 +219,28 @@ def _format_size(size: int) -> str:
 
 def _refuse_unusable_bytes(data: bytes, *, max_bytes: int) -> None:
     if len(data) > max_bytes:
-        raise FileRefused(f"The file is larger than the limit of {_format_size(max_bytes)}.")
+        raise FileRefused(
+            _("The file is larger than the limit of {limit}.").format(limit=_format_size(max_bytes))
+        )
     if len(data) == 0:
-        raise FileRefused("The file is empty.")
+        raise FileRefused(_("The file is empty."))
     head = bytes(data[:_SNIFF_BYTES])
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise FileRefused(
-            "The file is saved as UTF-16 text, which cannot be read: "
-            "save it as CSV UTF-8 (or plain CSV) and upload it again."
+            _(
+                "The file is saved as UTF-16 text, which cannot be read: "
+                "save it as CSV UTF-8 (or plain CSV) and upload it again."
+            )
         )
     if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise FileRefused(
-            "This is a spreadsheet workbook, not a CSV file: "
-            "save it as CSV (comma- or semicolon-separated) and upload it again."
+            _(
+                "This is a spreadsheet workbook, not a CSV file: "
+                "save it as CSV (comma- or semicolon-separated) and upload it again."
+            )
         )
     if b"\x00" in head:
-        raise FileRefused("This is not a CSV file (it contains binary data).")
+        raise FileRefused(_("This is not a CSV file (it contains binary data)."))
 
 
 def _is_utf8(data: memoryview) -> bool:
@@ -280,13 +288,15 @@ def _header_line(body: memoryview) -> str:
     match = re.search(rb"[\r\n]", head)
     if match is None and len(body) > _SNIFF_BYTES:
         raise FileRefused(
-            "The first line is longer than 64 KB, so it is not a CSV header: "
-            "the first line must hold the column names."
+            _(
+                "The first line is longer than 64 KB, so it is not a CSV header: "
+                "the first line must hold the column names."
+            )
         )
     line = head[: match.start()] if match else head
     text = line.decode("utf-8", errors="replace")
     if text.count('"') % 2:
-        raise FileRefused('The header (first line) has an unclosed quote (").')
+        raise FileRefused(_('The header (first line) has an unclosed quote (").'))
     return text
 
 
@@ -294,7 +304,7 @@ def _refuse_rows_without_header_end(body: memoryview) -> None:
     """A header alone, not even ended by a line break, has no rows (pyarrow would call it
     too short to skip its header)."""
     if re.search(rb"[\r\n]", bytes(body[:_SNIFF_BYTES])) is None:
-        raise FileRefused("The file has a header but no rows.")
+        raise FileRefused(_("The file has a header but no rows."))
 
 
 def _line_of(body: memoryview, offset: int) -> int:
@@ -311,8 +321,10 @@ def _refuse_nul_bytes(body: memoryview, *, lines_before: int) -> None:
     position = (whole if whole is not None else bytes(body)).find(b"\x00")
     if position >= 0:
         raise FileRefused(
-            f"Line {_line_of(body, position) + lines_before} contains a NUL byte (binary data): "
-            "the file is damaged or is not a CSV file."
+            _(
+                "Line {line} contains a NUL byte (binary data): "
+                "the file is damaged or is not a CSV file."
+            ).format(line=_line_of(body, position) + lines_before)
         )
 
 
@@ -338,8 +350,10 @@ def _refuse_unbalanced_quotes(body: memoryview, *, lines_before: int) -> None:
     quote_lines = np.searchsorted(breaks, np.flatnonzero(characters == ord('"')))
     odd_lines = np.flatnonzero(np.bincount(quote_lines) % 2)
     raise FileRefused(
-        f'Line {int(odd_lines[0]) + 1 + lines_before} has an unmatched double quote ("): '
-        'a quoted value is never closed, or a quote inside a value is not written twice ("").'
+        _(
+            'Line {line} has an unmatched double quote ("): a quoted value is never closed, '
+            'or a quote inside a value is not written twice ("").'
+        ).format(line=int(odd_lines[0]) + 1 + lines_before)
     )
 
 
@@ -357,13 +371,15 @@ def _detect_dialect(line: str, *, mapping: Mapping[str, str]) -> tuple[str, list
         if best is None or (known, len(names)) > best[:2]:
             best = (known, len(names), delimiter, names)
     assert best is not None
-    known, _, delimiter, names = best
+    known, _count, delimiter, names = best
     if known == 0 and "\t" in line:
         tab_names = _split_header(line, "\t")
         if any(canonical_column_name(name) for name in tab_names):
             raise FileRefused(
-                "The columns are separated by tabs; save the file as CSV with commas "
-                "or semicolons and upload it again."
+                _(
+                    "The columns are separated by tabs; save the file as CSV with commas "
+                    "or semicolons and upload it again."
+                )
             )
     return delimiter, names
 
@@ -373,7 +389,7 @@ def _locate_columns(
 ) -> tuple[dict[str, int], list[str]]:
     """Position of each required column in the header, and the unknown header names."""
     found = _mapped_columns(header, mapping)
-    taken = {position for places in found.values() for position, _ in places}
+    taken = {position for places in found.values() for position, _name in places}
     extra_columns: list[str] = []
     for position, name in enumerate(header):
         if position in taken:
@@ -386,18 +402,21 @@ def _locate_columns(
     missing = [column for column in REQUIRED_COLUMNS if column not in found]
     if missing:
         raise ColumnsNotFound(
-            f"Required column(s) missing: {', '.join(missing)}. "
-            f"The header must contain {', '.join(REQUIRED_COLUMNS)}.",
+            _("Required column(s) missing: {missing}. The header must contain {required}.").format(
+                missing=", ".join(missing), required=", ".join(REQUIRED_COLUMNS)
+            ),
             header=header,
             delimiter=delimiter,
             missing=missing,
         )
     for column in REQUIRED_COLUMNS:
         if len(found[column]) > 1:
-            spellings = ", ".join(name for _, name in found[column])
+            spellings = ", ".join(name for _position, name in found[column])
             raise FileRefused(
-                f"Column {column} appears more than once in the header ({spellings}); "
-                "keep only one."
+                _(
+                    "Column {column} appears more than once in the header ({spellings}); "
+                    "keep only one."
+                ).format(column=column, spellings=spellings)
             )
     return {column: found[column][0][0] for column in REQUIRED_COLUMNS}, extra_columns
 
@@ -411,8 +430,10 @@ def _mapped_columns(
         places = [(position, seen) for position, seen in enumerate(header) if seen == name]
         if not places:
             raise FileRefused(
-                f"The column mapping takes {column} from a column named {name!r}, "
-                "and this file has no such column. Choose the columns again."
+                _(
+                    "The column mapping takes {column} from a column named {name}, "
+                    "and this file has no such column. Choose the columns again."
+                ).format(column=column, name=repr(name))
             )
         found[column] = places
     return found
@@ -489,7 +510,7 @@ def _malformed(
     detail = str(error)
     if "straddl" in detail:
         # The quotes balance (checked before parsing), so a row runs past a whole block.
-        return FileRefused(_ROW_TOO_LONG)
+        return FileRefused(_(_ROW_TOO_LONG).format(size=_BLOCK_MB))
     if "Expected" in detail and "columns" in detail:
         bad_rows: list[pcsv.InvalidRow] = []
 
@@ -505,19 +526,24 @@ def _malformed(
             pcsv.read_csv(pa.BufferReader(pa.py_buffer(body)), **options)
         if bad_rows and bad_rows[0].number is not None:
             row = bad_rows[0]
-            separator = "comma" if delimiter == "," else "semicolon"
-            hint = (
-                f" A value that contains a {separator} must be enclosed in double quotes."
-                if row.actual_columns > row.expected_columns
-                else ""
+            message = ngettext(
+                "Line {line} has {count} field, the header has {expected}.",
+                "Line {line} has {count} fields, the header has {expected}.",
+                row.actual_columns,
+            ).format(
+                line=row.number + lines_before,
+                count=row.actual_columns,
+                expected=row.expected_columns,
             )
-            fields = "field" if row.actual_columns == 1 else "fields"
-            return FileRefused(
-                f"Line {row.number + lines_before} has {row.actual_columns} {fields}, "
-                f"the header has {row.expected_columns}.{hint}"
-            )
+            if row.actual_columns > row.expected_columns:
+                message += " " + (
+                    _("A value that contains a comma must be enclosed in double quotes.")
+                    if delimiter == ","
+                    else _("A value that contains a semicolon must be enclosed in double quotes.")
+                )
+            return FileRefused(message)
     reason = detail.removeprefix("CSV parse error: ").splitlines()[0][:200]
-    return FileRefused(f"The file is not a well-formed CSV file: {reason}")
+    return FileRefused(_("The file is not a well-formed CSV file: {reason}").format(reason=reason))
 
 
 # --------------------------------------------------------------------------------------
@@ -562,7 +588,9 @@ def file_pieces(
     piece_bytes = piece_bytes or PIECE_BYTES
     size = file_size(source)
     if size > max_bytes:
-        raise FileRefused(f"The file is larger than the limit of {_format_size(max_bytes)}.")
+        raise FileRefused(
+            _("The file is larger than the limit of {limit}.").format(limit=_format_size(max_bytes))
+        )
     first = source.read(piece_bytes)
     if len(first) == size:
         yield FilePiece(data=first, lines_before=0, last=True)
@@ -590,7 +618,7 @@ def file_pieces(
                 at_end = source.tell() >= size
                 continue
             if not at_end:  # a record running on past any row's length
-                raise FileRefused(_ROW_TOO_LONG)
+                raise FileRefused(_(_ROW_TOO_LONG).format(size=_BLOCK_MB))
             cut = len(buffer)  # the parser says what is wrong with the end of the file
         rows = bytes(buffer[:cut])
         del buffer[:cut]  # moved down in place: no second copy of the rest

@@ -8,6 +8,7 @@ only the charges whose debtId is new and counts the rest as duplicates.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import io
 import itertools
@@ -30,6 +31,7 @@ from billing.accounts.access import Actor, Permission, require
 from billing.boletos.issuing import boletos_for_rows, issuable
 from billing.core.csv_files import PLAIN, csv_chunks, source_dialect
 from billing.core.errors import FileRefused
+from billing.core.i18n import _
 from billing.core.search import fold_for_search
 from billing.core.settings import Settings, get_settings
 from billing.imports.reading import DebtorFile, file_pieces, file_size, read_debtor_file
@@ -228,12 +230,17 @@ def _read_pieces(
 def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
     """`items` in order, each next one made on a thread of its own while the caller works
     on the current one: the next piece is read and validated (Arrow and numpy, which let
-    go of the GIL) while the server loads the one before. At most two pieces in memory."""
+    go of the GIL) while the server loads the one before. At most two pieces in memory.
+    Each is made in the caller's context, so a refusal comes in the operator's language."""
     end = object()
+
+    def next_in(context: contextvars.Context) -> _T | object:
+        return context.run(next, items, end)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-read") as reader:
-        following = reader.submit(next, items, end)
+        following = reader.submit(next_in, contextvars.copy_context())
         while (item := following.result()) is not end:
-            following = reader.submit(next, items, end)
+            following = reader.submit(next_in, contextvars.copy_context())
             yield item  # type: ignore[misc]
 
 
@@ -427,7 +434,7 @@ def _run_import(
     """Load the file in the import's transaction and record how it ended: done or refused
     (a refusal writes no row of the file), then tidy up after a large load."""
     with conn.begin():
-        on_progress(0.02, "Reading and validating the file")
+        on_progress(0.02, _("Reading and validating the file"))
         try:
             first, load = _load_file(
                 conn,
@@ -448,7 +455,7 @@ def _run_import(
             conn, import_id=import_id, first=first, load=load, started=started, audited=audited
         )
     _tidy_after_load(conn, result, on_progress=on_progress)
-    on_progress(1.0, "Done")
+    on_progress(1.0, _("Done"))
     log.info("import %s of %s: %s", import_id, file_name, result)
     return result
 
@@ -481,7 +488,7 @@ def _load_file(
         )
     )
     first = next(pieces)  # most refusals come with it, before waiting for the lock
-    on_progress(0.05, "Waiting for other imports to finish")
+    on_progress(0.05, _("Waiting for other imports to finish"))
     loading.lock_imports(conn)
     with conn.begin_nested():  # a piece refused further on takes every row back
         load = _FileLoad(conn, import_id=import_id, settings=settings)
@@ -492,7 +499,7 @@ def _load_file(
             size=size,
             on_progress=on_progress,
         )
-        on_progress(0.95, "Indexing the new charges")
+        on_progress(0.95, _("Indexing the new charges"))
         load.finish()
     return first.file, load
 
@@ -579,7 +586,7 @@ def _record_done(
 def _tidy_after_load(conn: Connection, result: ImportResult, *, on_progress: Progress) -> None:
     """After a large load (committed), the new charges vacuumed for the dashboard."""
     if result.imported >= loading.BULK_LOAD_MIN_ROWS:
-        on_progress(0.98, "Preparing the new charges for the dashboard")
+        on_progress(0.98, _("Preparing the new charges for the dashboard"))
         loading.vacuum_after_large_load(conn.engine)
 
 
@@ -624,7 +631,7 @@ class _FileLoad:
         self.rejected += piece.rows.rejected.num_rows
         self.reason_counts.update(piece.rows.reason_counts)
         counts = self._load_rows(piece, on_progress=on_progress)
-        on_progress(1.0, "Keeping the rejected rows")
+        on_progress(1.0, _("Keeping the rejected rows"))
         loading.store_rejections(self.conn, import_id=self.import_id, rejected=piece.rows.rejected)
         self.imported += counts.imported
         self.duplicates += counts.duplicates
@@ -647,7 +654,7 @@ class _FileLoad:
         otherwise.
         """
         conn, rows = self.conn, piece.rows.valid
-        on_progress(0.05, "Looking for charges already imported")
+        on_progress(0.05, _("Looking for charges already imported"))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-db") as database:
             present_lines = database.submit(
                 loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
@@ -657,14 +664,14 @@ class _FileLoad:
             new_rows = self._new_rows(rows, present=present, piece=piece)
             numbers = _nosso_numeros_of(conn, new_rows)
             slices = self._charge_slices(new_rows, nosso_numeros=numbers)
-            on_progress(0.15, "Updating debtors")
+            on_progress(0.15, _("Updating debtors"))
             upserted = database.submit(
                 loading.upsert_debtors, conn, debtors=debtors, with_ids=new_rows.num_rows > 0
             )
             ready = list(_until_done(slices, upserted))
             debtor_ids = _debtor_ids_of(new_rows, upserted.result())
 
-        on_progress(0.3, "Issuing boletos and creating charges")
+        on_progress(0.3, _("Issuing boletos and creating charges"))
         imported = self._insert_charges(
             itertools.chain(ready, slices),
             debtor_ids=debtor_ids,

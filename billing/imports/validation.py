@@ -53,6 +53,9 @@ from billing.core.i18n import N_, _
 from billing.imports.reading import REQUIRED_COLUMNS, DebtorFile
 
 MAX_ID_CHARS = 100
+# Longer than any person's or company's name; also keeps the name's index entries (the
+# Debtors page's order, the word search) far under PostgreSQL's limit of 8 KB an entry.
+MAX_NAME_CHARS = 200
 # The reasons, counted per import and shown to operators (translated at display).
 MISSING = {
     "name": N_("missing name"),
@@ -62,6 +65,7 @@ MISSING = {
     "debtDueDate": N_("missing debtDueDate"),
     "debtId": N_("missing debtId"),
 }
+NAME_TOO_LONG = N_("name too long (over 200 characters)")
 INVALID_GOVERNMENT_ID = N_("invalid governmentId (not a valid CPF or CNPJ)")
 GOVERNMENT_ID_TOO_LONG = N_("governmentId too long (over 100 characters)")
 DEBT_ID_TOO_LONG = N_("debtId too long (over 100 characters)")
@@ -82,6 +86,7 @@ DUPLICATE_DEBT_ID_ROW = N_("duplicate debtId: first on line {line}")
 # The order in which a row's reasons are listed: by column, then missing before invalid.
 REASONS = (
     MISSING["name"],
+    NAME_TOO_LONG,
     MISSING["governmentId"],
     INVALID_GOVERNMENT_ID,
     GOVERNMENT_ID_TOO_LONG,
@@ -278,6 +283,7 @@ def _check_columns(
 
     amount, due_date = present["debtAmount"], present["debtDueDate"]
     found = {MISSING[column]: missing[column] for column in REQUIRED_COLUMNS} | {
+        NAME_TOO_LONG: _longer_than(columns["name"], MAX_NAME_CHARS),
         INVALID_GOVERNMENT_ID: invalid_government_id,
         GOVERNMENT_ID_TOO_LONG: government_id_too_long,
         INVALID_EMAIL: present["email"] & ~_valid_emails(columns["email"]),

@@ -66,6 +66,8 @@ def test_a_good_row_is_valid() -> None:
     ("changes", "reasons"),
     [
         ({"name": ""}, ["missing name"]),
+        ({"name": "Ana " * 50}, []),  # 199 characters once trimmed: accepted
+        ({"name": "Ana " * 51}, ["name too long (over 200 characters)"]),
         ({"governmentId": ""}, ["missing governmentId"]),
         ({"email": ""}, ["missing email"]),
         ({"debtAmount": ""}, ["missing debtAmount"]),
