@@ -675,3 +675,27 @@ def mark_written_off(conn: Connection, charge_id: int, *, status: str) -> None:
         text("UPDATE charges SET status = :status, written_off_at = now() WHERE id = :id"),
         {"id": charge_id, "status": status},
     )
+
+
+class DebtorAddress(TypedDict):
+    street: str
+    district: str
+    zip_code: str
+    city: str
+    state: str
+
+
+def debtor_address(conn: Connection, debtor_id: int) -> DebtorAddress | None:
+    """The postal address stored for a debtor (segment Q), if any."""
+    row = (
+        conn.execute(
+            text(
+                "SELECT street, district, zip_code, city, state FROM debtor_addresses "
+                "WHERE debtor_id = :debtor_id"
+            ),
+            {"debtor_id": debtor_id},
+        )
+        .mappings()
+        .first()
+    )
+    return cast(DebtorAddress, dict(row)) if row else None

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from billing.accounts.access import Permission
+from billing.accounts.access import Actor, Permission
 from billing.charges.browsing import (
     charge_page,
     debtor_page,
@@ -12,6 +12,7 @@ from billing.charges.browsing import (
     has_charges,
     masked_document,
 )
+from billing.cnab.service import debtor_address, save_debtor_address
 from billing.core.filters import PAGE_SIZE, SEARCH_IN, ChargeFilter, route_search
 from billing.core.formatting import brl, count_br
 from billing.core.i18n import _, ngettext
@@ -19,17 +20,49 @@ from billing.notices.planning import today_in
 from pages._charge_view import email_form, open_charge
 from pages._session import current_actor
 from pages._shared import (
+    engine,
     operator_errors,
     plain,
     read_engine,
     reveal_button,
     shown_document,
     whole_number,
+    wrote,
 )
 from pages._tables import MISSING, charge_column_config, charge_frame
 
 # The debtor's own columns, said once above their charges rather than on every row.
 DEBTOR_COLUMNS = ("Debtor", "CPF/CNPJ", "E-mail")
+ADDRESS_FIELDS = ("street", "district", "zip_code", "city", "state")
+
+
+def address_form(actor: Actor, *, debtor_id: int) -> None:
+    """The postal address the bank's registration (remessa, segment Q) carries: the debtor
+    file has none, and Banco do Brasil refuses a boleto without a CEP. Kept as typed when
+    refused; saving is audited (personal data)."""
+    if st.session_state.get("d_address_of") != debtor_id:  # another debtor: their address
+        stored = debtor_address(read_engine(), actor=actor, debtor_id=debtor_id) or {}
+        for field in ADDRESS_FIELDS:
+            st.session_state[f"d_address_{field}"] = stored.get(field, "")
+        st.session_state.d_address_of = debtor_id
+    with st.form("d_address_form", border=False):
+        st.text_input(_("Street, number and complement"), key="d_address_street")
+        district, zip_code = st.columns([3, 1])
+        district.text_input(_("District"), key="d_address_district")
+        zip_code.text_input(_("CEP"), key="d_address_zip_code", placeholder="01310-100")
+        city, uf = st.columns([3, 1])
+        city.text_input(_("City"), key="d_address_city")
+        uf.text_input(_("State (UF)"), key="d_address_state", max_chars=2)
+        if st.form_submit_button(_("Save the address")):
+            with operator_errors():
+                save_debtor_address(
+                    engine(),
+                    actor=actor,
+                    debtor_id=debtor_id,
+                    **{field: st.session_state[f"d_address_{field}"] for field in ADDRESS_FIELDS},
+                )
+                wrote()
+                st.success(_("Saved: the next remessa carries this address."))
 
 
 def _close_charge() -> None:
@@ -136,6 +169,8 @@ if state.d_open is not None:
                 email_form(
                     actor, debtor_id=debtor["id"], current=debtor["email"], key="d_new_email"
                 )
+            with st.expander(_("Postal address, for the bank's registration")):
+                address_form(actor, debtor_id=debtor["id"])
         totals = st.columns(4)
         totals[0].metric(_("Charges"), count_br(debtor["charges"]))
         totals[1].metric(_("Outstanding"), brl(debtor["outstanding"]))

@@ -95,7 +95,7 @@ from billing.core.settings import Settings, get_settings
 from billing.payments.service import record_charge_change, record_payment
 from db import bank_files as bank_db
 from db import payments as payments_db
-from db.bank_files import BankCharge, RemessaRow, RetornoItem, RetornoRow
+from db.bank_files import BankCharge, DebtorAddress, RemessaRow, RetornoItem, RetornoRow
 
 log = logging.getLogger(__name__)
 
@@ -898,6 +898,13 @@ _STATES = frozenset(
     ("AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA",
      "PB", "PR", "PE", "PI", "RJ", "RN", "RS", "RO", "RR", "SC", "SP", "SE", "TO")
 )  # fmt: skip
+
+
+def debtor_address(engine: Engine, *, actor: Actor, debtor_id: int) -> DebtorAddress | None:
+    """The postal address a remessa's segment Q carries for a debtor, if one is stored."""
+    require(actor, Permission.READ)
+    with engine.connect() as conn:
+        return bank_db.debtor_address(conn, debtor_id)
 
 
 def save_debtor_address(

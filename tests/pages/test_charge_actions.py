@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
 from tests.support.actors import VIEWER, signed_in_page
@@ -178,3 +178,36 @@ def test_a_debtor_s_page_says_the_debtor_once_and_opens_a_charge(pages_db: Engin
     button(at, "Save the e-mail").click().run()
     assert at.text_input(key="d_new_email").value == "nao e email"
     assert any("not an e-mail address" in unescaped(e.value) for e in at.error)
+
+
+def test_a_debtor_s_postal_address_is_kept_for_the_bank(pages_db: Engine) -> None:
+    """The debtor file has no address; the remessa's segment Q needs one (Banco do Brasil
+    refuses a boleto without a CEP): the operator types it on the debtor's page."""
+    import_rows(pages_db, 2)
+    at = signed_in_page(PAGES / "5_Debtors.py")
+    at.query_params["q"] = "conceicao 1"
+    at.run()
+    at.session_state["d_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    debtor_id = scalar(pages_db, "SELECT debtor_id FROM charges WHERE debt_id = 'debt-001'")
+
+    at.text_input(key="d_address_street").input("Av. Paulista, 1000, ap. 12")
+    at.text_input(key="d_address_district").input("Bela Vista")
+    at.text_input(key="d_address_zip_code").input("1310-100")  # a digit short
+    at.text_input(key="d_address_city").input("São Paulo")
+    at.text_input(key="d_address_state").input("SP")
+    button(at, "Save the address").click().run()
+    assert any("CEP" in unescaped(e.value) for e in at.error)
+    assert at.text_input(key="d_address_street").value == "Av. Paulista, 1000, ap. 12"  # kept
+    assert scalar(pages_db, "SELECT count(*) FROM debtor_addresses") == 0
+
+    saved_events = "SELECT count(*) FROM audit_events WHERE action = 'debtor.address_saved'"
+    before = scalar(pages_db, saved_events)  # the audit trail outlives each test
+    at.text_input(key="d_address_zip_code").input("01310-100")
+    button(at, "Save the address").click().run()
+    assert not at.exception and not at.error
+    row = "SELECT street, zip_code, city, state FROM debtor_addresses WHERE debtor_id = :id"
+    with pages_db.connect() as conn:
+        saved = conn.execute(text(row), {"id": debtor_id}).one()
+    assert tuple(saved) == ("Av. Paulista, 1000, ap. 12", "01310100", "São Paulo", "SP")
+    assert scalar(pages_db, saved_events) == before + 1
