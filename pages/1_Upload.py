@@ -9,6 +9,7 @@ from billing.accounts.access import Permission
 from billing.core.errors import FileRefused, OperatorError
 from billing.core.formatting import count_br
 from billing.core.i18n import _, ngettext
+from billing.core.settings import get_settings
 from billing.imports.mapping import check_columns, guess_columns, mapping_for_header, save_mapping
 from billing.imports.reading import REQUIRED_COLUMNS, ColumnsNotFound, peek_rows
 from billing.imports.service import PreparedFile, import_file, prepare_file
@@ -21,6 +22,7 @@ from pages._shared import (
     operator_errors,
     plain,
     rejected_rows_button,
+    uploader_in_language,
     wrote,
 )
 
@@ -38,6 +40,9 @@ st.caption(
     )
 )
 
+# The smaller of the import's own limit and the upload's (.streamlit/config.toml).
+limit_mb = min(get_settings().max_file_mb, st.get_option("server.maxUploadSize"))
+uploader_in_language(max_mb=limit_mb, kinds="CSV, TXT")
 uploaded = st.file_uploader(_("Debtor file"), type=["csv", "txt"], key="debtor_file")
 lenient = st.checkbox(
     _("Lenient documents"),

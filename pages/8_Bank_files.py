@@ -16,7 +16,15 @@ from billing.cnab.service import (
 from billing.core.formatting import brl, count_br
 from billing.core.i18n import N_, _
 from pages._session import current_actor
-from pages._shared import engine, import_engine, operator_errors, plain, shown_word, wrote
+from pages._shared import (
+    engine,
+    import_engine,
+    operator_errors,
+    plain,
+    shown_word,
+    uploader_in_language,
+    wrote,
+)
 from pages._tables import MISSING, in_local_time, time_column
 
 actor = current_actor()
@@ -116,6 +124,7 @@ else:
 st.header(_("Retorno (from the bank)"))
 if may_exchange:
     # Banks name retornos in many ways (.ret, .txt, none): the content decides, not the name.
+    uploader_in_language(max_mb=st.get_option("server.maxUploadSize"))
     uploaded = st.file_uploader(_("Retorno file"), key="ret")
     if uploaded is not None and st.button(_("Import the retorno")):
         with operator_errors():

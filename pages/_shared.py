@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -295,3 +296,26 @@ def rejected_rows_button(actor: Actor, import_id: int) -> None:
 
 
 _use_app_navigation()  # every page imports this module first
+
+
+def uploader_in_language(*, max_mb: int, kinds: str = "") -> None:
+    """Streamlit draws its file uploader's button ("Upload") and its limit line ("300MB per
+    file • CSV") in English whatever the page's language, and the limit is its transport
+    limit, not ours: both are replaced here, through CSS, by our own words."""
+    limit = _("Up to {size} MB per file").format(size=max_mb)
+    limit += f" · {kinds}" if kinds else ""
+    button = '[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p'
+    line = '[data-testid="stFileUploaderDropzoneInstructions"] span'
+    css = "".join(
+        f"{selector}{{font-size:0}}{selector}::after{{content:{_css_string(text)};font-size:{size}}}"
+        for selector, text, size in (
+            (button, _("Choose a file"), "0.875rem"),
+            (line, limit, "0.8rem"),
+        )
+    )
+    st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)
+
+
+def _css_string(text: str) -> str:
+    """A CSS string literal: quotes and backslashes escaped, accents kept as they are."""
+    return json.dumps(text, ensure_ascii=False)

@@ -171,6 +171,17 @@ def test_operator_journey(
             navigation = page.get_by_test_id("stSidebarNav")
             expect(navigation).to_contain_text(pt("Collections"))
             expect(navigation).not_to_contain_text("shared")
+            # Streamlit's own words on the uploader ("Upload", "300MB per file") replaced.
+            words = page.get_by_test_id("stFileUploaderDropzone").evaluate(
+                """zone => [
+                    zone.querySelector('button [data-testid=stMarkdownContainer] p'),
+                    zone.querySelector('[data-testid=stFileUploaderDropzoneInstructions] span'),
+                ].map(node => getComputedStyle(node, '::after').content)"""
+            )
+            assert words == [
+                f'"{pt("Choose a file")}"',
+                f'"{pt("Up to {size} MB per file").format(size=250)} · CSV, TXT"',
+            ]
             shots.take(page, "upload-empty")
 
             page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
