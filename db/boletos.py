@@ -112,10 +112,10 @@ class PendingBatch:
         return int(self.ids.shape[0])
 
 
-class BoletoCharge(TypedDict):
-    """A charge with its boleto fields and the payer's document. The boleto's fields
-    (nosso_numero, barcode, digitable_line, issued_at) are None until it is issued,
-    all four together (002's constraint); pix_code is None without a Pix key too."""
+class ChargeWithBoleto(TypedDict):
+    """A charge with its boleto fields. The boleto's fields (nosso_numero, barcode,
+    digitable_line, issued_at) are None until it is issued, all four together (002's
+    constraint); pix_code is None without a Pix key too."""
 
     id: int
     debt_id: str
@@ -129,6 +129,11 @@ class BoletoCharge(TypedDict):
     digitable_line: str | None
     pix_code: str | None
     issued_at: datetime | None
+
+
+class BoletoCharge(ChargeWithBoleto):
+    """A charge with its boleto fields and the payer's document."""
+
     government_id: str
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, RowMapping, text
 
 from billing.core.filters import ChargeFilter, Cursor, DebtorCursor, TextSearch
 from billing.core.statuses import OPEN_STATUSES, REGISTRATION_REJECTED, UNPAID_STATUSES
+from db.boletos import ChargeWithBoleto
 
 _SORT_COLUMNS = {"due_date": "c.due_date", "amount": "c.amount"}
 
@@ -72,21 +73,9 @@ class ChargeRow(TypedDict):
     overdue: bool
 
 
-class ChargeWithDebtor(TypedDict):
+class ChargeWithDebtor(ChargeWithBoleto):
     """One charge with its boleto fields, its debtor, its import and what was paid."""
 
-    id: int
-    debt_id: str
-    amount: Decimal
-    due_date: date
-    status: str
-    payer_name: str
-    payer_email: str
-    nosso_numero: int | None
-    barcode: str | None
-    digitable_line: str | None
-    pix_code: str | None
-    issued_at: datetime | None
     created_at: datetime
     import_id: int
     debtor_id: int
