@@ -377,3 +377,57 @@ def test_sign_in_roles_reload_lockout_and_sign_out(
             sign_in(page, app.url, "ana@fundo.com.br", PASSWORD)
             expect(page.get_by_text("locked after 5 wrong passwords")).to_be_visible()
             shots.take(page, "locked")
+
+
+def test_a_file_from_another_system_is_mapped_and_imported(
+    no_accounts: Engine, app_env: dict[str, str], browser_page
+) -> None:
+    """In Portuguese at 1280 px: a file whose columns have other names is shown with each
+    field's column guessed, and imports with that mapping."""
+    db, page, shots = no_accounts, browser_page, Screenshots("column_mapping")
+    pages = registered_pages()
+    create_account(db, actor=ADMIN, email="ana@fundo.com.br", role="operator", password=PASSWORD)
+    erp_file = (
+        "Cliente;Documento;Correio;Valor Original;Vencimento;Contrato\n"
+        f"Maria da Conceição;{VALID_CPFS[0]};maria@example.com;1.500,00;31/12/2030;C-1\n"
+        f"João Batista;{VALID_CPFS[1]};joao@example.com;250,50;15/01/2031;C-2\n"
+    ).encode()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    with running_app(
+        {**app_env, "LANGUAGE": "pt_BR"}, log_file=ARTIFACTS / "streamlit-mapping.log"
+    ) as app:
+        page.goto(f"{app.url}/{pages[UPLOAD]}")
+        wait_for_script(page)
+        page.get_by_role("textbox", name=pt("E-mail")).fill("ana@fundo.com.br")
+        page.get_by_label(pt("Password"), exact=True).fill(PASSWORD)
+        page.get_by_role("button", name=pt("Sign in")).click()
+        expect(page.get_by_text(DRAG)).to_be_visible()
+        with shots.on_failure(page, "mapping-failed"):
+            page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+                files=[{"name": "erp.csv", "mimeType": "text/csv", "buffer": erp_file}]
+            )
+            expect(page.get_by_text(pt("Which column is which"))).to_be_visible()
+            guesses = {
+                "name": "Cliente",
+                "governmentId": "Documento",
+                "email": "Correio",
+                "debtAmount": "Valor Original",
+                "debtDueDate": "Vencimento",
+                "debtId": "Contrato",
+            }
+            for field, column in guesses.items():
+                choice = page.get_by_role("combobox", name=field, exact=True)
+                expect(choice).to_have_value(column)
+            wait_for_script(page)
+            shots.take(page, "mapping-guessed")
+            page.get_by_role("button", name=pt("Import"), exact=True).click()
+            expect(metric(page, pt("Imported"))).to_have_text("2")
+            shots.take(page, "mapping-imported")
+    with db.connect() as conn:
+        rows = conn.execute(
+            text("SELECT debt_id, amount::text, due_date::text FROM charges ORDER BY debt_id")
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("C-1", "1500.00", "2030-12-31"),
+        ("C-2", "250.50", "2031-01-15"),
+    ]
