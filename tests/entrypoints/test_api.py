@@ -23,11 +23,11 @@ from tests.support.api_server import (
     SECRET,
     TOKEN,
     count_payments,
-    import_charges,
     payment_body,
 )
 from tests.support.api_server import base_url as base_url  # the served API (a fixture)
 from tests.support.database import scalar
+from tests.support.debtor_files import import_charges
 from tests.support.network import free_port
 
 

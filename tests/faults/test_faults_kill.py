@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import Engine
 
 from billing.entrypoints.api import signature
-from tests.support.api_server import CLI_SECRET, count_payments, import_charges, payment_body
+from tests.support.api_server import CLI_SECRET, count_payments, payment_body
 from tests.support.database import scalar
+from tests.support.debtor_files import import_charges
 from tests.support.network import free_port
 
 pytestmark = pytest.mark.slow  # kills a served API mid-webhook (about 40 s)

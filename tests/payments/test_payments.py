@@ -12,8 +12,6 @@ from sqlalchemy.exc import IntegrityError
 
 from billing.accounts.access import WEBHOOK_ACTOR, Forbidden
 from billing.core.errors import OperatorError
-from billing.imports.reading import REQUIRED_COLUMNS
-from billing.imports.service import import_file
 from billing.payments.service import (
     InvalidPayment,
     NotFound,
@@ -28,29 +26,11 @@ from billing.payments.service import (
     read_payment_notification,
     record_payment,
 )
-from tests.support.actors import OPERATOR, VIEWER, operator
+from tests.support.actors import VIEWER, operator
 from tests.support.database import scalar
+from tests.support.debtor_files import import_charges
 
 SAO_PAULO = "America/Sao_Paulo"
-
-
-def import_charges(db: Engine, *rows: tuple[str, str]) -> dict[str, int]:
-    """Create charges through the real import from (debtId, amount); return debtId -> id."""
-    lines = [",".join(REQUIRED_COLUMNS)] + [
-        f"Ana Souza,{index:011d},ana@example.com,{amount},2030-01-31,{debt_id}"
-        for index, (debt_id, amount) in enumerate(rows, start=1)
-    ]
-    result = import_file(
-        actor=OPERATOR,
-        engine=db,
-        data="\n".join(lines).encode(),
-        file_name="x.csv",
-        lenient_documents=True,
-    )
-    assert result.status == "done" and result.imported == len(rows), result
-    with db.connect() as conn:
-        found = conn.execute(text("SELECT debt_id, id FROM charges")).all()
-    return dict(found)
 
 
 def pay(db: Engine, debt_id: str, amount: str, *, paid_at: str = "2022-06-09 10:00:00", **kw):

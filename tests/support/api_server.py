@@ -12,9 +12,6 @@ from sqlalchemy import Engine
 
 from billing.core.settings import Settings
 from billing.entrypoints.api import create_app
-from billing.imports.reading import REQUIRED_COLUMNS
-from billing.imports.service import import_file
-from tests.support.actors import OPERATOR
 from tests.support.database import scalar
 
 # Secrets as strong as the API demands (32 bytes or more); tests only, never deployed.
@@ -41,22 +38,6 @@ def base_url(engine: Engine) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
-
-
-def import_charges(db: Engine, *rows: tuple[str, str]) -> None:
-    """Create charges through the real import from (debtId, amount)."""
-    lines = [",".join(REQUIRED_COLUMNS)] + [
-        f"Ana Souza,{index:011d},ana@example.com,{amount},2030-01-31,{debt_id}"
-        for index, (debt_id, amount) in enumerate(rows, start=1)
-    ]
-    result = import_file(
-        actor=OPERATOR,
-        engine=db,
-        data="\n".join(lines).encode(),
-        file_name="x.csv",
-        lenient_documents=True,
-    )
-    assert result.status == "done" and result.imported == len(rows), result
 
 
 def payment_body(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
+from billing.imports.reading import REQUIRED_COLUMNS
 from billing.imports.service import ImportResult, import_file
 from tests.support.actors import OPERATOR
 
@@ -66,3 +67,22 @@ def import_rows(db: Engine, count: int) -> dict[str, int]:
     assert result.imported == count, result
     with db.connect() as conn:
         return dict(conn.execute(text("SELECT debt_id, id FROM charges")).all())
+
+
+def import_charges(db: Engine, *rows: tuple[str, str]) -> dict[str, int]:
+    """Create charges through the real import from (debtId, amount); return debtId -> id."""
+    lines = [",".join(REQUIRED_COLUMNS)] + [
+        f"Ana Souza,{index:011d},ana@example.com,{amount},2030-01-31,{debt_id}"
+        for index, (debt_id, amount) in enumerate(rows, start=1)
+    ]
+    result = import_file(
+        actor=OPERATOR,
+        engine=db,
+        data="\n".join(lines).encode(),
+        file_name="x.csv",
+        lenient_documents=True,
+    )
+    assert result.status == "done" and result.imported == len(rows), result
+    with db.connect() as conn:
+        found = conn.execute(text("SELECT debt_id, id FROM charges")).all()
+    return dict(found)
