@@ -42,7 +42,7 @@ from pages._shared import (
     read_engine,
     whole_number,
 )
-from pages._tables import MISSING, charge_column_config, charge_frame
+from pages._tables import MISSING, charge_column_config, charge_frame, one_page_of_many
 
 # What the date fields accept, wide enough for any due date; a link's date outside it
 # is dropped with a note rather than breaking the field.
@@ -277,7 +277,7 @@ page = charge_page(
 if not page.rows:
     st.info(_("No charge matches these filters. Clear the search or widen the dates."))
 else:
-    event = st.dataframe(
+    event = one_page_of_many("charges").dataframe(
         charge_frame(page.rows),
         hide_index=True,
         column_config=charge_column_config(),
@@ -299,9 +299,8 @@ else:
         st.rerun()
     caption.caption(
         _(
-            "Page {page}: rows {first} to {last} of {count}. Select a row to open the charge. "
-            "A column header orders this page's rows; Order, above, orders every filtered "
-            "charge."
+            "Page {page}: rows {first} to {last} of {count}, in the order chosen above. "
+            "Select a row to open the charge."
         ).format(
             page=page_number,
             first=count_br(first),

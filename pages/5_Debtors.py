@@ -29,7 +29,7 @@ from pages._shared import (
     whole_number,
     wrote,
 )
-from pages._tables import MISSING, charge_column_config, charge_frame
+from pages._tables import MISSING, charge_column_config, charge_frame, one_page_of_many
 
 # The debtor's own columns, said once above their charges rather than on every row.
 DEBTOR_COLUMNS = ("Debtor", "CPF/CNPJ", "E-mail")
@@ -126,7 +126,7 @@ else:
             _("Charges"): [row["charges"] for row in page.rows],
         }
     )
-    event = st.dataframe(
+    event = one_page_of_many("debtors").dataframe(
         table,
         hide_index=True,
         on_select="rerun",
@@ -189,7 +189,7 @@ if state.d_open is not None:
             state.d_charges_of = debtor["id"]
             state.pop("d_charges", None)
             state.d_charge = None
-        chosen_charge = st.dataframe(
+        chosen_charge = one_page_of_many("debtor-charges").dataframe(
             charge_frame(charges.rows, without=DEBTOR_COLUMNS),
             hide_index=True,
             column_config=charge_column_config(without=DEBTOR_COLUMNS),

@@ -10,7 +10,7 @@ from billing.core.i18n import _
 from billing.core.settings import get_settings
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, read_engine
-from pages._tables import MISSING, in_local_time, time_column
+from pages._tables import MISSING, in_local_time, one_page_of_many, time_column
 
 actor = current_actor()
 zone = get_settings().timezone
@@ -51,7 +51,7 @@ if not rows:
     st.info(_("No event matches these filters."))
     st.stop()
 when = _("When")
-st.dataframe(
+one_page_of_many("audit").dataframe(
     in_local_time(
         pd.DataFrame(
             {

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
+from streamlit.delta_generator import DeltaGenerator
 
 from billing.charges.browsing import charge_table
 from billing.core.formatting import brl, date_br
@@ -78,3 +79,21 @@ def charge_column_config(*, without: Sequence[str] = ()) -> dict[str, Any]:
         for name, width in _CHARGE_WIDTHS.items()
         if name not in without
     }
+
+
+# Streamlit's grid sorts by a header click in the browser, over the rows it was given:
+# for a table showing one page of a larger set that order would lie (the page's 50 rows
+# in order, not the filtered set's). Its headers are covered by a layer that takes the
+# click; the page's own "Order" choice sorts through the query.
+_HEADERS_TAKE_NO_CLICK = (
+    "<style>[class*='st-key-one-page-'] [data-testid='stDataFrameResizable']::after"
+    "{content:'';position:absolute;top:0;left:0;right:0;height:36px;z-index:3;"
+    "cursor:default}</style>"
+)
+
+
+def one_page_of_many(key: str) -> DeltaGenerator:
+    """A container for a table that shows one page of a larger set: its column headers
+    do not sort (see above); the rows are ordered by the query that fetched them."""
+    st.markdown(_HEADERS_TAKE_NO_CLICK, unsafe_allow_html=True)
+    return st.container(key=f"one-page-{key}")

@@ -431,3 +431,59 @@ def test_a_file_from_another_system_is_mapped_and_imported(
         ("C-1", "1500.00", "2030-12-31"),
         ("C-2", "250.50", "2031-01-15"),
     ]
+
+
+HEADER_HEIGHT = 35  # the grid's header row, in CSS pixels
+
+
+# Where the "Valor" header is drawn at 1280 px (the grid is a canvas: its headers have no
+# element to find them by; the columns' widths are the page's column_config).
+AMOUNT_HEADER_X = 330
+
+
+def click_amount_header(page, grid) -> None:
+    """One click on the Valor header (a sort by amount, smallest first, if it sorted)."""
+    box = grid.get_by_test_id("stDataFrameResizable").bounding_box()
+    page.mouse.click(box["x"] + AMOUNT_HEADER_X, box["y"] + HEADER_HEIGHT / 2)
+    page.mouse.move(1, 1)
+    wait_for_script(page)
+
+
+def test_headers_of_a_page_of_charges_do_not_sort(
+    no_accounts: Engine, app_env: dict[str, str], browser_page
+) -> None:
+    """Streamlit's grid sorts by a header click in the browser, over the 50 rows it was
+    given: on the Charges page that would order one page and look like the filtered set's
+    order. Its headers take no click (pages/_tables.one_page_of_many); the Order choice
+    sorts through the query. After a click on the amount's header, the first row is still
+    the first charge of the query's order."""
+    db, page, shots = no_accounts, browser_page, Screenshots("header_sort")
+    create_account(db, actor=ADMIN, email="ana@fundo.com.br", role="operator", password=PASSWORD)
+    data, _ = debtor_file(today_in())
+    import_file(engine=db, actor=ADMIN, data=data, file_name="d.csv", lenient_documents=False)
+    # The query's order (due date, oldest first; then id) puts e2e-1 (R$ 1.500,00) first;
+    # a sort by amount or by name would not.
+    first = charge_id_of(db, "e2e-1")
+    pages = registered_pages()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    with (
+        running_app(
+            {**app_env, "LANGUAGE": "pt_BR"}, log_file=ARTIFACTS / "streamlit-header-sort.log"
+        ) as app,
+        shots.on_failure(page, "charges-failed"),
+    ):
+        page.goto(f"{app.url}/{pages[CHARGES]}")
+        wait_for_script(page)
+        page.get_by_role("textbox", name=pt("E-mail")).fill("ana@fundo.com.br")
+        page.get_by_label(pt("Password"), exact=True).fill(PASSWORD)
+        page.get_by_role("button", name=pt("Sign in")).click()
+        grid = page.get_by_test_id("stDataFrame")
+        expect(grid).to_be_visible()
+        click_amount_header(page, grid)
+        shots.take(page, "charges-headers-clicked")
+        # The first row drawn is still the query's first charge (R$ 1.500,00; a sort
+        # by amount would put e2e-3's R$ 99,90 first).
+        box = grid.get_by_test_id("stDataFrameResizable").bounding_box()
+        page.mouse.click(box["x"] + 15, box["y"] + HEADER_HEIGHT * 1.5)
+        heading = pt("Charge #{id}").format(id=first)
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
