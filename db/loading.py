@@ -50,32 +50,46 @@ CREATE TEMP TABLE IF NOT EXISTS import_debtors (
     government_id text COLLATE "C" NOT NULL,
     name text NOT NULL,
     search_name text NOT NULL,
-    email text NOT NULL
+    email text NOT NULL,
+    id bigint,  -- the debtor's, when known (filled by _FIND_KNOWN_DEBTORS)
+    changed boolean NOT NULL DEFAULT false  -- known, with another name or e-mail
 ) ON COMMIT DROP;
 TRUNCATE import_debtors
 """
 _DEBTOR_COLUMNS = "government_id, name, search_name, email"
 
+# The piece's debtors looked up once, in government_id order (the rows were staged so):
+# the unique index is walked forward, not probed at random, and nothing after this probes
+# it again (imports are the only writers of new debtors, one at a time).
+_FIND_KNOWN_DEBTORS = """
+UPDATE import_debtors AS n
+SET id = d.id, changed = (d.name, d.email) IS DISTINCT FROM (n.name, n.email)
+FROM debtors AS d
+WHERE d.government_id = n.government_id
+"""
+
 _UPDATE_CHANGED_DEBTORS = """
 UPDATE debtors AS d
 SET name = n.name, search_name = n.search_name, email = n.email
 FROM import_debtors AS n
-WHERE d.government_id = n.government_id
-  AND (d.name, d.email) IS DISTINCT FROM (n.name, n.email)
+WHERE n.changed AND d.id = n.id
 """
 
 _INSERT_NEW_DEBTORS = """
-INSERT INTO debtors (government_id, name, search_name, email)
-SELECT n.government_id, n.name, n.search_name, n.email
-FROM import_debtors AS n
-WHERE NOT EXISTS (SELECT 1 FROM debtors AS d WHERE d.government_id = n.government_id)
-ORDER BY n.government_id
-"""
-
-_DEBTOR_IDS = """
-SELECT coalesce(array_agg(n.government_id), '{}'), coalesce(array_agg(d.id), '{}')
-FROM import_debtors AS n
-JOIN debtors AS d ON d.government_id = n.government_id
+WITH inserted AS (
+    INSERT INTO debtors (government_id, name, search_name, email)
+    SELECT government_id, name, search_name, email
+    FROM import_debtors
+    WHERE id IS NULL
+    ORDER BY government_id
+    RETURNING government_id, id
+)
+SELECT coalesce(array_agg(government_id), '{}'), coalesce(array_agg(id), '{}')
+FROM (
+    SELECT government_id, id FROM inserted
+    UNION ALL
+    SELECT government_id, id FROM import_debtors WHERE id IS NOT NULL
+) AS piece
 """
 
 _ALLOCATE_NOSSO_NUMEROS = """
@@ -207,9 +221,15 @@ def probing_by_index(conn: Connection) -> Iterator[None]:
 
 
 def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
-    """The lines (of a table line, debt_id) whose debtId is already a charge."""
+    """The lines (of a table line, debt_id) whose debtId is already a charge.
+
+    The keys are staged in debtId order, so the look-ups walk charge_keys' index forward:
+    each of its pages is read once for all the piece's keys it holds, not once per key,
+    which keeps the look-up's cost from growing with the months the table holds.
+    """
     conn.exec_driver_sql(_CREATE_STAGED_KEYS)
-    copy_csv(conn, table=keys, target="import_keys", columns="line, debt_id")
+    in_order = keys.take(pc.sort_indices(keys, [("debt_id", "ascending")]))
+    copy_csv(conn, table=in_order, target="import_keys", columns="line, debt_id")
     conn.exec_driver_sql("ANALYZE import_keys")
     with probing_by_index(conn):
         return np.array(conn.execute(text(_PRESENT_LINES)).scalar_one(), dtype=np.int32)
@@ -220,17 +240,21 @@ def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True
 
     `debtors` has one row per government_id (columns government_id, name, search_name,
     email); returns their ids as a table government_id, id (empty unless `with_ids`: a
-    piece with no new charge needs none). Their index entries are added
-    row by row, in government_id order (the unique key grows at its right edge on a new
-    install), and no lock keeps a reader of `debtors` waiting.
+    piece with no new charge needs none). The unique index on government_id is looked up
+    once per debtor, in government_id order; new debtors' index entries are added row by
+    row in that order (the key grows at its right edge on a new install), and no lock
+    keeps a reader of `debtors` waiting.
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
-    copy_csv(conn, table=debtors, target="import_debtors", columns=_DEBTOR_COLUMNS)
+    in_order = debtors.take(pc.sort_indices(debtors, [("government_id", "ascending")]))
+    copy_csv(conn, table=in_order, target="import_debtors", columns=_DEBTOR_COLUMNS)
     conn.exec_driver_sql("ANALYZE import_debtors")
     with probing_by_index(conn):
+        conn.exec_driver_sql(_FIND_KNOWN_DEBTORS)
         conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS)
-        conn.exec_driver_sql(_INSERT_NEW_DEBTORS)
-        government_ids, ids = conn.execute(text(_DEBTOR_IDS)).one() if with_ids else ([], [])
+        government_ids, ids = conn.execute(text(_INSERT_NEW_DEBTORS)).one()
+    if not with_ids:
+        government_ids, ids = [], []
     return pa.table(
         {
             "government_id": pa.array(government_ids, pa.string()),
