@@ -84,6 +84,58 @@ def test_newest_file_updates_the_debtor_but_not_what_a_charge_billed(db: Engine)
     assert billed == {"a1": "ana@old.com", "a2": "ana@new.com"}
 
 
+def test_known_changed_and_new_debtors_in_one_file(db: Engine) -> None:
+    """One look-up serves all three: the known debtor untouched (no write, its updated_at
+    kept), the changed one updated, the new one inserted, each charge on its own debtor."""
+    same, changed, new = VALID_CPFS[0], VALID_CPFS[1], VALID_CPFS[2]
+    run_import(
+        db,
+        debtor_csv(
+            [
+                ("Ana Souza", same, "ana@example.com", "10", "2024-01-01", "a1"),
+                ("Bruno Dias", changed, "bruno@old.com", "10", "2024-01-01", "b1"),
+            ]
+        ),
+    )
+    with db.connect() as conn:
+        written_before = dict(
+            conn.execute(text("SELECT government_id, updated_at FROM debtors")).all()
+        )
+    result = run_import(
+        db,
+        debtor_csv(
+            [
+                ("Carla Nunes", new, "carla@example.com", "30", "2024-02-01", "c2"),
+                ("Bruno Dias", changed, "bruno@new.com", "20", "2024-02-01", "b2"),
+                ("Ana Souza", same, "ana@example.com", "20", "2024-02-01", "a2"),
+            ]
+        ),
+    )
+
+    assert (result.imported, result.duplicates) == (3, 0)
+    with db.connect() as conn:
+        debtors = {
+            row.government_id: row
+            for row in conn.execute(text("SELECT government_id, email, updated_at FROM debtors"))
+        }
+        charged = dict(
+            conn.execute(
+                text(
+                    "SELECT c.debt_id, d.government_id FROM charges AS c "
+                    "JOIN debtors AS d ON d.id = c.debtor_id"
+                )
+            ).all()
+        )
+    assert {gid: row.email for gid, row in debtors.items()} == {
+        same: "ana@example.com",
+        changed: "bruno@new.com",
+        new: "carla@example.com",
+    }
+    assert debtors[same].updated_at == written_before[same]
+    assert debtors[changed].updated_at > written_before[changed]
+    assert charged == {"a1": same, "b1": changed, "a2": same, "b2": changed, "c2": new}
+
+
 def test_within_a_file_the_last_row_of_a_debtor_speaks_for_it(db: Engine) -> None:
     first, second = VALID_CPFS[0], VALID_CPFS[1]
     rows = [
