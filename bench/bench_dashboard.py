@@ -302,8 +302,7 @@ def build_cases(engine: Engine, *, today: date, sample: Sample) -> list[Case]:
             name="debtors: first page, no search",
             run=lambda: len(debtor_page(engine).rows),
             statement=charges_db.debtor_rows_sql(search=None, after=None, limit=51),
-            whole_table=True,
-            note="sorts every debtor by name: no index on name",
+            indexes=("debtors_name_idx",),  # migration 014: pages read in name order
         )
     )
     after_debtor = DebtorCursor(name="M", id=0)
@@ -312,8 +311,7 @@ def build_cases(engine: Engine, *, today: date, sample: Sample) -> list[Case]:
             name="debtors: next page, no search",
             run=lambda: len(debtor_page(engine, after=after_debtor).rows),
             statement=charges_db.debtor_rows_sql(search=None, after=after_debtor, limit=51),
-            whole_table=True,
-            note="sorts every debtor by name: no index on name",
+            indexes=("debtors_name_idx",),  # migration 014: pages read in name order
         )
     )
     cases.append(
