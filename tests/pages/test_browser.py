@@ -296,15 +296,24 @@ def close_charge_panel(page) -> None:
     wait_for_script(page)
 
 
-def sign_in(page, url: str, email: str, password: str) -> None:
+def sign_in(
+    page,
+    url: str,
+    email: str,
+    password: str,
+    says: Callable[..., str] = lambda message, *_: message,
+) -> None:
+    """Sign in on the page at `url` (`says`: the interface's language, English unless
+    given)."""
     page.goto(url)
     wait_for_script(page)
-    page.get_by_role("textbox", name="E-mail").fill(email)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("textbox", name=says("E-mail")).fill(email)
+    page.get_by_label(says("Password"), exact=True).fill(password)
+    page.get_by_role("button", name=says("Sign in")).click()
     # Signed in, or a refusal under the form: either way the rerun is over.
+    signed_in = says("Signed in as {name} ({role})").split("{name}")[0].strip()
     expect(
-        page.get_by_text("Signed in as").or_(page.get_by_test_id("stAlertContentError"))
+        page.get_by_text(signed_in).or_(page.get_by_test_id("stAlertContentError"))
     ).to_be_visible(timeout=WAIT_MS)
     wait_for_script(page)
 
@@ -396,11 +405,7 @@ def test_a_file_from_another_system_is_mapped_and_imported(
     with running_app(
         {**app_env, "LANGUAGE": "pt_BR"}, log_file=ARTIFACTS / "streamlit-mapping.log"
     ) as app:
-        page.goto(f"{app.url}/{pages[UPLOAD]}")
-        wait_for_script(page)
-        page.get_by_role("textbox", name=pt("E-mail")).fill("ana@fundo.com.br")
-        page.get_by_label(pt("Password"), exact=True).fill(PASSWORD)
-        page.get_by_role("button", name=pt("Sign in")).click()
+        sign_in(page, f"{app.url}/{pages[UPLOAD]}", "ana@fundo.com.br", PASSWORD, says=pt)
         expect(page.get_by_text(DRAG)).to_be_visible()
         with shots.on_failure(page, "mapping-failed"):
             page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
@@ -472,11 +477,7 @@ def test_headers_of_a_page_of_charges_do_not_sort(
         ) as app,
         shots.on_failure(page, "charges-failed"),
     ):
-        page.goto(f"{app.url}/{pages[CHARGES]}")
-        wait_for_script(page)
-        page.get_by_role("textbox", name=pt("E-mail")).fill("ana@fundo.com.br")
-        page.get_by_label(pt("Password"), exact=True).fill(PASSWORD)
-        page.get_by_role("button", name=pt("Sign in")).click()
+        sign_in(page, f"{app.url}/{pages[CHARGES]}", "ana@fundo.com.br", PASSWORD, says=pt)
         grid = page.get_by_test_id("stDataFrame")
         expect(grid).to_be_visible()
         click_amount_header(page, grid)
