@@ -8,7 +8,7 @@ importing at once never create the same charge twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +21,8 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, text
 
 from billing.core.formatting import count_br
+from db import binary_copy
+from db.binary_copy import PgType
 from db.driver import driver_connection, server_major_version
 
 log = logging.getLogger(__name__)
@@ -98,21 +100,24 @@ SELECT coalesce(array_agg(nextval('nosso_numero_seq')), '{}') FROM generate_seri
 
 # Only imports insert charges, one at a time under IMPORT_LOCK_KEY, so the lines found
 # present above are all there is to skip; charge_keys (sql/010) would refuse anything else.
-CHARGE_COLUMNS = (
-    "debt_id",
-    "debtor_id",
-    "import_id",
-    "amount",
-    "due_date",
-    "payer_name",
-    "payer_email",
-    "status",
-    "nosso_numero",
-    "barcode",
-    "digitable_line",
-    "pix_code",
-    "issued_at",
-)
+# Each column with its type in `charges`, for the binary COPY (db/binary_copy.py).
+CHARGE_COLUMN_TYPES: dict[str, PgType] = {
+    "id": "bigint",
+    "debt_id": "text",
+    "debtor_id": "bigint",
+    "import_id": "bigint",
+    "amount": "numeric",
+    "due_date": "date",
+    "payer_name": "text",
+    "payer_email": "text",
+    "status": "text",
+    "nosso_numero": "bigint",
+    "barcode": "text",
+    "digitable_line": "text",
+    "pix_code": "text",
+    "issued_at": "timestamptz",
+}
+CHARGE_COLUMNS = tuple(name for name in CHARGE_COLUMN_TYPES if name != "id")
 _REJECTION_COLUMNS = (
     "line, name, government_id, email, debt_amount, debt_due_date, debt_id, reasons"
 )
@@ -166,31 +171,47 @@ def copy_slices(
     target: str,
     columns: str,
     freeze: bool = False,
+    binary_types: Mapping[str, PgType] | None = None,
     on_progress: Progress = _no_progress,
 ) -> int:
     """COPY Arrow tables into `target` one after the other; return how many rows went.
 
     `freeze` writes the rows frozen, for a table created in this transaction.
+    `binary_types` (each column's type in `target`) sends the rows in the binary format,
+    which the server reads at about twice the speed of CSV (db/binary_copy.py).
 
-    Each slice is written as CSV while the server is still reading the one before: the
-    queued writer sends from a thread of its own, and Arrow's CSV writer, like the work
-    that produces the slices, releases the GIL. So the client's share of a large load
-    overlaps the server's instead of preceding it.
+    Each slice is encoded while the server is still reading the one before: the queued
+    writer sends from a thread of its own, and Arrow's encoders, like the work that
+    produces the slices, release the GIL. So the client's share of a large load overlaps
+    the server's instead of preceding it.
     """
-    options = pcsv.WriteOptions(include_header=False)
+    options = ["FORMAT binary" if binary_types else "FORMAT csv"] + (["FREEZE"] if freeze else [])
     cursor = driver_connection(conn).cursor()
-    options_sql = "FORMAT csv, FREEZE" if freeze else "FORMAT csv"
-    statement = f"COPY {target} ({columns}) FROM STDIN ({options_sql})"
+    statement = f"COPY {target} ({columns}) FROM STDIN ({', '.join(options)})"
     copied = 0
     with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+        if binary_types:
+            copy.write(binary_copy.HEADER)
         for rows in slices:
-            sink = pa.BufferOutputStream()
-            pcsv.write_csv(rows, sink, options)
-            copy.write(memoryview(sink.getvalue()))
+            copy.write(memoryview(_encoded(rows, binary_types)))
             copied += rows.num_rows
             message = f"Copied {count_br(copied)} of {count_br(total_rows)} rows"
             on_progress(copied / max(total_rows, 1), message)
+        if binary_types:
+            copy.write(binary_copy.TRAILER)
     return copied
+
+
+_CSV_OPTIONS = pcsv.WriteOptions(include_header=False)
+
+
+def _encoded(rows: pa.Table, binary_types: Mapping[str, PgType] | None) -> pa.Buffer:
+    """`rows` as COPY reads them: binary tuples when their types are given, else CSV."""
+    if binary_types:
+        return binary_copy.encode_rows(rows, binary_types)
+    sink = pa.BufferOutputStream()
+    pcsv.write_csv(rows, sink, _CSV_OPTIONS)
+    return sink.getvalue()
 
 
 # A piece's look-ups in tables that hold every month (charge_keys, debtors) go through their
@@ -310,6 +331,7 @@ def insert_charges(
             total_rows=total_rows,
             target="charges",
             columns=", ".join(CHARGE_COLUMNS),
+            binary_types=CHARGE_COLUMN_TYPES,
             on_progress=on_progress,
         )
     copied = copy_slices(
@@ -319,6 +341,7 @@ def insert_charges(
         target=partition.relation,
         columns=", ".join(("id", *CHARGE_COLUMNS)),
         freeze=True,
+        binary_types=CHARGE_COLUMN_TYPES,
         on_progress=on_progress,
     )
     partition.next_id += copied
