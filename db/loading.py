@@ -229,16 +229,18 @@ SELECT set_config('enable_hashjoin', :hash, true), set_config('enable_mergejoin'
 
 @contextmanager
 def probing_by_index(conn: Connection) -> Iterator[None]:
-    """Joins in the block probe indexes row by row (for a piece against a whole table)."""
+    """Joins in the block probe indexes row by row (for a piece against a whole table).
+
+    The settings are local to the transaction; they are put back when the block ends
+    well. A statement that fails in it leaves the transaction aborted: its error is what
+    the caller gets (not a refusal to put them back), and the rollback undoes them.
+    """
     hash_join, merge_join = conn.execute(
         text("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")
     ).one()
     conn.exec_driver_sql(_PROBE_BY_INDEX)
-    try:
-        yield
-    finally:
-        if not conn.invalidated and conn.in_transaction():
-            conn.execute(text(_PLAN_FREELY), {"hash": hash_join, "merge": merge_join})
+    yield
+    conn.execute(text(_PLAN_FREELY), {"hash": hash_join, "merge": merge_join})
 
 
 def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
@@ -254,6 +256,27 @@ def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
     conn.exec_driver_sql("ANALYZE import_keys")
     with probing_by_index(conn):
         return np.array(conn.execute(text(_PRESENT_LINES)).scalar_one(), dtype=np.int32)
+
+
+# A file's partition's debtIds, recorded as each piece loads (sql/020): the piece's keys
+# staged by lines_already_charged that no charge holds yet, in debtId order.
+_RECORD_NEW_KEYS = """
+INSERT INTO charge_keys (debt_id)
+SELECT k.debt_id FROM import_keys AS k
+WHERE NOT EXISTS (SELECT FROM charge_keys AS c WHERE c.debt_id = k.debt_id)
+ORDER BY k.debt_id
+"""
+
+
+def record_new_charge_keys(conn: Connection) -> int:
+    """Record in charge_keys the debtIds staged by lines_already_charged that no charge
+    holds yet, the new charges of a piece going into a file's partition; return how many.
+
+    Run while the piece's boletos are computed, this takes the keys' upkeep off the
+    attach, where nothing else would run beside it.
+    """
+    with probing_by_index(conn):
+        return conn.execute(text(_RECORD_NEW_KEYS)).rowcount
 
 
 def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True) -> pa.Table:
@@ -348,10 +371,18 @@ def insert_charges(
     return copied
 
 
-def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int:
-    """Attach a partition filled by insert_charges (its indexes built, its debtIds kept in
-    charge_keys, the Overview's figures updated); return how many charges it holds."""
-    return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
+def attach_charge_partition(
+    conn: Connection, partition: ChargePartition, *, recorded_keys: int | None = None
+) -> int:
+    """Attach a partition filled by insert_charges (its indexes built, the Overview's
+    figures updated); return how many charges it holds.
+
+    `recorded_keys`: how many debtIds record_new_charge_keys recorded for it, which must be
+    how many charges it holds; None records them here, in one pass after the load.
+    """
+    return conn.execute(
+        text(_ATTACH_PARTITION), {"relation": partition.relation, "recorded": recorded_keys}
+    ).scalar_one()
 
 
 def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table]:
@@ -372,7 +403,7 @@ def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table
 # no reader waits. Measured with bench_growth: see the README. Smaller files go through
 # `charges` into its open partition, their index entries added row by row.
 _NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition()"
-_ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"
+_ATTACH_PARTITION = "SELECT attach_charges_file(:relation, CAST(:recorded AS bigint))"
 
 
 def loads_into_own_partition(new_rows: int, *, more_to_come: bool) -> bool:

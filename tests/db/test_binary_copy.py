@@ -30,7 +30,7 @@ ROWS = [
     (1, "Maria da Conceição", Decimal("0.01"), date(2000, 1, 1), datetime(2000, 1, 1, tzinfo=UTC)),
     (
         -9_223_372_036_854_775_807,
-        "D'Ávila, \"aspas\"\nnova linha\t; vírgula",
+        'D\'Ávila, "aspas"\nnova linha\t; vírgula',
         Decimal("999999999999.99"),
         date(1999, 12, 31),
         datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=UTC),

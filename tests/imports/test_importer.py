@@ -405,29 +405,38 @@ def test_a_large_file_s_partition_gets_every_index_and_key_of_charges(
         conn.execute(text("UPDATE charges SET debtor_id = -1 WHERE debt_id = 'debt-000001'"))
 
 
+@pytest.mark.parametrize(
+    "failing_table",
+    [
+        "charge_keys",  # while the pieces load: a piece's debtIds being recorded
+        "charge_totals",  # at the very end: once the partition is attached
+    ],
+)
 def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
-    db: Engine, owner_engine: Engine, monkeypatch: pytest.MonkeyPatch
+    db: Engine, owner_engine: Engine, monkeypatch: pytest.MonkeyPatch, failing_table: str
 ) -> None:
     from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
     before = {table: schema_of(db, table) for table in ("charges", "debtors")}
     partitions = _charge_partitions(db)
-    with owner_engine.begin() as conn:  # fails at the very end: once the partition is attached
+    with owner_engine.begin() as conn:
         conn.exec_driver_sql(
-            """
+            f"""
             CREATE FUNCTION fail_late() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'power cut'; END $$;
-            CREATE TRIGGER fail_late AFTER INSERT ON charge_keys
+            CREATE TRIGGER fail_late AFTER INSERT ON {failing_table}
                 FOR EACH STATEMENT EXECUTE FUNCTION fail_late();
             """
         )
     try:
-        with pytest.raises(Exception, match="power cut"):
+        with pytest.raises(Exception, match="power cut"):  # the cause, not what followed it
             run_import(db, debtor_csv(sample_rows(50)))
     finally:
         with owner_engine.begin() as conn:
-            conn.exec_driver_sql("DROP TRIGGER fail_late ON charge_keys; DROP FUNCTION fail_late()")
+            conn.exec_driver_sql(
+                f"DROP TRIGGER fail_late ON {failing_table}; DROP FUNCTION fail_late()"
+            )
 
     assert {table: schema_of(db, table) for table in ("charges", "debtors")} == before
     assert _charge_partitions(db) == partitions
@@ -744,3 +753,16 @@ def test_the_preview_numbers_the_lines_and_marks_the_rejected_rows() -> None:
         "",
         "debtAmount is negative; 31/02/2024 is not a date",
     ]
+
+
+def test_a_partition_whose_debtids_were_not_all_recorded_is_not_attached(db: Engine) -> None:
+    from db import loading
+
+    rows = sample_rows(3)
+    with db.connect() as conn, conn.begin():
+        loading.lock_imports(conn)
+        partition = loading.start_charge_partition(conn)
+        with pytest.raises(Exception, match="holds 0 charges but 2 debtIds were recorded"):
+            loading.attach_charge_partition(conn, partition, recorded_keys=2)
+
+    assert run_import(db, debtor_csv(rows)).imported == 3  # nothing was left behind
