@@ -258,27 +258,6 @@ def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
         return np.array(conn.execute(text(_PRESENT_LINES)).scalar_one(), dtype=np.int32)
 
 
-# A file's partition's debtIds, recorded as each piece loads (sql/020): the piece's keys
-# staged by lines_already_charged that no charge holds yet, in debtId order.
-_RECORD_NEW_KEYS = """
-INSERT INTO charge_keys (debt_id)
-SELECT k.debt_id FROM import_keys AS k
-WHERE NOT EXISTS (SELECT FROM charge_keys AS c WHERE c.debt_id = k.debt_id)
-ORDER BY k.debt_id
-"""
-
-
-def record_new_charge_keys(conn: Connection) -> int:
-    """Record in charge_keys the debtIds staged by lines_already_charged that no charge
-    holds yet, the new charges of a piece going into a file's partition; return how many.
-
-    Run while the piece's boletos are computed, this takes the keys' upkeep off the
-    attach, where nothing else would run beside it.
-    """
-    with probing_by_index(conn):
-        return conn.execute(text(_RECORD_NEW_KEYS)).rowcount
-
-
 def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True) -> pa.Table:
     """Insert new debtors and refresh the name and e-mail of known ones.
 
@@ -371,18 +350,10 @@ def insert_charges(
     return copied
 
 
-def attach_charge_partition(
-    conn: Connection, partition: ChargePartition, *, recorded_keys: int | None = None
-) -> int:
-    """Attach a partition filled by insert_charges (its indexes built, the Overview's
-    figures updated); return how many charges it holds.
-
-    `recorded_keys`: how many debtIds record_new_charge_keys recorded for it, which must be
-    how many charges it holds; None records them here, in one pass after the load.
-    """
-    return conn.execute(
-        text(_ATTACH_PARTITION), {"relation": partition.relation, "recorded": recorded_keys}
-    ).scalar_one()
+def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int:
+    """Attach a partition filled by insert_charges (its indexes built, its debtIds kept in
+    charge_keys, the Overview's figures updated); return how many charges it holds."""
+    return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
 
 
 def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table]:
@@ -403,7 +374,7 @@ def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table
 # no reader waits. Measured with bench_growth: see the README. Smaller files go through
 # `charges` into its open partition, their index entries added row by row.
 _NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition()"
-_ATTACH_PARTITION = "SELECT attach_charges_file(:relation, CAST(:recorded AS bigint))"
+_ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"
 
 
 def loads_into_own_partition(new_rows: int, *, more_to_come: bool) -> bool:

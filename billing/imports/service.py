@@ -625,7 +625,6 @@ class _FileLoad:
         self.reason_counts: Counter[str] = Counter()
         self._partition: loading.ChargePartition | None = None
         self._decided_partition = False
-        self._recorded_keys = 0  # debtIds recorded for the partition's charges
 
     def add(self, piece: _Piece, *, on_progress: Progress) -> None:
         self.rows += piece.file.row_count
@@ -641,19 +640,16 @@ class _FileLoad:
     def finish(self) -> None:
         """Attach the file's partition, if it has one."""
         if self._partition is not None:
-            attached = loading.attach_charge_partition(
-                self.conn, self._partition, recorded_keys=self._recorded_keys
-            )
+            attached = loading.attach_charge_partition(self.conn, self._partition)
             if attached != self.imported:  # every new charge went into it: else a bug
                 raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
 
     def _load_rows(self, piece: _Piece, *, on_progress: Progress) -> _LoadCounts:
         """Debtors upserted, then the piece's new charges COPYed in already issued.
 
-        The server's steps (debtIds already charged; then the new ones recorded, when they
-        go into a partition, and the debtors upserted) run on a helper thread while this
-        one prepares what comes next: the debtors to upsert, then the first charge slices
-        with their boletos. The connection is only ever used
+        The server's two look-ups (debtIds already charged, then the debtors' upsert) run
+        on a helper thread while this one prepares what comes next: the debtors to upsert,
+        then the first charge slices with their boletos. The connection is only ever used
         by one thread at a time: the helper while its future is pending, this thread
         otherwise.
         """
@@ -670,7 +666,7 @@ class _FileLoad:
             slices = self._charge_slices(new_rows, nosso_numeros=numbers)
             on_progress(0.15, _("Updating debtors"))
             upserted = database.submit(
-                self._record_keys_and_upsert_debtors, debtors, has_new_rows=new_rows.num_rows > 0
+                loading.upsert_debtors, conn, debtors=debtors, with_ids=new_rows.num_rows > 0
             )
             ready = list(_until_done(slices, upserted))
             debtor_ids = _debtor_ids_of(new_rows, upserted.result())
@@ -684,14 +680,6 @@ class _FileLoad:
         )
         issued = int(np.count_nonzero(numbers >= 0))
         return _LoadCounts(imported=imported, duplicates=len(present), issued=issued)
-
-    def _record_keys_and_upsert_debtors(self, debtors: pa.Table, *, has_new_rows: bool) -> pa.Table:
-        """The server's second step for a piece (on the database thread): its new debtIds
-        recorded when they go into a partition (through `charges`, its trigger records
-        them), then its debtors upserted; returns their ids."""
-        if has_new_rows and self._partition is not None:
-            self._recorded_keys += loading.record_new_charge_keys(self.conn)
-        return loading.upsert_debtors(self.conn, debtors=debtors, with_ids=has_new_rows)
 
     def _new_rows(self, rows: pa.Table, *, present: np.ndarray, piece: _Piece) -> pa.Table:
         """The rows whose debtId no charge has yet, in debtId order unless they go into a

@@ -100,7 +100,7 @@ def test_the_application_role_may_only_add_to_the_audit_trail(db: Engine) -> Non
 
 def test_a_partition_is_prepared_and_attached_only_as_the_functions_allow(db: Engine) -> None:
     with db.connect() as conn:
-        message = _refused(conn, "SELECT attach_charges_file('debtors', NULL)")
+        message = _refused(conn, "SELECT attach_charges_partition('debtors')")
         assert "not a table prepared by new_charges_partition" in message
         _refused(conn, "CREATE TABLE charges_file_9 (LIKE charges)")  # owns no table
 
@@ -153,7 +153,7 @@ def test_the_application_role_imports_large_files_without_locking_out_readers(
         "done",
         60,
     )
-    attached = [s for s in statements if "attach_charges_file" in s]
+    attached = [s for s in statements if "attach_charges_partition" in s]
     assert len(attached) == 2  # each file's charges in a partition of their own
     assert not [s for s in statements if "LOCK TABLE" in s.upper()]
     assert {table: schema_of(db, table) for table in before} == before
