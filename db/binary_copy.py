@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-PgType = Literal["bigint", "text", "date", "timestamptz", "numeric"]
+PgType = Literal["integer", "bigint", "text", "date", "timestamptz", "numeric"]
 
 # The file header (signature, flags, no extension) and the trailer (a field count of -1).
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
@@ -86,6 +86,11 @@ def _with_lengths(values: np.ndarray, column: pa.Array) -> list[pa.Array]:
     return [_fixed(lengths), _present(values, valid)]
 
 
+def _integer(column: pa.Array) -> list[pa.Array]:
+    values = column.cast(pa.int32()).fill_null(0).to_numpy().astype(">i4")  # cast checks range
+    return _with_lengths(values, column)
+
+
 def _bigint(column: pa.Array) -> list[pa.Array]:
     values = column.cast(pa.int64()).fill_null(0).to_numpy().astype(">i8")
     return _with_lengths(values, column)
@@ -141,6 +146,7 @@ def _numeric(column: pa.Array) -> list[pa.Array]:
 
 
 _ENCODERS: dict[str, Callable[[pa.Array], list[pa.Array]]] = {
+    "integer": _integer,
     "bigint": _bigint,
     "text": _text,
     "date": _date,

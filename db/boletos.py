@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy import Connection, Engine, text
 
-from db.loading import copy_csv
+from db.loading import copy_table
 
 ISSUE_LOCK_KEY = 7_301_004  # pg_advisory_xact_lock key: one issuer computes at a time
 
@@ -195,7 +195,7 @@ def store_issued(conn: Connection, *, boletos: pa.Table) -> int:
         return 0
     ids = boletos.column("id")
     conn.exec_driver_sql(_CREATE_BATCH)
-    copy_csv(conn, table=boletos, target="boleto_batch", columns=", ".join(BATCH_COLUMNS))
+    copy_table(conn, table=boletos, target="boleto_batch", columns=", ".join(BATCH_COLUMNS))
     # No ANALYZE: the planner sizes a never-analysed table by its pages, which is enough
     # to pick a hash join on this id range (ANALYZE cost 0.1 s a batch, for the same plan).
     return conn.execute(

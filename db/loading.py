@@ -39,6 +39,8 @@ CREATE TEMP TABLE IF NOT EXISTS import_keys (
 TRUNCATE import_keys
 """
 
+_STAGED_KEY_TYPES: dict[str, PgType] = {"line": "integer", "debt_id": "text"}
+
 # Lines of the file whose debtId is already a charge: counted as duplicates and never
 # numbered, so a re-import uses no nosso número.
 _PRESENT_LINES = """
@@ -59,6 +61,7 @@ CREATE TEMP TABLE IF NOT EXISTS import_debtors (
 TRUNCATE import_debtors
 """
 _DEBTOR_COLUMNS = "government_id, name, search_name, email"
+_STAGED_DEBTOR_TYPES: dict[str, PgType] = dict.fromkeys(_DEBTOR_COLUMNS.split(", "), "text")
 
 # The piece's debtors looked up once, in government_id order (the rows were staged so):
 # the unique index is walked forward, not probed at random, and nothing after this probes
@@ -144,21 +147,24 @@ def numbered_slices(table: pa.Table) -> Iterator[tuple[int, pa.Table]]:
         yield start, table.slice(start, COPY_SLICE_ROWS)
 
 
-def copy_csv(
+def copy_table(
     conn: Connection,
     *,
     table: pa.Table,
     target: str,
     columns: str,
+    binary_types: Mapping[str, PgType] | None = None,
     on_progress: Progress = _no_progress,
 ) -> None:
-    """COPY an Arrow table into `target` (identifiers come from this module, never input)."""
+    """COPY an Arrow table into `target` (identifiers come from this module, never input),
+    as CSV or, given each column's type, in the binary format (see copy_slices)."""
     copy_slices(
         conn,
         slices=(rows for _, rows in numbered_slices(table)),
         total_rows=table.num_rows,
         target=target,
         columns=columns,
+        binary_types=binary_types,
         on_progress=on_progress,
     )
 
@@ -252,7 +258,13 @@ def lines_already_charged(conn: Connection, *, keys: pa.Table) -> np.ndarray:
     """
     conn.exec_driver_sql(_CREATE_STAGED_KEYS)
     in_order = keys.take(pc.sort_indices(keys, [("debt_id", "ascending")]))
-    copy_csv(conn, table=in_order, target="import_keys", columns="line, debt_id")
+    copy_table(
+        conn,
+        table=in_order,
+        target="import_keys",
+        columns="line, debt_id",
+        binary_types=_STAGED_KEY_TYPES,
+    )
     conn.exec_driver_sql("ANALYZE import_keys")
     with probing_by_index(conn):
         return np.array(conn.execute(text(_PRESENT_LINES)).scalar_one(), dtype=np.int32)
@@ -270,7 +282,13 @@ def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     in_order = debtors.take(pc.sort_indices(debtors, [("government_id", "ascending")]))
-    copy_csv(conn, table=in_order, target="import_debtors", columns=_DEBTOR_COLUMNS)
+    copy_table(
+        conn,
+        table=in_order,
+        target="import_debtors",
+        columns=_DEBTOR_COLUMNS,
+        binary_types=_STAGED_DEBTOR_TYPES,
+    )
     conn.exec_driver_sql("ANALYZE import_debtors")
     with probing_by_index(conn):
         conn.exec_driver_sql(_FIND_KNOWN_DEBTORS)
@@ -455,7 +473,7 @@ def store_rejections(conn: Connection, *, import_id: int, rejected: pa.Table) ->
             "reasons": reasons,
         }
     )
-    copy_csv(
+    copy_table(
         conn,
         table=rows,
         target="import_rejections",

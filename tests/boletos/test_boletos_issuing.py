@@ -36,6 +36,7 @@ from billing.core.settings import Settings
 from billing.imports.service import import_file
 from tests.support.actors import OPERATOR
 from tests.support.charges import NO_PIX, add_pending_charges
+from tests.support.database import scalar
 from tests.support.debtor_files import VALID_CPFS, debtor_csv
 
 WITH_PIX = Settings(
@@ -405,15 +406,18 @@ def test_pdf_of_an_issued_charge(db: Engine) -> None:
 
 def test_pdf_of_a_pending_charge_is_refused(db: Engine) -> None:
     add_pending_charges(db, 1)
+    charge_id = scalar(db, "SELECT id FROM charges")
     with pytest.raises(OperatorError, match=r"^This charge has no boleto yet\.$"):
-        boleto_pdf_for_charge(db, 1, settings=NO_PIX)
+        boleto_pdf_for_charge(db, charge_id, settings=NO_PIX)
 
 
 def test_pdf_of_a_canceled_or_missing_charge_is_refused(db: Engine) -> None:
     run_import(db, sample_rows(1))
-    with db.begin() as conn:
-        conn.execute(text("UPDATE charges SET status = 'canceled'"))
+    with db.begin() as conn:  # its id: wherever earlier tests left the open partition
+        charge_id = conn.execute(
+            text("UPDATE charges SET status = 'canceled' RETURNING id")
+        ).scalar_one()
     with pytest.raises(OperatorError, match="canceled"):
-        boleto_pdf_for_charge(db, 1, settings=NO_PIX)
+        boleto_pdf_for_charge(db, charge_id, settings=NO_PIX)
     with pytest.raises(OperatorError, match="No charge"):
-        boleto_pdf_for_charge(db, 999, settings=NO_PIX)
+        boleto_pdf_for_charge(db, charge_id + 1, settings=NO_PIX)

@@ -15,6 +15,7 @@ from db import loading
 from db.binary_copy import encode_rows
 
 COLUMNS = {
+    "line": "integer",
     "id": "bigint",
     "label": "text",
     "amount": "numeric",
@@ -23,26 +24,35 @@ COLUMNS = {
 }
 CREATE = """
 CREATE TEMP TABLE copied (
-    id bigint, label text, amount numeric(14, 2), due date, at timestamptz
+    line integer, id bigint, label text, amount numeric(14, 2), due date, at timestamptz
 ) ON COMMIT DROP
 """
 ROWS = [
-    (1, "Maria da Conceição", Decimal("0.01"), date(2000, 1, 1), datetime(2000, 1, 1, tzinfo=UTC)),
     (
+        2_147_483_647,
+        1,
+        "Maria da Conceição",
+        Decimal("0.01"),
+        date(2000, 1, 1),
+        datetime(2000, 1, 1, tzinfo=UTC),
+    ),
+    (
+        -2_147_483_648,
         -9_223_372_036_854_775_807,
         'D\'Ávila, "aspas"\nnova linha\t; vírgula',
         Decimal("999999999999.99"),
         date(1999, 12, 31),
         datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=UTC),
     ),
-    (9_223_372_036_854_775_807, "", Decimal("7811.50"), date(2024, 2, 29), None),
-    (None, None, None, None, datetime(2026, 11, 29, 22, 30, 0, 1, tzinfo=UTC)),
-    (42, "日本語 🙂", Decimal("10000.00"), date(1970, 1, 1), None),
-    (43, "x" * 5000, Decimal("-12.30"), date(2099, 12, 31), None),
-    (44, "zero groups", Decimal("100000000.00"), date(2001, 1, 1), None),
+    (0, 9_223_372_036_854_775_807, "", Decimal("7811.50"), date(2024, 2, 29), None),
+    (None, None, None, None, None, datetime(2026, 11, 29, 22, 30, 0, 1, tzinfo=UTC)),
+    (7, 42, "日本語 🙂", Decimal("10000.00"), date(1970, 1, 1), None),
+    (8, 43, "x" * 5000, Decimal("-12.30"), date(2099, 12, 31), None),
+    (9, 44, "zero groups", Decimal("100000000.00"), date(2001, 1, 1), None),
 ]
 TYPES = pa.schema(
     [
+        ("line", pa.int64()),
         ("id", pa.int64()),
         ("label", pa.string()),
         ("amount", pa.decimal128(14, 2)),
