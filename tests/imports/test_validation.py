@@ -449,6 +449,43 @@ def test_a_duplicate_of_an_earlier_piece_names_the_line_that_held_it() -> None:
     assert earlier.first_lines(pa.array(["A", "B", "C", "D", ""])).tolist() == [2, 3, 6, 0, 0]
 
 
+def test_a_debtid_hashes_alike_in_a_piece_of_one_length_and_in_a_piece_of_many() -> None:
+    """Pieces whose debtIds all have one length (UUIDs) are hashed by a faster path than
+    pieces of mixed lengths; a debtId must be found again whichever path saw it first."""
+    from billing.imports.validation import DebtIdSet
+
+    uuids = [f"{number:08x}-0000-4000-8000-{number:012x}" for number in range(1, 6)]
+    earlier = DebtIdSet()
+    one = validate_rows(
+        debtor_file([GOOD | {"debtId": debt_id} for debt_id in uuids]),
+        lenient_documents=False,
+        earlier_debt_ids=earlier,
+    )
+    mixed = ["short", uuids[3], "a-much-longer-debt-identifier-than-a-uuid-is", uuids[0]]
+    two = validate_rows(
+        debtor_file([GOOD | {"debtId": debt_id} for debt_id in mixed]),
+        lenient_documents=False,
+        first_line=7,
+        earlier_debt_ids=earlier,
+    )
+    three = validate_rows(
+        debtor_file([GOOD | {"debtId": debt_id} for debt_id in ["short", uuids[4]]]),
+        lenient_documents=False,
+        first_line=11,
+        earlier_debt_ids=earlier,
+    )
+
+    assert one.rejected.num_rows == 0
+    assert two.rejected.select(["line", "reasons"]).to_pylist() == [
+        {"line": 8, "reasons": "duplicate debtId: first on line 5"},
+        {"line": 10, "reasons": "duplicate debtId: first on line 2"},
+    ]
+    assert three.rejected.select(["line", "reasons"]).to_pylist() == [
+        {"line": 11, "reasons": "duplicate debtId: first on line 7"},
+        {"line": 12, "reasons": "duplicate debtId: first on line 6"},
+    ]
+
+
 def test_reasons_with_values_sit_in_their_place_among_the_others() -> None:
     rows = [
         GOOD | {"debtId": "D-1"},
