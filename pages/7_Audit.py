@@ -8,6 +8,7 @@ import streamlit as st
 from billing.accounts.audit import AuditFilter, audit_choices, audit_csv_file, audit_events
 from billing.core.i18n import _
 from billing.core.settings import get_settings
+from billing.notices.planning import today_in
 from pages._session import current_actor
 from pages._shared import engine, operator_errors, read_engine
 from pages._tables import MISSING, in_local_time, one_page_of_many, time_column
@@ -86,7 +87,7 @@ st.download_button(
     data=lambda: audit_csv_file(
         current_engine, actor=actor, audit_filter=audit_filter, timezone=zone
     ),
-    file_name=f"audit-{date.today().isoformat()}.csv",
+    file_name=f"audit-{today_in().isoformat()}.csv",
     mime="text/csv",
     on_click="ignore",
     help=_("Every event matching the filters, oldest first; the download is itself recorded."),

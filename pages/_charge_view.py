@@ -24,7 +24,7 @@ from billing.charges.browsing import (
 from billing.cnab.service import send_registration_again
 from billing.core.formatting import brl, date_br, decimal_br
 from billing.core.i18n import N_, _, ngettext
-from billing.notices.planning import KIND_LABELS, resend_notice
+from billing.notices.planning import KIND_LABELS, resend_notice, today_in
 from billing.payments.service import ChargeChange, cancel_charge, mark_paid, reopen_charge
 from pages._session import current_actor
 from pages._shared import (
@@ -335,8 +335,9 @@ def _record_payment(detail: ChargeDetail, actor: Actor) -> None:
             key="paid_amount",
             help=_("What the debtor paid, as on a boleto: 1.000,50. Part of it is fine."),
         )
+        today = today_in()  # the fund's day (TIMEZONE), not the server's: they differ at night
         st.date_input(
-            _("Paid on"), value="today", max_value="today", format="DD/MM/YYYY", key="paid_on"
+            _("Paid on"), value=today, max_value=today, format="DD/MM/YYYY", key="paid_on"
         )
         st.text_area(_("Why is it paid? (required)"), key="paid_reason")
         if st.form_submit_button(_("Record the payment")):

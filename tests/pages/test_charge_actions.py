@@ -4,13 +4,16 @@ with a yes and reopen, a debtor's e-mail corrected; what was typed survives a re
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import streamlit as st
 from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
 
+from billing.core.settings import get_settings
 from tests.support.actors import VIEWER, signed_in_page
 from tests.support.app_test import button
 from tests.support.database import scalar
@@ -71,6 +74,35 @@ def test_a_part_paid_at_the_branch(pages_db: Engine) -> None:
     assert list(payments["source"]) == ["Recorded by hand"]
     assert list(history["kind"]) == ["Payment recorded by hand"]
     assert (history["from_status"][0], history["to_status"][0]) == ("Issued", "Partially paid")
+
+
+def test_the_payment_day_offered_is_the_funds_day_not_the_servers(
+    pages_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamlit's "today" is the server's date; what a payment's day means is TIMEZONE's.
+    They differ every night in Brazil from 21:00 (UTC's next day), when the day offered
+    was refused as in the future. Two zones 26 hours apart: one of them is on another
+    date than the server, whenever this runs."""
+    zone = next(
+        name
+        for name in ("Pacific/Kiritimati", "Etc/GMT+12")  # UTC+14 and UTC-12
+        if datetime.now(ZoneInfo(name)).date() != date.today()
+    )
+    monkeypatch.setenv("TIMEZONE", zone)
+    get_settings.cache_clear()
+    ids = import_rows(pages_db, 1)
+    at = charge_open(ids["debt-001"])
+    assert at.date_input(key="paid_on").value == datetime.now(ZoneInfo(zone)).date()
+
+    at.text_area(key="paid_reason").input("Paid at the branch")
+    button(at, "Record the payment").click().run()
+
+    assert not at.exception
+    assert "recorded; the charge is now paid" in at.success[0].value
+    assert scalar(pages_db, "SELECT status FROM charges WHERE id = :id", id=ids["debt-001"]) == (
+        "paid"
+    )
+    get_settings.cache_clear()
 
 
 def test_a_refused_payment_keeps_what_was_typed(pages_db: Engine) -> None:
