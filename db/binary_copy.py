@@ -57,31 +57,26 @@ def encode_rows(table: pa.Table, types: Mapping[str, PgType]) -> pa.Buffer:
 
 def _fixed(values: np.ndarray) -> pa.Array:
     """One binary value per element of `values` (a big-endian numpy array), all one size."""
-    width = values.dtype.itemsize
-    offsets = np.arange(0, (len(values) + 1) * width, width, dtype=np.int32)
-    return pa.Array.from_buffers(
-        pa.binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(values.tobytes())]
-    )
+    return _binary_array(np.full(len(values), values.dtype.itemsize), values.tobytes())
 
 
 def _present(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     """The big-endian `values` where `valid`, an empty value elsewhere (a NULL's bytes)."""
-    width = values.dtype.itemsize
-    lengths = np.where(valid, width, 0).astype(np.int32)
+    lengths = np.where(valid, values.dtype.itemsize, 0)
+    return _binary_array(lengths, values[valid].tobytes())
+
+
+def _binary_array(lengths: np.ndarray, data: bytes) -> pa.Array:
+    """A binary array of values of `lengths`, one after the other in `data`."""
     offsets = np.concatenate([np.zeros(1, dtype=np.int32), np.cumsum(lengths, dtype=np.int32)])
-    data = values[valid].tobytes()
     return pa.Array.from_buffers(
-        pa.binary(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+        pa.binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
-
-
-def _valid(column: pa.Array) -> np.ndarray:
-    return column.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _with_lengths(values: np.ndarray, column: pa.Array) -> list[pa.Array]:
     """A fixed-size value per row (NULL where `column` is null), each after its length."""
-    valid = _valid(column)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
     lengths = np.where(valid, values.dtype.itemsize, _NULL_LENGTH).astype(">i4")
     return [_fixed(lengths), _present(values, valid)]
 
@@ -128,10 +123,9 @@ def _numeric(column: pa.Array) -> list[pa.Array]:
     scale = column.type.scale
     in_units = pc.multiply(column.fill_null(0), pa.scalar(10**scale, pa.decimal128(5, 0)))
     units = in_units.cast(pa.int64()).to_numpy()
-    if np.any(np.abs(units) // 10**scale >= _NUMERIC_BASE ** (_NUMERIC_GROUPS - 1)):
+    whole, fraction = np.divmod(np.abs(units), 10**scale)
+    if np.any(whole >= _NUMERIC_BASE ** (_NUMERIC_GROUPS - 1)):
         raise ValueError("a numeric beyond 12 integer digits cannot be written here")
-    magnitude = np.abs(units)
-    whole, fraction = np.divmod(magnitude, 10**scale)
     layout = np.empty((len(units), 4 + _NUMERIC_GROUPS), dtype=">i2")
     layout[:, 0] = _NUMERIC_GROUPS
     layout[:, 1] = _NUMERIC_GROUPS - 2  # the weight of the first group: base^2

@@ -198,7 +198,7 @@ def validate_rows(
     lines = np.arange(first_line, first_line + file.table.num_rows, dtype=np.int32)
     if earlier_debt_ids is not None and checked.debt_id_hashes is not None:
         new = checked.new_debt_ids
-        earlier_debt_ids.add_hashed(checked.debt_id_hashes.where(new), lines=lines[new])
+        earlier_debt_ids.add(checked.debt_id_hashes.where(new), lines=lines[new])
 
     keep = pa.array(~is_rejected)
     valid = pa.table(
@@ -445,7 +445,7 @@ def _kept_lines(
 ) -> tuple[np.ndarray, np.ndarray, DebtIdHashes | None]:
     """For each row whose debtId an earlier row of the file holds, the line of the first
     such row (0 for the others); the rows holding a debtId not seen before; and, for a
-    piece of a file, the debtIds' hashes (for DebtIdSet.add_hashed)."""
+    piece of a file, the debtIds' hashes (for DebtIdSet.add)."""
     kept = np.zeros(len(debt_ids), dtype=np.int32)
     first, codes, first_row_of_code = _first_occurrences(debt_ids)
     repeated = ~first & present
@@ -477,12 +477,9 @@ class DebtIdSet:
         self._second = np.empty(0, dtype=np.uint64)
         self._lines = np.empty(0, dtype=np.int32)
 
-    def add(self, debt_ids: pa.StringArray, *, lines: np.ndarray) -> None:
-        """Remember `debt_ids` (non-empty, none held yet), each held first on `lines`."""
-        self.add_hashed(hash_debt_ids(debt_ids), lines=lines)
-
-    def add_hashed(self, hashes: DebtIdHashes, *, lines: np.ndarray) -> None:
-        """add, for debtIds already hashed (hash_debt_ids)."""
+    def add(self, hashes: DebtIdHashes, *, lines: np.ndarray) -> None:
+        """Remember debtIds (non-empty, none held yet; hashed by hash_debt_ids), each held
+        first on `lines`."""
         order = np.argsort(hashes.first, kind="stable")
         at = np.searchsorted(self._first, hashes.first[order])
         self._first = np.insert(self._first, at, hashes.first[order])
@@ -505,9 +502,6 @@ class DebtIdSet:
             found = (low + step < high) & (self._second[at] == second) & (lines == 0)
             lines[found] = self._lines[at[found]]
         return np.where(hashes.empty, 0, lines)
-
-    def contains(self, debt_ids: pa.StringArray) -> np.ndarray:
-        return self.first_lines(debt_ids) > 0
 
 
 # Two odd 64-bit multipliers for the polynomial hashes, and splitmix64's finaliser.
