@@ -603,10 +603,13 @@ def file_pieces(
     while buffer or not at_end:
         while not at_end and len(buffer) < piece_bytes:
             more = source.read(piece_bytes)
-            at_end = not more
+            at_end = not more or source.tell() >= size  # so the last piece says it is
             buffer += more
         cut: int | None = len(buffer)
-        if len(buffer) > piece_bytes:
+        # More of the file follows, or the rest is more than a piece: cut after a record.
+        # (Not only when the buffer is over a piece: a cut can leave exactly a piece's
+        # bytes, which end wherever the last read stopped, often inside a record.)
+        if not at_end or len(buffer) > piece_bytes:
             view = memoryview(buffer)
             cut = _last_record_end(view[:piece_bytes], line_break) or _last_record_end(
                 view, line_break
