@@ -343,15 +343,16 @@ def test_pieces_cut_between_records_read_as_the_whole_file(
     assert read_debtor_file(pieces[0].data, max_bytes=MAX_BYTES).encoding == "utf-8-sig"
 
 
-def test_every_piece_size_cuts_between_records() -> None:
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r"])
+def test_every_piece_size_cuts_between_records(line_break: str) -> None:
     """Rows of one length, so for some piece sizes a cut leaves exactly a piece's worth of
     bytes to read on (a 5.5M-row file of short rows hit it: "line 932444 has 3 fields")."""
-    rows = [f"{ROW[:-3]}D-{i:04d}" for i in range(200)]
-    data = ("\n".join([HEADER, *rows]) + "\n").encode()
+    rows = [f'"Souza, Ana",{ROW[10:-3]}D-{i:04d}' for i in range(12)]
+    data = (line_break.join([HEADER, *rows]) + line_break).encode()
     whole = read(data).table.to_pylist()
     for piece_bytes in range(len(rows[0]) + 1, 4 * len(rows[0])):
         pieces = _pieces(data, piece_bytes)
-        assert all(piece.data.endswith(b"\n") for piece in pieces), piece_bytes
+        assert all(piece.data.endswith(line_break.encode()) for piece in pieces), piece_bytes
         assert [piece.last for piece in pieces] == [False] * (len(pieces) - 1) + [True]
         tables = [
             read_debtor_file(piece.data, max_bytes=MAX_BYTES, lines_before=piece.lines_before)
