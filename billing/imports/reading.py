@@ -606,9 +606,8 @@ def file_pieces(
             at_end = not more or source.tell() >= size  # so the last piece says it is
             buffer += more
         cut: int | None = len(buffer)
-        # More of the file follows, or the rest is more than a piece: cut after a record.
-        # (Not only when the buffer is over a piece: a cut can leave exactly a piece's
-        # bytes, which end wherever the last read stopped, often inside a record.)
+        # Cut after a record whenever more of the file follows: a buffer of exactly a
+        # piece's bytes ends where the last read stopped, often inside a record.
         if not at_end or len(buffer) > piece_bytes:
             view = memoryview(buffer)
             cut = _last_record_end(view[:piece_bytes], line_break) or _last_record_end(
