@@ -397,10 +397,16 @@ _NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition()"
 _ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"
 
 
-def loads_into_own_partition(new_rows: int, *, more_to_come: bool) -> bool:
-    """Whether a file's new charges get a partition of their own: `new_rows` in its first
-    piece holding any, and `more_to_come` when pieces of the file follow that one."""
-    return more_to_come or new_rows >= BULK_LOAD_MIN_ROWS
+def loads_into_own_partition(new_rows: int, *, piece_bytes: int, bytes_after: int) -> bool:
+    """Whether a file's new charges get a partition of their own, decided at its first
+    piece holding any: `new_rows` in that piece (of `piece_bytes`), and as many again for
+    each piece's worth of the `bytes_after` still to read make BULK_LOAD_MIN_ROWS or more.
+
+    So a new month's file (nearly every row new) gets one, and a file imported again with
+    a few corrected rows (a few new in each piece) joins the open partition instead of
+    adding a partition of a few thousand rows each time."""
+    expected = new_rows * (1 + bytes_after / max(piece_bytes, 1))
+    return expected >= BULK_LOAD_MIN_ROWS
 
 
 # A file's new charges get a partition of their own from this many on (see

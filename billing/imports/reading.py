@@ -566,6 +566,7 @@ class FilePiece:
     data: bytes  # the file's header line, then whole records of it
     lines_before: int  # the file's lines between its header and this piece's first row
     last: bool  # no piece follows
+    bytes_after: int = 0  # the file's bytes in the pieces that follow
 
 
 def file_size(source: BinaryIO) -> int:
@@ -626,7 +627,12 @@ def file_pieces(
         del buffer[:cut]  # moved down in place: no second copy of the rest
         last = at_end and not buffer
         if rows.strip(b"\r\n") or (last and lines_before == 0):  # blank lines: no records
-            yield FilePiece(data=header + rows, lines_before=lines_before, last=last)
+            yield FilePiece(
+                data=header + rows,
+                lines_before=lines_before,
+                last=last,
+                bytes_after=len(buffer) + size - source.tell(),
+            )
         header = header.removeprefix(_UTF8_BOM).lstrip(b"\r\n")
         lines_before += rows.count(line_break)
 

@@ -196,6 +196,8 @@ class _Piece:
     file: DebtorFile
     rows: ValidatedRows
     last: bool
+    size: int  # its bytes
+    bytes_after: int  # the file's bytes in the pieces that follow
 
 
 def _read_pieces(
@@ -224,7 +226,13 @@ def _read_pieces(
             earlier_debt_ids=None if number == 0 and piece.last else earlier_debt_ids,
         )
         next_line += debtor_file.row_count
-        yield _Piece(file=debtor_file, rows=rows, last=piece.last)
+        yield _Piece(
+            file=debtor_file,
+            rows=rows,
+            last=piece.last,
+            size=len(piece.data),
+            bytes_after=piece.bytes_after,
+        )
 
 
 def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
@@ -728,7 +736,9 @@ class _FileLoad:
     def _decide_partition(self, *, new_rows: int, piece: _Piece) -> None:
         if not self._decided_partition and new_rows:
             self._decided_partition = True
-            if loading.loads_into_own_partition(new_rows, more_to_come=not piece.last):
+            if loading.loads_into_own_partition(
+                new_rows, piece_bytes=piece.size, bytes_after=piece.bytes_after
+            ):
                 self._partition = loading.start_charge_partition(self.conn)
 
 

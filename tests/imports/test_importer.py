@@ -632,6 +632,33 @@ def test_a_failure_while_slices_are_being_sent_leaves_nothing_behind(
     assert (again.status, again.imported, again.issued) == ("done", 50, 50)
 
 
+def test_a_large_file_again_with_a_few_corrected_rows_joins_the_open_partition(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of many pieces, nearly all new, gets a partition of its own; the same file
+    imported again after three rejected rows were corrected (three new debtIds, spread over
+    its pieces) adds its three charges to the open partition, not a partition of three."""
+    from billing.imports import reading
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 60)
+    monkeypatch.setattr(reading, "PIECE_BYTES", 700)  # about 7 rows a piece, 17 pieces
+    rows = sample_rows(120)
+    first = run_import(db, debtor_csv(rows))
+    corrected = [
+        (*row[:5], f"{row[5]}-fixed") if line in (2, 60, 110) else row
+        for line, row in enumerate(rows)
+    ]
+    again = run_import(db, debtor_csv(corrected))
+
+    assert (first.imported, again.imported, again.duplicates) == (120, 3, 117)
+    partitions = _partition_counts(db)
+    assert [count for name, count in partitions.items() if name.startswith("charges_file_")] == [
+        120
+    ]
+    assert [count for name, count in partitions.items() if name.startswith("charges_open_")] == [3]
+
+
 # --- a file read a piece at a time -------------------------------------------------------
 
 

@@ -355,6 +355,10 @@ def test_every_piece_size_cuts_between_records(line_break: str) -> None:
         pieces = _pieces(data, piece_bytes)
         assert all(piece.data.endswith(line_break.encode()) for piece in pieces), piece_bytes
         assert [piece.last for piece in pieces] == [False] * (len(pieces) - 1) + [True]
+        records = [len(piece.data) - len(HEADER + line_break) for piece in pieces]
+        assert [piece.bytes_after for piece in pieces] == [
+            sum(records[index + 1 :]) for index in range(len(pieces))
+        ]
         tables = [
             read_debtor_file(piece.data, max_bytes=MAX_BYTES, lines_before=piece.lines_before)
             for piece in pieces
