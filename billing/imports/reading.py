@@ -565,8 +565,12 @@ class FilePiece:
 
     data: bytes  # the file's header line, then whole records of it
     lines_before: int  # the file's lines between its header and this piece's first row
-    last: bool  # no piece follows
     bytes_after: int = 0  # the file's bytes in the pieces that follow
+
+    @property
+    def last(self) -> bool:
+        """No piece follows."""
+        return self.bytes_after == 0
 
 
 def file_size(source: BinaryIO) -> int:
@@ -594,7 +598,7 @@ def file_pieces(
         )
     first = source.read(piece_bytes)
     if len(first) == size:
-        yield FilePiece(data=first, lines_before=0, last=True)
+        yield FilePiece(data=first, lines_before=0)
         return
     header_end = _end_of_header(first)
     header = first[:header_end]  # the first piece keeps a BOM, which names the encoding
@@ -604,7 +608,7 @@ def file_pieces(
     while buffer or not at_end:
         while not at_end and len(buffer) < piece_bytes:
             more = source.read(piece_bytes)
-            at_end = not more or source.tell() >= size  # so the last piece says it is
+            at_end = not more or source.tell() >= size  # the rest is in the buffer
             buffer += more
         cut: int | None = len(buffer)
         # Cut after a record whenever more of the file follows: a buffer of exactly a
@@ -625,14 +629,9 @@ def file_pieces(
             cut = len(buffer)  # the parser says what is wrong with the end of the file
         rows = bytes(buffer[:cut])
         del buffer[:cut]  # moved down in place: no second copy of the rest
-        last = at_end and not buffer
-        if rows.strip(b"\r\n") or (last and lines_before == 0):  # blank lines: no records
-            yield FilePiece(
-                data=header + rows,
-                lines_before=lines_before,
-                last=last,
-                bytes_after=len(buffer) + size - source.tell(),
-            )
+        bytes_after = len(buffer) + size - source.tell()
+        if rows.strip(b"\r\n") or (bytes_after == 0 and lines_before == 0):  # blank: none
+            yield FilePiece(data=header + rows, lines_before=lines_before, bytes_after=bytes_after)
         header = header.removeprefix(_UTF8_BOM).lstrip(b"\r\n")
         lines_before += rows.count(line_break)
 

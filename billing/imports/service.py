@@ -195,9 +195,12 @@ class _Piece:
 
     file: DebtorFile
     rows: ValidatedRows
-    last: bool
     size: int  # its bytes
     bytes_after: int  # the file's bytes in the pieces that follow
+
+    @property
+    def last(self) -> bool:
+        return self.bytes_after == 0
 
 
 def _read_pieces(
@@ -229,7 +232,6 @@ def _read_pieces(
         yield _Piece(
             file=debtor_file,
             rows=rows,
-            last=piece.last,
             size=len(piece.data),
             bytes_after=piece.bytes_after,
         )
