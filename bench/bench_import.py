@@ -9,7 +9,8 @@ is (b) at most twice (a), and the import's process under 2 GB of memory.
 (c) is the floor the schema sets: the very rows (b) wrote, exported after it and COPYed
 back into the emptied `debtors` and `charges` with nothing left to compute, in one
 transaction, the way the import writes them (in PostgreSQL's binary COPY format; debtors
-with their indexes maintained, the charges into a partition of their own, attached), then
+with their keys maintained and their search rows in a table of their own, the charges into
+a partition of their own, both attached), then
 the same VACUUM (ANALYZE). No import of this file into this schema can take less; the gap
 between (b) and (c) is the import's own work (reading, validation, boletos, look-ups).
 
@@ -63,7 +64,9 @@ from db.engine import libpq_url, make_engine
 from db.loading import (
     CHARGE_COLUMNS,
     attach_charge_partition,
+    attach_debtor_search_partition,
     start_charge_partition,
+    start_debtor_search_partition,
     vacuum_after_large_load,
 )
 from db.migrations import migrate
@@ -365,7 +368,9 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
         with engine.connect() as conn:
             started = time.perf_counter()
             with conn.begin():
+                batch = start_debtor_search_partition(conn)
                 _copy_in(conn, "debtors", FLOOR_DEBTOR_COLUMNS, debtor_rows)
+                attach_debtor_search_partition(conn, batch=batch)
                 partition = start_charge_partition(conn)
                 if partition.next_id != first_id:
                     raise RuntimeError(f"the partition starts at {partition.next_id}")

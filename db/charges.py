@@ -7,9 +7,10 @@ way its index is defined, so the planner can use it:
 * status (and the derived "overdue")  -> charges_status_due_date_idx (status, due_date)
 * due-date range and the due-date sort -> charges_due_date_idx (an incremental sort on id)
 * import, debtor                       -> charges_import_idx, charges_debtor_idx
-* name words    -> debtors_search_name_idx: to_tsvector('simple', search_name) @@ tsquery
-* e-mail prefix -> debtors_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
+* name words    -> debtor_search_words_idx: to_tsvector('simple', search_name) @@ tsquery
+* e-mail prefix -> debtor_search_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
 * CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
+* debtors in name order -> debtor_search_name_idx (name, debtor_id)
 * debtId prefix -> charges_debt_id_idx (a "C" column): debt_id LIKE 'prefix%'
 
 Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date,
@@ -148,8 +149,8 @@ class DebtorTotals(TypedDict):
 # --------------------------------------------------------------------------
 
 
-def _debtor_search(search: TextSearch, alias: str) -> str:
-    """The debtor-side parts of a search on debtors `alias`, OR-ed."""
+def _search_row_parts(search: TextSearch, alias: str) -> list[str]:
+    """The parts of a search answered by debtor_search `alias` (name words, e-mail)."""
     parts = []
     if search.name_query:
         parts.append(
@@ -157,9 +158,31 @@ def _debtor_search(search: TextSearch, alias: str) -> str:
         )
     if search.email_prefix:
         parts.append(f'lower({alias}.email) COLLATE "C" LIKE :email_prefix')
-    if search.document_prefix:
-        parts.append(f"{alias}.government_id LIKE :document_prefix")
-    return "(" + " OR ".join(parts) + ")"
+    return parts
+
+
+def _found_debtor_ids(search: TextSearch) -> str:
+    """A SELECT of the ids of the debtors the debtor-side parts of a search find.
+
+    Name words and e-mail are looked up in debtor_search (sql/020), the CPF/CNPJ in
+    `debtors`; with both, the ids found each way are joined (UNION ALL), so each part
+    keeps its index instead of an OR across two tables reading every debtor.
+    """
+    on_search_rows = _search_row_parts(search, "s0")
+    found = f"SELECT s0.debtor_id FROM debtor_search AS s0 WHERE {' OR '.join(on_search_rows)}"
+    by_document = "SELECT d0.id FROM debtors AS d0 WHERE d0.government_id LIKE :document_prefix"
+    if not search.document_prefix:
+        return found
+    if not on_search_rows:
+        return by_document
+    return f"{found} UNION ALL {by_document}"
+
+
+def _debtor_search(search: TextSearch, alias: str) -> str:
+    """The debtor-side parts of a search as a condition on debtors `alias`."""
+    if search.document_prefix and not _search_row_parts(search, "s0"):
+        return f"{alias}.government_id LIKE :document_prefix"
+    return f"{alias}.id IN ({_found_debtor_ids(search)})"
 
 
 def _search_params(search: TextSearch) -> dict[str, Any]:
@@ -191,7 +214,7 @@ def _charge_search(search: TextSearch, *, broad: bool) -> str:
     if search.debt_prefix:
         parts.append("c.debt_id LIKE :debt_prefix")
     if search.on_debtors:
-        debtors = f"SELECT d.id FROM debtors AS d WHERE {_debtor_search(search, 'd')}"
+        debtors = _found_debtor_ids(search)
         parts.append(
             f"c.debtor_id IN ({debtors})" if broad else f"c.debtor_id = ANY(ARRAY({debtors}))"
         )
@@ -503,35 +526,42 @@ def imports_with_charges(conn: Connection, *, limit: int) -> list[ImportChoice]:
 def debtor_rows_sql(
     *, search: TextSearch | None, after: DebtorCursor | None, limit: int
 ) -> tuple[str, dict[str, Any]]:
+    """A page of debtors in name order (debtor_search_name_idx, keyset by name and id).
+
+    The page is chosen on debtor_search `s` (one row per debtor, kept equal to `debtors`
+    by sql/020's triggers) and only its rows are joined to their debtors.
+    """
     conditions: list[str] = []
     params: dict[str, Any] = {"limit": limit}
     if search is not None:
         params.update(_search_params(search))
+        by_debt_id = "SELECT c.debtor_id FROM charges AS c WHERE c.debt_id LIKE :debt_prefix"
         if not search.on_debtors:
-            conditions.append(
-                "d.id IN (SELECT c.debtor_id FROM charges AS c WHERE c.debt_id LIKE :debt_prefix)"
-            )
+            conditions.append(f"s.debtor_id IN ({by_debt_id})")
+        elif not search.debt_prefix and not search.document_prefix:
+            conditions.append("(" + " OR ".join(_search_row_parts(search, "s")) + ")")
         elif not search.debt_prefix:
-            conditions.append(_debtor_search(search, "d"))
+            conditions.append(f"s.debtor_id IN ({_found_debtor_ids(search)})")
         else:
             conditions.append(
-                f"""d.id IN (
-                    SELECT d2.id FROM debtors AS d2 WHERE {_debtor_search(search, "d2")}
-                    UNION ALL
-                    SELECT c.debtor_id FROM charges AS c WHERE c.debt_id LIKE :debt_prefix
-                )"""
+                f"s.debtor_id IN ({_found_debtor_ids(search)} UNION ALL {by_debt_id})"
             )
     if after is not None:
-        conditions.append("(d.name, d.id) > (:after_name, :after_id)")
+        conditions.append("(s.name, s.debtor_id) > (:after_name, :after_id)")
         params["after_name"] = after.name
         params["after_id"] = after.id
     statement = f"""
 SELECT d.id, d.name, d.government_id, d.email,
        (SELECT count(*) FROM charges AS c WHERE c.debtor_id = d.id) AS charges
-FROM debtors AS d
-{_where_sql(conditions)}
-ORDER BY d.name, d.id
-LIMIT :limit
+FROM (
+    SELECT s.debtor_id, s.name
+    FROM debtor_search AS s
+    {_where_sql(conditions)}
+    ORDER BY s.name, s.debtor_id
+    LIMIT :limit
+) AS page
+JOIN debtors AS d ON d.id = page.debtor_id
+ORDER BY page.name, page.debtor_id
 """
     return statement, params
 

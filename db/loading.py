@@ -279,9 +279,10 @@ def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True
     `debtors` has one row per government_id (columns government_id, name, search_name,
     email); returns their ids as a table government_id, id (empty unless `with_ids`: a
     piece with no new charge needs none). The unique index on government_id is looked up
-    once per debtor, in government_id order; new debtors' index entries are added row by
-    row in that order (the key grows at its right edge on a new install), and no lock
-    keeps a reader of `debtors` waiting.
+    once per debtor, in government_id order; new debtors' keys are added row by row in
+    that order (the key grows at its right edge on a new install), and no lock keeps a
+    reader of `debtors` waiting. Their search rows follow by trigger (sql/020): into the
+    open partition of debtor_search, or the large import's own table.
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     in_order = debtors.take(pc.sort_indices(debtors, [("government_id", "ascending")]))
@@ -374,6 +375,21 @@ def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int
     """Attach a partition filled by insert_charges (its indexes built, its debtIds kept in
     charge_keys, the Overview's figures updated); return how many charges it holds."""
     return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
+
+
+def start_debtor_search_partition(conn: Connection) -> int:
+    """From now until attach_debtor_search_partition, this transaction's new debtors are
+    made searchable in a table of their own, with no index while it fills (sql/020);
+    returns its batch number."""
+    return conn.execute(text("SELECT new_debtor_search_partition()")).scalar_one()
+
+
+def attach_debtor_search_partition(conn: Connection, *, batch: int) -> int:
+    """Attach the table start_debtor_search_partition made (its indexes built in one pass
+    each); return how many debtors it holds."""
+    return conn.execute(
+        text("SELECT attach_debtor_search_partition(:batch)"), {"batch": batch}
+    ).scalar_one()
 
 
 def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table]:

@@ -621,10 +621,11 @@ class _LoadCounts:
 class _FileLoad:
     """The rows of a file loaded piece after piece, in the import's transaction.
 
-    Debtors are upserted and charges copied for each piece, indexes maintained row by row
-    in `debtors` (no lock keeps a reader waiting, whatever the tables hold); whether the
-    charges get a partition of their own (attached at finish, see
-    db.loading.insert_charges) is decided at the first piece holding new charges.
+    Debtors are upserted and charges copied for each piece, the keys of `debtors` kept row
+    by row (no lock keeps a reader waiting, whatever the tables hold). Whether the charges
+    get a partition of their own (attached at finish, see db.loading.insert_charges) is
+    decided at the first piece holding new charges; with it, the new debtors' search rows
+    get one too (sql/020), their indexes built at finish.
     """
 
     def __init__(self, conn: Connection, *, import_id: int, settings: Settings) -> None:
@@ -635,6 +636,7 @@ class _FileLoad:
         self.reason_counts: Counter[str] = Counter()
         self._partition: loading.ChargePartition | None = None
         self._decided_partition = False
+        self._debtor_batch: int | None = None  # the new debtors' search rows' own table
 
     def add(self, piece: _Piece, *, on_progress: Progress) -> None:
         self.rows += piece.file.row_count
@@ -650,6 +652,8 @@ class _FileLoad:
     def finish(self) -> None:
         """Attach the file's partition, if it has one."""
         if self._partition is not None:
+            if self._debtor_batch is not None:
+                loading.attach_debtor_search_partition(self.conn, batch=self._debtor_batch)
             attached = loading.attach_charge_partition(self.conn, self._partition)
             if attached != self.imported:  # every new charge went into it: else a bug
                 raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
@@ -742,6 +746,7 @@ class _FileLoad:
                 new_rows, piece_bytes=piece.size, bytes_after=piece.bytes_after
             ):
                 self._partition = loading.start_charge_partition(self.conn)
+                self._debtor_batch = loading.start_debtor_search_partition(self.conn)
 
 
 def _until_done(items: Iterator[_T], future: Future[Any]) -> Iterator[_T]:

@@ -1,8 +1,9 @@
 """An import succeeds whatever the dashboard is doing: readers in a loop, both load modes.
 
 A large file's charges go into a partition of their own, attached under SHARE UPDATE
-EXCLUSIVE; a small file's join the open partition; debtors keep their indexes, maintained
-row by row. No import takes a lock that holds a reader (the old fresh-install rebuild took
+EXCLUSIVE; a small file's join the open partition; debtors keep their keys row by row, and
+a large file's search rows get a table of their own, attached the same way (sql/020). No
+import takes a lock that holds a reader (the old fresh-install rebuild took
 ACCESS EXCLUSIVE on charges and debtors for the whole import, and could deadlock with a
 dashboard query that had read one and waited for the other).
 
