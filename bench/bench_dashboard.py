@@ -258,7 +258,7 @@ def build_cases(engine: Engine, *, today: date, sample: Sample) -> list[Case]:
     page(
         f"search: a debtId prefix ({sample.debt_prefix})",
         ChargeFilter(text=sample.debt_prefix, search_in="debt"),
-        "charges_debt_id_idx",  # unique through charge_keys since migration 010
+        "charge_keys_pkey",  # every debtId, with its charge (migrations 010, 021)
     )
 
     # Status and due dates alone: answered from the Overview's kept figures (migration

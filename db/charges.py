@@ -11,7 +11,8 @@ way its index is defined, so the planner can use it:
 * e-mail prefix -> debtor_search_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
 * CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
 * debtors in name order -> debtor_search_name_idx (name, debtor_id)
-* debtId prefix -> charges_debt_id_idx (a "C" column): debt_id LIKE 'prefix%'
+* debtId prefix -> charge_keys_pkey (a "C" column): debt_id LIKE 'prefix%', then the
+                   charges by id (migration 021: no index of charges' own on debt_id)
 
 Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date,
 status and debtor indexes carry the amount (INCLUDE) so counts and sums read no table.
@@ -33,6 +34,12 @@ from db.boletos import ChargeWithBoleto
 _SORT_COLUMNS = {"due_date": "c.due_date", "amount": "c.amount"}
 
 _OVERDUE = "(c.status = ANY(CAST(:unpaid AS text[])) AND c.due_date < :today)"
+
+# A charge is found by its debtId through charge_keys (migration 021).
+CHARGE_OF_DEBT_ID = "SELECT k.charge_id FROM charge_keys AS k WHERE k.debt_id = :debt_id"
+_CHARGES_BY_DEBT_PREFIX = (
+    "SELECT k.charge_id FROM charge_keys AS k WHERE k.debt_id LIKE :debt_prefix"
+)
 
 _ROW_COLUMNS = f"""
     c.id, c.debt_id, c.amount, c.due_date, c.status, c.import_id, c.debtor_id,
@@ -212,7 +219,7 @@ def _charge_search(search: TextSearch, *, broad: bool) -> str:
     """
     parts = []
     if search.debt_prefix:
-        parts.append("c.debt_id LIKE :debt_prefix")
+        parts.append(f"c.id = ANY(ARRAY({_CHARGES_BY_DEBT_PREFIX}))")
     if search.on_debtors:
         debtors = _found_debtor_ids(search)
         parts.append(
@@ -452,7 +459,8 @@ def charge_exists(conn: Connection, charge_id: int) -> bool:
 
 def charge_id_by_debt_id(conn: Connection, debt_id: str) -> int | None:
     return conn.execute(
-        text("SELECT id FROM charges WHERE debt_id = :debt_id"), {"debt_id": debt_id}
+        text(f"SELECT c.id FROM charges AS c WHERE c.id = ({CHARGE_OF_DEBT_ID})"),
+        {"debt_id": debt_id},
     ).scalar_one_or_none()
 
 
@@ -526,26 +534,26 @@ def imports_with_charges(conn: Connection, *, limit: int) -> list[ImportChoice]:
 def debtor_rows_sql(
     *, search: TextSearch | None, after: DebtorCursor | None, limit: int
 ) -> tuple[str, dict[str, Any]]:
-    """A page of debtors in name order (debtor_search_name_idx, keyset by name and id).
+    """A page of debtors in name order, keyset by name and id.
 
-    The page is chosen on debtor_search `s` (one row per debtor, kept equal to `debtors`
-    by sql/020's triggers) and only its rows are joined to their debtors.
+    The page is chosen on debtor_search (one row per debtor, kept equal to `debtors` by
+    sql/020's triggers) and only its rows are joined to their debtors. Without a search
+    it walks debtor_search_name_idx. With one, the debtors are found by their indexes
+    first and only those sorted: walking the name order testing each row finds a name's
+    debtors only where their names sort (for "maria", after every name from A to L: 1.8 s
+    measured on 1.1M debtors), while collecting and sorting took 35-80 ms for a name found
+    20,000-77,000 times and 200 ms for the 362,000 names with a word starting with "a".
     """
-    conditions: list[str] = []
     params: dict[str, Any] = {"limit": limit}
+    chosen = "debtor_search AS s"
     if search is not None:
         params.update(_search_params(search))
-        by_debt_id = "SELECT c.debtor_id FROM charges AS c WHERE c.debt_id LIKE :debt_prefix"
-        if not search.on_debtors:
-            conditions.append(f"s.debtor_id IN ({by_debt_id})")
-        elif not search.debt_prefix and not search.document_prefix:
-            conditions.append("(" + " OR ".join(_search_row_parts(search, "s")) + ")")
-        elif not search.debt_prefix:
-            conditions.append(f"s.debtor_id IN ({_found_debtor_ids(search)})")
-        else:
-            conditions.append(
-                f"s.debtor_id IN ({_found_debtor_ids(search)} UNION ALL {by_debt_id})"
-            )
+        # OFFSET 0 keeps the search apart from the ORDER BY, which would make it a walk.
+        chosen = f"""(
+        SELECT s.debtor_id, s.name FROM debtor_search AS s
+        WHERE {_debtor_page_search(search)} OFFSET 0
+    ) AS s"""
+    conditions = []
     if after is not None:
         conditions.append("(s.name, s.debtor_id) > (:after_name, :after_id)")
         params["after_name"] = after.name
@@ -555,7 +563,7 @@ SELECT d.id, d.name, d.government_id, d.email,
        (SELECT count(*) FROM charges AS c WHERE c.debtor_id = d.id) AS charges
 FROM (
     SELECT s.debtor_id, s.name
-    FROM debtor_search AS s
+    FROM {chosen}
     {_where_sql(conditions)}
     ORDER BY s.name, s.debtor_id
     LIMIT :limit
@@ -564,6 +572,20 @@ JOIN debtors AS d ON d.id = page.debtor_id
 ORDER BY page.name, page.debtor_id
 """
     return statement, params
+
+
+def _debtor_page_search(search: TextSearch) -> str:
+    """The search as a condition on debtor_search `s`."""
+    by_debt_id = (
+        f"SELECT c.debtor_id FROM charges AS c WHERE c.id = ANY(ARRAY({_CHARGES_BY_DEBT_PREFIX}))"
+    )
+    if not search.on_debtors:
+        return f"s.debtor_id IN ({by_debt_id})"
+    if not search.debt_prefix and not search.document_prefix:
+        return "(" + " OR ".join(_search_row_parts(search, "s")) + ")"
+    if not search.debt_prefix:
+        return f"s.debtor_id IN ({_found_debtor_ids(search)})"
+    return f"s.debtor_id IN ({_found_debtor_ids(search)} UNION ALL {by_debt_id})"
 
 
 def debtor_rows(

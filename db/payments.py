@@ -12,6 +12,8 @@ from typing import Any, TypedDict, cast
 
 from sqlalchemy import Connection, text
 
+from db.charges import CHARGE_OF_DEBT_ID
+
 
 class LockedCharge(TypedDict):
     """A charge's row as a payment or an operator's action reads it, locked."""
@@ -61,7 +63,9 @@ def lock_charge_by_debt_id(conn: Connection, debt_id: str) -> LockedCharge | Non
     """The charge of a debtId, its row locked until the transaction ends."""
     row = (
         conn.execute(
-            text(f"SELECT {_CHARGE_COLUMNS} FROM charges WHERE debt_id = :debt_id FOR UPDATE"),
+            text(
+                f"SELECT {_CHARGE_COLUMNS} FROM charges WHERE id = ({CHARGE_OF_DEBT_ID}) FOR UPDATE"
+            ),
             {"debt_id": debt_id},
         )
         .mappings()

@@ -84,8 +84,12 @@ def test_charges_of_an_older_release_become_the_first_partition_whole(
         ).all()
         assert [tuple(row[:3]) for row in after] == [tuple(row) for row in before]
         assert {row[3] for row in after} == {"charges_legacy"}
-        keys = conn.execute(text("SELECT debt_id FROM charge_keys ORDER BY 1")).scalars()
-        assert list(keys) == ["debt-1", "debt-2", "debt-3"]
+        # Each debtId's charge is found through charge_keys (021), and Ana by her name
+        # through debtor_search (020).
+        keys = conn.execute(text("SELECT debt_id, charge_id FROM charge_keys ORDER BY 1")).all()
+        assert [tuple(key) for key in keys] == [(row[1], row[0]) for row in before]
+        found = conn.execute(text("SELECT debtor_id, name FROM debtor_search")).all()
+        assert [tuple(row) for row in found] == [(1, "Ana")]
         # New charges take ids after the old ones, in the open partition; payments still
         # point at charges (now the partitioned parent).
         new_id = conn.execute(
@@ -96,6 +100,12 @@ def test_charges_of_an_older_release_become_the_first_partition_whole(
             )
         ).scalar_one()
         assert new_id > max(row[0] for row in before)
+        assert (
+            conn.execute(
+                text("SELECT charge_id FROM charge_keys WHERE debt_id = 'debt-4'")
+            ).scalar_one()
+            == new_id
+        )
         referenced = conn.execute(
             text(
                 "SELECT confrelid::regclass::text FROM pg_constraint "

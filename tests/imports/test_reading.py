@@ -366,6 +366,18 @@ def test_every_piece_size_cuts_between_records(line_break: str) -> None:
         assert [row for file in tables for row in file.table.to_pylist()] == whole, piece_bytes
 
 
+def test_the_first_pieces_are_smaller_so_the_load_starts_sooner() -> None:
+    """An eighth, a quarter and a half of a piece, then whole pieces: the server waits for
+    the first piece only, and each next one is read while the one before loads."""
+    rows = [f"{ROW[:-3]}D-{i:05d}" for i in range(2000)]
+    data = "\n".join([HEADER, *rows, ""]).encode()
+    row_bytes = len(rows[0]) + 1
+    piece_bytes = 40 * row_bytes
+    sizes = [len(piece.data) - len(HEADER) - 1 for piece in _pieces(data, piece_bytes)]
+    assert [size // row_bytes for size in sizes[:6]] == [5, 10, 20, 40, 40, 40]
+    assert sum(sizes) == len(data) - len(HEADER) - 1
+
+
 def test_a_file_in_one_piece_is_its_own_bytes() -> None:
     data = _tricky_file(5)
     assert [(piece.data, piece.lines_before, piece.last) for piece in _pieces(data, 4096)] == [
