@@ -4,8 +4,9 @@ Every value is a bound parameter; the only text assembled here is made of column
 and fragments written in this file, chosen by the filter. Each condition is written the
 way its index is defined, so the planner can use it:
 
-* status (and the derived "overdue")  -> charges_status_due_date_idx (status, due_date)
-* due-date range and the due-date sort -> charges_due_date_idx (an incremental sort on id)
+* due-date range and the due-date sort -> charges_due_date_idx (an incremental sort on id);
+  a status (and the derived "overdue") is tested on the rows it walks (022), its counts
+  and sums come from the Overview's kept figures (db.overview)
 * import, debtor                       -> charges_import_idx, charges_debtor_idx
 * name words    -> debtor_search_words_idx: to_tsvector('simple', search_name) @@ tsquery
 * e-mail prefix -> debtor_search_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
@@ -14,8 +15,8 @@ way its index is defined, so the planner can use it:
 * debtId prefix -> charge_keys_pkey (a "C" column): debt_id LIKE 'prefix%', then the
                    charges by id (migration 021: no index of charges' own on debt_id)
 
-Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date,
-status and debtor indexes carry the amount (INCLUDE) so counts and sums read no table.
+Amounts: charges_amount_idx serves sorting by amount and amount ranges; the due-date and
+debtor indexes carry the amount (INCLUDE) so counts and sums read no table.
 """
 
 from __future__ import annotations

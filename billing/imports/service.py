@@ -13,6 +13,7 @@ import hashlib
 import io
 import itertools
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -197,10 +198,48 @@ class _Piece:
     rows: ValidatedRows
     size: int  # its bytes
     bytes_after: int  # the file's bytes in the pieces that follow
+    # The lines of its valid rows whose debtId is a charge already, when looked up while
+    # it was read (_CommittedKeys); None: to look up when it loads.
+    present: np.ndarray | None = None
 
     @property
     def last(self) -> bool:
         return self.bytes_after == 0
+
+
+class _CommittedKeys:
+    """Which of a piece's debtIds are charges already, looked up on a connection of its
+    own from the thread that reads the pieces: the next piece's look-up runs while the
+    current one loads, on the other core, instead of before it on the import's connection
+    (the look-up is what grows with the months: bench_growth, docs/scaling.md item 9).
+
+    Only charges committed before this import can be found: imports are the only writers
+    of charges, one at a time under the import lock, and a debtId repeated within the file
+    is a duplicate already (validation's DebtIdSet). So a look-up waits until this import
+    holds the lock (`allow`): every charge committed before is then visible, and none can
+    be committed until this import ends.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._allowed = threading.Event()
+        self._conn: Connection | None = None
+
+    def allow(self) -> None:
+        """Let look-ups run: the import holds the lock, or has given up (they are moot)."""
+        self._allowed.set()
+
+    def lines_already_charged(self, keys: pa.Table) -> np.ndarray:
+        self._allowed.wait()
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        with self._conn.begin():
+            return loading.lines_already_charged(self._conn, keys=keys)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _read_pieces(
@@ -210,11 +249,37 @@ def _read_pieces(
     lenient_documents: bool,
     settings: Settings,
     mapping: Mapping[str, str] | None = None,
+    committed: _CommittedKeys | None = None,
 ) -> Iterator[_Piece]:
     """The file's pieces in order, each read and validated; raises FileRefused.
 
-    A debtId repeated in a later piece is a duplicate as within one (DebtIdSet).
+    A debtId repeated in a later piece is a duplicate as within one (DebtIdSet). With
+    `committed`, each piece after the first comes with its debtIds already charged (the
+    first is read before the import lock is held: it is looked up when it loads).
     """
+    try:
+        yield from _pieces_read(
+            source,
+            max_bytes=max_bytes,
+            lenient_documents=lenient_documents,
+            settings=settings,
+            mapping=mapping,
+            committed=committed,
+        )
+    finally:
+        if committed is not None:
+            committed.close()  # on the thread that used it
+
+
+def _pieces_read(
+    source: BinaryIO,
+    *,
+    max_bytes: int,
+    lenient_documents: bool,
+    settings: Settings,
+    mapping: Mapping[str, str] | None,
+    committed: _CommittedKeys | None,
+) -> Iterator[_Piece]:
     earlier_debt_ids = DebtIdSet()
     next_line = 2  # the header is line 1
     for number, piece in enumerate(file_pieces(source, max_bytes=max_bytes)):
@@ -229,11 +294,15 @@ def _read_pieces(
             earlier_debt_ids=None if number == 0 and piece.last else earlier_debt_ids,
         )
         next_line += debtor_file.row_count
+        present = None
+        if committed is not None and number > 0:
+            present = committed.lines_already_charged(rows.valid.select(["line", "debt_id"]))
         yield _Piece(
             file=debtor_file,
             rows=rows,
             size=len(piece.data),
             bytes_after=piece.bytes_after,
+            present=present,
         )
 
 
@@ -488,6 +557,7 @@ def _load_file(
     Raises FileRefused; a piece refused further on takes every row back (the savepoint).
     The next piece is read on a thread while the current one loads (_read_ahead).
     """
+    committed = _CommittedKeys(conn.engine)
     pieces = _read_ahead(
         _read_pieces(
             source,
@@ -495,22 +565,27 @@ def _load_file(
             lenient_documents=lenient_documents,
             settings=settings,
             mapping=mapping,
+            committed=committed,
         )
     )
-    first = next(pieces)  # most refusals come with it, before waiting for the lock
-    on_progress(0.05, _("Waiting for other imports to finish"))
-    loading.lock_imports(conn)
-    with conn.begin_nested():  # a piece refused further on takes every row back
-        load = _FileLoad(conn, import_id=import_id, settings=settings)
-        _load_pieces(
-            load,
-            itertools.chain([first], pieces),
-            source=source,
-            size=size,
-            on_progress=on_progress,
-        )
-        on_progress(0.95, _("Indexing the new charges"))
-        load.finish()
+    try:
+        first = next(pieces)  # most refusals come with it, before waiting for the lock
+        on_progress(0.05, _("Waiting for other imports to finish"))
+        loading.lock_imports(conn)
+        committed.allow()
+        with conn.begin_nested():  # a piece refused further on takes every row back
+            load = _FileLoad(conn, import_id=import_id, settings=settings)
+            _load_pieces(
+                load,
+                itertools.chain([first], pieces),
+                source=source,
+                size=size,
+                on_progress=on_progress,
+            )
+            on_progress(0.95, _("Indexing the new charges"))
+            load.finish()
+    finally:
+        committed.allow()  # the reading thread never waits for a lock no longer sought
     return first.file, load
 
 
@@ -670,11 +745,12 @@ class _FileLoad:
         conn, rows = self.conn, piece.rows.valid
         on_progress(0.05, _("Looking for charges already imported"))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-db") as database:
-            present_lines = database.submit(
-                loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
-            )
+            if piece.present is None:
+                present_lines = database.submit(
+                    loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
+                )
             debtors = _newest_debtor_rows(rows)
-            present = present_lines.result()
+            present = piece.present if piece.present is not None else present_lines.result()
             new_rows = self._new_rows(rows, present=present, piece=piece)
             numbers = _nosso_numeros_of(conn, new_rows)
             slices = self._charge_slices(new_rows, nosso_numeros=numbers)

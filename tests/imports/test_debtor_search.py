@@ -15,10 +15,10 @@ from sqlalchemy import Engine, text
 from billing.charges.browsing import correct_debtor_email, debtor_page
 from billing.core.filters import DebtorCursor
 from billing.imports import reading
-from billing.imports.service import import_file
 from db import loading
 from tests.support.actors import OPERATOR
-from tests.support.debtor_files import debtor_csv
+from tests.support.database import rows_per_partition
+from tests.support.debtor_files import debtor_csv, run_import
 
 
 def rows(
@@ -39,24 +39,9 @@ def rows(
 
 
 def imported(db: Engine, data: list[tuple[str, ...]]) -> int:
-    result = import_file(
-        actor=OPERATOR,
-        engine=db,
-        data=debtor_csv(data),
-        file_name="debtors.csv",
-        lenient_documents=True,
-    )
+    result = run_import(db, debtor_csv(data), lenient=True)
     assert result.status == "done", result
     return result.imported
-
-
-def search_partitions(db: Engine) -> dict[str, int]:
-    """How many search rows each partition of debtor_search holds (empty ones left out)."""
-    with db.connect() as conn:
-        found = conn.execute(
-            text("SELECT tableoid::regclass::text, count(*) FROM debtor_search GROUP BY 1")
-        ).all()
-    return {name: count for name, count in found}
 
 
 def out_of_step(db: Engine) -> int:
@@ -92,7 +77,7 @@ def test_a_large_files_debtors_are_found_once_it_commits(db: Engine, large_from:
     assert imported(db, rows(60)) == 60
     assert imported(db, rows(5, start=60, name="Abigail", tag="b")) == 5  # small: row by row
 
-    partitions = search_partitions(db)
+    partitions = rows_per_partition(db, "debtor_search")
     assert sorted(partitions.values()) == [5, 60]
     assert partitions["debtor_search_open"] == 5
     assert names_found(db, "zuleica 17") == ["Zuleica Quaresma 17"]
@@ -140,14 +125,12 @@ def test_a_debtor_is_found_by_the_name_and_email_it_has_now(db: Engine, large_fr
 
 
 def test_an_import_undone_leaves_no_search_rows(db: Engine, large_from: int) -> None:
-    """A large file whose last piece is refused (a header-less tail cannot be: a row of
-    three fields) is recorded as refused; neither its debtors nor their search rows stay."""
+    """A large file refused in its last piece (a row of three fields), after its first
+    pieces were loaded: neither its debtors, nor their search rows, nor their table stay."""
     data = debtor_csv(rows(60)) + b"broken,row,here\n"
-    result = import_file(
-        actor=OPERATOR, engine=db, data=data, file_name="broken.csv", lenient_documents=True
-    )
+    result = run_import(db, data, lenient=True, name="broken.csv")
     assert result.status == "refused", result
-    assert search_partitions(db) == {}
+    assert rows_per_partition(db, "debtor_search") == {}
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM debtors")).scalar_one() == 0
         leftover = conn.execute(

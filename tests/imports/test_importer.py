@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -14,7 +15,7 @@ from billing.imports.reading import REQUIRED_COLUMNS
 from billing.imports.service import import_file, import_history, rejected_rows_csv
 from db import imports as imports_db
 from tests.support.actors import OPERATOR
-from tests.support.database import scalar, schema_of
+from tests.support.database import rows_per_partition, scalar, schema_of
 from tests.support.debtor_files import VALID_CPFS, debtor_csv, run_import, sample_rows
 from tests.support.spreadsheets import QUOTED_RECORD
 
@@ -287,7 +288,17 @@ def test_a_failure_mid_load_leaves_nothing_behind(db: Engine, owner_engine: Engi
     assert (again.status, again.imported) == ("done", 50)
 
 
-def test_two_imports_at_once_neither_deadlock_nor_duplicate(db: Engine) -> None:
+@pytest.mark.parametrize("piece_bytes", [None, 20_000], ids=["one piece", "in pieces"])
+def test_two_imports_at_once_neither_deadlock_nor_duplicate(
+    db: Engine, monkeypatch: pytest.MonkeyPatch, piece_bytes: int | None
+) -> None:
+    """In pieces, the later pieces' debtIds are looked up while they are read, on a
+    connection of their own: only once the import holds the lock, or the second import
+    would miss the first's charges and fail on them."""
+    from billing.imports import reading
+
+    if piece_bytes:
+        monkeypatch.setattr(reading, "PIECE_BYTES", piece_bytes)  # about 15 pieces
     first = debtor_csv(sample_rows(3000))
     second = debtor_csv(sample_rows(3000, start=1500))
     results = {}
@@ -312,6 +323,35 @@ def test_two_imports_at_once_neither_deadlock_nor_duplicate(db: Engine) -> None:
     assert scalar(db, "SELECT count(*) FROM charges") == 4500
     assert results["a.csv"].imported + results["b.csv"].imported == 4500
     assert results["a.csv"].duplicates + results["b.csv"].duplicates == 1500
+
+
+def test_a_file_in_pieces_waits_for_the_import_before_it_to_look_up_its_debt_ids(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pieces after the first are looked up as they are read, on a connection of their
+    own (service._CommittedKeys), but only once this import holds the lock: started while
+    another import loads, a file sharing its debtIds finds them all as duplicates."""
+    from billing.imports import reading
+    from db import loading
+
+    monkeypatch.setattr(reading, "PIECE_BYTES", 20_000)  # about 200 rows a piece
+    loading_first = threading.Thread(
+        target=run_import, args=(db, debtor_csv(sample_rows(12_000))), kwargs={"name": "a.csv"}
+    )
+    loading_first.start()
+    deadline = time.monotonic() + 60
+    while not scalar(
+        db,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted",
+        key=loading.IMPORT_LOCK_KEY,
+    ):
+        assert time.monotonic() < deadline, "the first import never took the lock"
+        time.sleep(0.01)
+    second = run_import(db, debtor_csv(sample_rows(3000, start=10_000)), name="b.csv")
+    loading_first.join(timeout=120)
+
+    assert (second.status, second.imported, second.duplicates) == ("done", 1000, 2000)
+    assert scalar(db, "SELECT count(*) FROM charges") == 13_000
 
 
 def test_an_import_left_running_by_a_dead_process_shows_as_failed(db: Engine) -> None:
@@ -457,15 +497,6 @@ def _charge_partitions(db: Engine) -> list[tuple[str, str]]:
     return [(name, bounds) for name, bounds in rows]
 
 
-def _partition_counts(db: Engine) -> dict[str, int]:
-    """How many charges each partition holds (the empty ones left out)."""
-    with db.connect() as conn:
-        rows = conn.execute(
-            text("SELECT tableoid::regclass::text, count(*) FROM charges GROUP BY 1")
-        ).all()
-    return {name: count for name, count in rows}
-
-
 def test_a_large_file_gets_a_partition_of_its_own_and_a_small_one_the_open_partition(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -478,7 +509,7 @@ def test_a_large_file_gets_a_partition_of_its_own_and_a_small_one_the_open_parti
     small = run_import(db, debtor_csv(rows[40:]))
 
     assert (large.imported, small.imported) == (40, 20)
-    counts = _partition_counts(db)
+    counts = rows_per_partition(db, "charges")
     [own] = [name for name in counts if name.startswith("charges_file_")]
     [open_partition] = [name for name in counts if name.startswith("charges_open_")]
     assert (counts[own], counts[open_partition]) == (40, 20)
@@ -652,7 +683,7 @@ def test_a_large_file_again_with_a_few_corrected_rows_joins_the_open_partition(
     again = run_import(db, debtor_csv(corrected))
 
     assert (first.imported, again.imported, again.duplicates) == (120, 3, 117)
-    partitions = _partition_counts(db)
+    partitions = rows_per_partition(db, "charges")
     assert [count for name, count in partitions.items() if name.startswith("charges_file_")] == [
         120
     ]
@@ -722,7 +753,7 @@ def test_a_file_read_in_pieces_imports_as_it_would_whole(
     assert len(charges) == 118 and len({charge[0] for charge in charges}) == 118
     renamed = {name for _, _, government_id, name in charges if government_id == VALID_CPFS[0]}
     assert renamed == {"Renamed Debtor"}
-    assert len([n for n in _partition_counts(db) if n.startswith("charges_file_")]) == 1
+    assert len([n for n in rows_per_partition(db, "charges") if n.startswith("charges_file_")]) == 1
     again = run_import(db, data)
     assert (again.imported, again.duplicates, again.rejected) == (0, 118, 2)
 

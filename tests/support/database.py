@@ -31,3 +31,12 @@ def schema_of(db: Engine, table: str) -> set[tuple[str, str]]:
             {"t": table},
         ).all()
     return {tuple(row) for row in [*indexes, *constraints]}
+
+
+def rows_per_partition(db: Engine, table: str) -> dict[str, int]:
+    """How many rows each partition of `table` (a name of ours) holds, empty ones left out."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT tableoid::regclass::text, count(*) FROM {table} GROUP BY 1")
+        ).all()
+    return {name: count for name, count in rows}
