@@ -621,9 +621,7 @@ def file_pieces(
         # piece's bytes ends where the last read stopped, often inside a record.
         if not at_end or len(buffer) > target:
             view = memoryview(buffer)
-            cut = _last_record_end(view[:target], line_break) or _last_record_end(
-                view, line_break
-            )
+            cut = _last_record_end(view[:target], line_break) or _last_record_end(view, line_break)
             view.release()
         if cut is None:  # a record longer than a piece: read on, up to what a row may be
             if not at_end and len(buffer) < piece_bytes + 2 * _BLOCK_BYTES:
