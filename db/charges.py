@@ -543,7 +543,7 @@ def debtor_rows_sql(
     first and only those sorted: walking the name order testing each row finds a name's
     debtors only where their names sort (for "maria", after every name from A to L: 1.8 s
     measured on 1.1M debtors), while collecting and sorting took 35-80 ms for a name found
-    20,000-77,000 times and 200 ms for the 362,000 names with a word starting with "a".
+    20,000-77,000 times and 120-200 ms for the 362,000 with a word starting with "a".
     """
     params: dict[str, Any] = {"limit": limit}
     chosen = "debtor_search AS s"
