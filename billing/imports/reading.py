@@ -587,7 +587,8 @@ def file_size(source: BinaryIO) -> int:
 def file_pieces(
     source: BinaryIO, *, max_bytes: int, piece_bytes: int | None = None
 ) -> Iterator[FilePiece]:
-    """The file from `source` in pieces of about `piece_bytes`, cut only between records.
+    """The file from `source` in pieces of about `piece_bytes` (the first three smaller:
+    _FIRST_PIECES), cut only between records.
 
     A cut falls on a line break outside quotes: the double quotes before it, from the
     start of the piece, are even in number (0x22 is a quote in every encoding accepted).
