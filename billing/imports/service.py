@@ -258,52 +258,36 @@ def _read_pieces(
     first is read before the import lock is held: it is looked up when it loads).
     """
     try:
-        yield from _pieces_read(
-            source,
-            max_bytes=max_bytes,
-            lenient_documents=lenient_documents,
-            settings=settings,
-            mapping=mapping,
-            committed=committed,
-        )
+        earlier_debt_ids = DebtIdSet()
+        next_line = 2  # the header is line 1
+        for number, piece in enumerate(file_pieces(source, max_bytes=max_bytes)):
+            debtor_file = read_debtor_file(
+                piece.data,
+                max_bytes=len(piece.data),
+                lines_before=piece.lines_before,
+                mapping=mapping,
+            )
+            rows = validate_rows(
+                debtor_file,
+                lenient_documents=lenient_documents,
+                max_amount=settings.max_debt_amount,
+                first_line=next_line,
+                earlier_debt_ids=None if number == 0 and piece.last else earlier_debt_ids,
+            )
+            next_line += debtor_file.row_count
+            present = None
+            if committed is not None and number > 0:
+                present = committed.lines_already_charged(rows.valid.select(["line", "debt_id"]))
+            yield _Piece(
+                file=debtor_file,
+                rows=rows,
+                size=len(piece.data),
+                bytes_after=piece.bytes_after,
+                present=present,
+            )
     finally:
         if committed is not None:
             committed.close()  # on the thread that used it
-
-
-def _pieces_read(
-    source: BinaryIO,
-    *,
-    max_bytes: int,
-    lenient_documents: bool,
-    settings: Settings,
-    mapping: Mapping[str, str] | None,
-    committed: _CommittedKeys | None,
-) -> Iterator[_Piece]:
-    earlier_debt_ids = DebtIdSet()
-    next_line = 2  # the header is line 1
-    for number, piece in enumerate(file_pieces(source, max_bytes=max_bytes)):
-        debtor_file = read_debtor_file(
-            piece.data, max_bytes=len(piece.data), lines_before=piece.lines_before, mapping=mapping
-        )
-        rows = validate_rows(
-            debtor_file,
-            lenient_documents=lenient_documents,
-            max_amount=settings.max_debt_amount,
-            first_line=next_line,
-            earlier_debt_ids=None if number == 0 and piece.last else earlier_debt_ids,
-        )
-        next_line += debtor_file.row_count
-        present = None
-        if committed is not None and number > 0:
-            present = committed.lines_already_charged(rows.valid.select(["line", "debt_id"]))
-        yield _Piece(
-            file=debtor_file,
-            rows=rows,
-            size=len(piece.data),
-            bytes_after=piece.bytes_after,
-            present=present,
-        )
 
 
 def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
