@@ -8,7 +8,7 @@ way its index is defined, so the planner can use it:
   a status (and the derived "overdue") is tested on the rows it walks (022), its counts
   and sums come from the Overview's kept figures (db.overview)
 * import, debtor                       -> charges_import_idx, charges_debtor_idx
-* name words    -> debtor_search_words_idx: to_tsvector('simple', search_name) @@ tsquery
+* name words    -> debtor_search_words_idx: the words of search_name (sql/023) @@ tsquery
 * e-mail prefix -> debtor_search_email_idx: lower(email) COLLATE "C" LIKE 'prefix%'
 * CPF/CNPJ      -> debtors_government_id_key (a "C" column): government_id LIKE 'prefix%'
 * debtors in name order -> debtor_search_name_idx (name, debtor_id)
@@ -161,9 +161,10 @@ def _search_row_parts(search: TextSearch, alias: str) -> list[str]:
     """The parts of a search answered by debtor_search `alias` (name words, e-mail)."""
     parts = []
     if search.name_query:
-        parts.append(
-            f"to_tsvector('simple', {alias}.search_name) @@ to_tsquery('simple', :name_query)"
-        )
+        # The words as the import stored them, each a prefix, compared as written (no
+        # parser on either side): the expression debtor_search_words_idx is built on.
+        words = f"array_remove(string_to_array({alias}.search_name, ' '), '')"
+        parts.append(f"array_to_tsvector({words}) @@ CAST(:name_query AS tsquery)")
     if search.email_prefix:
         parts.append(f'lower({alias}.email) COLLATE "C" LIKE :email_prefix')
     return parts

@@ -298,8 +298,9 @@ def _plain_decimal(value: Decimal) -> str:
 class TextSearch:
     """Where a search term is looked for; each part is answered by one index.
 
-    Parts that are set are OR-ed. `name_query` is a to_tsquery text ('w1:* & w2:*'),
-    the prefixes are LIKE patterns with the operator's wildcards escaped.
+    Parts that are set are OR-ed. `name_query` is a tsquery ('w1:* & w2:*') of folded
+    words (a-z and 0-9 only, so written as they are); the prefixes are LIKE patterns with
+    the operator's wildcards escaped.
     """
 
     name_query: str | None = None
@@ -323,8 +324,8 @@ def prefix_pattern(text: str) -> str:
 
 
 def name_query(text: str) -> str | None:
-    """'w1:* & w2:*' from the folded words of `text`: every word, each as a prefix."""
-    words = search_words(text)
+    """'w1:* & w2:*' from the folded words of `text`: every word (once), each as a prefix."""
+    words = dict.fromkeys(search_words(text))
     return " & ".join(f"{word}:*" for word in words) if words else None
 
 

@@ -14,17 +14,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _WORD = re.compile(r"[0-9a-z]+")
+_NOT_WORD = r"[^0-9a-z]+"  # what separates _WORD's words, for Arrow's RE2
 # Apostrophes a name may be typed with besides "'": U+2019, U+02BC, U+2018, backtick.
 _APOSTROPHES = "[\u2019\u02bc\u2018`]"
 
 
 def fold_for_search(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Lower-case, strip accents (NFKD minus combining marks), collapse spaces.
+    """The words of each name, lower-case and without accents (NFKD minus combining
+    marks), one space between them: a word is a run of a-z and 0-9 (_WORD), everything
+    else separates words.
+
+    That is exactly how a search term is cut (search_words), and the server makes the
+    searchable words of a name by splitting this text on spaces (sql/023), so what a name
+    is found by does not depend on the text-search parser's rules, and indexing a million
+    names costs a split, not a parse.
 
     A name with an apostrophe is also given its joined form, so both spellings people
     type find it: "D'Ávila" (with any apostrophe, typographic too) folds to
-    "d'avila davila", so "avila", "d'avila" and "davila" all match; "Sant'Ana" folds to
-    "sant'ana santana".
+    "d avila davila", so "avila", "d'avila" and "davila" all match; "Sant'Ana" folds to
+    "sant ana santana".
     """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -36,6 +44,7 @@ def fold_for_search(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     folded = pc.utf8_trim_whitespace(pc.replace_substring_regex(folded, r"\s+", " "))
     joined = pc.binary_join_element_wise(folded, pc.replace_substring(folded, "'", ""), " ")
     folded = pc.if_else(pc.match_substring(folded, "'"), joined, folded)
+    folded = pc.utf8_trim(pc.replace_substring_regex(folded, _NOT_WORD, " "), " ")
     return pc.take(folded, pc.index_in(values, value_set=distinct))
 
 

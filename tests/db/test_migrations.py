@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from billing.charges.browsing import debtor_page
 from billing.core.search import fold
 from db.migrations import discover_migrations, migrate
 
@@ -53,6 +54,42 @@ def test_names_imported_before_006_are_found_by_their_joined_form(
         ).scalars()
         assert list(found) == ["Ana Sant'Ana", "José D\u2019Ávila"]
     assert stored == {name: fold(name) for name, _ in before.values()}
+
+
+def test_names_folded_before_023_are_found_by_the_words_a_search_is_cut_into(
+    empty_database: Engine, tmp_path: Path
+) -> None:
+    _migrate_up_to(empty_database, "022_charges_status_index_dropped.sql", tmp_path / "sql")
+    # search_name as the import folded names until 023: apostrophes, hyphens and letters
+    # no accent folds away (here "ø") kept as written.
+    before = {
+        "52998224725": ("José D'Ávila", "jose d'avila jose davila"),
+        "11144477735": ("Ana-Lúcia Sørensen", "ana-lucia sørensen"),
+        "12345678909": ("Maria da Conceição", "maria da conceicao"),
+    }
+    with empty_database.begin() as conn:
+        for government_id, (name, search_name) in before.items():
+            conn.execute(
+                text(
+                    "INSERT INTO debtors (government_id, name, email, search_name) "
+                    "VALUES (:government_id, :name, 'x@example.com', :search_name)"
+                ),
+                {"government_id": government_id, "name": name, "search_name": search_name},
+            )
+
+    assert migrate(empty_database) == ["023_search_words.sql"]
+
+    with empty_database.connect() as conn:
+        stored = dict(conn.execute(text("SELECT name, search_name FROM debtors")).all())
+        searchable = dict(conn.execute(text("SELECT name, search_name FROM debtor_search")).all())
+    assert stored == searchable == {name: fold(name) for name, _ in before.values()}
+
+    def found(term: str) -> list[str]:
+        return [row["name"] for row in debtor_page(empty_database, text=term).rows]
+
+    assert found("Sørensen") == found("lucia") == found("ana-lu") == ["Ana-Lúcia Sørensen"]
+    assert found("davila") == found("d'avila") == ["José D'Ávila"]
+    assert found("conceição") == ["Maria da Conceição"]
 
 
 def test_charges_of_an_older_release_become_the_first_partition_whole(
