@@ -198,6 +198,9 @@ class _Piece:
     rows: ValidatedRows
     size: int  # its bytes
     bytes_after: int  # the file's bytes in the pieces that follow
+    # One row per debtor of its valid rows, the file's newest (_newest_debtor_rows), made
+    # while it was read: folding names for search is the heaviest of a piece's own work.
+    debtors: pa.Table
     # The lines of its valid rows whose debtId is a charge already, when looked up while
     # it was read (_CommittedKeys); None: to look up when it loads.
     present: np.ndarray | None = None
@@ -283,6 +286,7 @@ def _read_pieces(
                 rows=rows,
                 size=len(piece.data),
                 bytes_after=piece.bytes_after,
+                debtors=_newest_debtor_rows(rows.valid),
                 present=present,
             )
     finally:
@@ -720,11 +724,12 @@ class _FileLoad:
     def _load_rows(self, piece: _Piece, *, on_progress: Progress) -> _LoadCounts:
         """Debtors upserted, then the piece's new charges COPYed in already issued.
 
-        The server's two look-ups (debtIds already charged, then the debtors' upsert) run
-        on a helper thread while this one prepares what comes next: the debtors to upsert,
-        then the first charge slices with their boletos. The connection is only ever used
-        by one thread at a time: the helper while its future is pending, this thread
-        otherwise.
+        The server's two look-ups (debtIds already charged, unless the piece came with
+        them, then the debtors' upsert) run on a helper thread while this one prepares
+        what comes next: the new rows, then the first charge slices with their boletos
+        (the debtors to upsert were made while the piece was read). The connection is only
+        ever used by one thread at a time: the helper while its future is pending, this
+        thread otherwise.
         """
         conn, rows = self.conn, piece.rows.valid
         on_progress(0.05, _("Looking for charges already imported"))
@@ -733,14 +738,13 @@ class _FileLoad:
                 present_lines = database.submit(
                     loading.lines_already_charged, conn, keys=rows.select(["line", "debt_id"])
                 )
-            debtors = _newest_debtor_rows(rows)
             present = piece.present if piece.present is not None else present_lines.result()
             new_rows = self._new_rows(rows, present=present, piece=piece)
             numbers = _nosso_numeros_of(conn, new_rows)
             slices = self._charge_slices(new_rows, nosso_numeros=numbers)
             on_progress(0.15, _("Updating debtors"))
             upserted = database.submit(
-                loading.upsert_debtors, conn, debtors=debtors, with_ids=new_rows.num_rows > 0
+                loading.upsert_debtors, conn, debtors=piece.debtors, with_ids=new_rows.num_rows > 0
             )
             ready = list(_until_done(slices, upserted))
             debtor_ids = _debtor_ids_of(new_rows, upserted.result())
