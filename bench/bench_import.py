@@ -39,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,12 @@ from billing.imports.service import import_file
 from db.engine import libpq_url, make_engine
 from db.loading import (
     CHARGE_COLUMNS,
+    ChargePartition,
     attach_charge_partition,
     attach_debtor_search_partition,
+    close_charge_partition,
+    index_charge_partition,
+    lock_imports,
     start_charge_partition,
     start_debtor_search_partition,
     vacuum_after_large_load,
@@ -346,9 +350,11 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
     """(c): seconds to put back the rows the import just wrote, with nothing to compute.
 
     Runs right after (b): its debtors and charges are exported (not timed), the tables
-    emptied, and the same rows COPYed back in one transaction, each table's indexes and
-    keys built as the import builds them (db.loading), then VACUUM (ANALYZE) as the
-    import does after a large load.
+    emptied, and the same rows COPYed back the way the import writes them (db.loading):
+    the debtors in one transaction, the charges beside it on a connection of their own
+    (COPY, then their indexes, while the debtors' search table is attached), then the
+    charges attached in the debtors' transaction, then VACUUM (ANALYZE) as the import
+    does after a large load.
     """
     with psycopg.connect(libpq_url(url)) as conn:
         debtor_rows = _copy_out(conn, f"SELECT {FLOOR_DEBTOR_COLUMNS} FROM debtors ORDER BY id")
@@ -365,18 +371,24 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
     checkpoint(url)
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as beside:
             started = time.perf_counter()
-            with conn.begin():
-                batch = start_debtor_search_partition(conn)
-                _copy_in(conn, "debtors", FLOOR_DEBTOR_COLUMNS, debtor_rows)
-                attach_debtor_search_partition(conn, batch=batch)
-                partition = start_charge_partition(conn)
-                if partition.next_id != first_id:
-                    raise RuntimeError(f"the partition starts at {partition.next_id}")
-                columns = f"id, {charge_columns}"
-                _copy_in(conn, partition.relation, columns, charge_rows, freeze=True)
-                attach_charge_partition(conn, partition)
+            partition = None
+            try:
+                with conn.begin():
+                    lock_imports(conn)
+                    partition = start_charge_partition(engine)
+                    if partition.next_id != first_id:
+                        raise RuntimeError(f"the partition starts at {partition.next_id}")
+                    charges = beside.submit(_fill_partition, partition, charge_rows)
+                    batch = start_debtor_search_partition(conn)
+                    _copy_in(conn, "debtors", FLOOR_DEBTOR_COLUMNS, debtor_rows)
+                    attach_debtor_search_partition(conn, batch=batch)
+                    charges.result()
+                    attach_charge_partition(conn, partition)
+            finally:  # once the transaction has ended (close_charge_partition)
+                if partition is not None:
+                    close_charge_partition(partition)
         vacuum_after_large_load(engine)
         seconds = time.perf_counter() - started
         with engine.connect() as conn:
@@ -388,6 +400,12 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
     if tuple(counts) != (rows, debtors):
         raise RuntimeError(f"the floor loaded (charges, debtors) = {tuple(counts)}")
     return seconds
+
+
+def _fill_partition(partition: ChargePartition, charge_rows: bytes) -> None:
+    columns = f"id, {', '.join(CHARGE_COLUMNS)}"
+    _copy_in(partition.conn, partition.relation, columns, charge_rows, freeze=True)
+    index_charge_partition(partition)
 
 
 def _first_value(conn: psycopg.Connection, query: str) -> Any:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from billing.core.formatting import count_br
 from db import binary_copy
@@ -321,16 +322,35 @@ def transaction_time(conn: Connection) -> datetime:
 
 @dataclass
 class ChargePartition:
-    """A table taking a file's new charges, to be attached to `charges` once they are in."""
+    """A table taking a file's new charges, filled and indexed on a connection of its own
+    (`conn`, sql/024), then attached to `charges` in the import's transaction.
+
+    `conn` is used by one thread at a time and closed by close_charge_partition.
+    """
 
     relation: str  # a name new_charges_partition gave
     next_id: int  # the id the next charge copied into it gets
+    conn: Connection  # in the transaction that created the table, until index_charge_partition
+    committed: bool = False
 
 
-def start_charge_partition(conn: Connection) -> ChargePartition:
-    """A new table for a file's charges (see insert_charges), created in this transaction."""
-    relation, first_id = conn.execute(text(_NEW_PARTITION)).one()
-    return ChargePartition(relation=relation, next_id=first_id)
+def start_charge_partition(engine: Engine) -> ChargePartition:
+    """A new table for a file's charges (see insert_charges), created on a connection of
+    its own, in a transaction of its own. Only under the import lock (lock_imports): the
+    tables left by imports that died are dropped first (their names would be this one's).
+    """
+    conn = engine.connect()
+    try:
+        with conn.begin():
+            left = conn.execute(text("SELECT drop_charges_partitions_left_behind()")).scalar_one()
+        if left:
+            log.warning("dropped %s charges table(s) left by an import that did not end", left)
+        conn.begin()
+        relation, first_id = conn.execute(text(_NEW_PARTITION)).one()
+    except BaseException:
+        conn.close()
+        raise
+    return ChargePartition(relation=relation, next_id=first_id, conn=conn)
 
 
 def insert_charges(
@@ -341,8 +361,8 @@ def insert_charges(
     partition: ChargePartition | None,
     on_progress: Progress = _no_progress,
 ) -> int:
-    """COPY new charges (columns CHARGE_COLUMNS) into `partition`, or through `charges`
-    into its open partition when None; return how many.
+    """COPY new charges (columns CHARGE_COLUMNS) into `partition` (on its connection), or
+    through `charges` into its open partition on `conn` when None; return how many.
 
     Rows for the open partition are best given in debt_id order, so its debtId index grows
     at its right edge. A partition's rows get their ids here, in order.
@@ -358,7 +378,7 @@ def insert_charges(
             on_progress=on_progress,
         )
     copied = copy_slices(
-        conn,
+        partition.conn,
         slices=_with_ids(slices, first_id=partition.next_id),
         total_rows=total_rows,
         target=partition.relation,
@@ -371,10 +391,48 @@ def insert_charges(
     return copied
 
 
+def index_charge_partition(partition: ChargePartition) -> None:
+    """Build on the partition every index `charges` has, and commit it: from now on the
+    import's transaction can attach it (it is not attached yet: no reader sees it)."""
+    partition.conn.execute(
+        text("SELECT index_charges_partition(:relation)"), {"relation": partition.relation}
+    )
+    partition.conn.commit()
+    partition.committed = True
+
+
 def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int:
-    """Attach a partition filled by insert_charges (its indexes built, its debtIds kept in
-    charge_keys, the Overview's figures updated); return how many charges it holds."""
+    """Attach a partition index_charge_partition committed (its indexes found built, its
+    foreign keys validated, its debtIds kept in charge_keys, the Overview's figures
+    updated), in the import's transaction; return how many charges it holds."""
     return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
+
+
+def close_charge_partition(partition: ChargePartition) -> None:
+    """Once the import's transaction has ended: the partition's connection closed, and its
+    table gone unless the import attached it and committed (never committed, it goes with
+    its transaction; committed, it is dropped).
+
+    The drop waits at most DROP_LOCK_TIMEOUT for the table: a transaction of the import
+    still holding it (called too early, or the import's connection lost while its server
+    session lives on) leaves it to the next large import (start_charge_partition), rather
+    than this one waiting for a transaction that waits for it.
+    """
+    try:
+        if partition.committed:
+            with partition.conn.begin():
+                partition.conn.execute(
+                    text("SELECT set_config('lock_timeout', :timeout, true)"),
+                    {"timeout": DROP_LOCK_TIMEOUT},
+                )
+                partition.conn.execute(
+                    text("SELECT drop_charges_partition_not_attached(:relation)"),
+                    {"relation": partition.relation},
+                )
+    except OperationalError as exc:
+        log.warning("%s left for the next large import to drop: %s", partition.relation, exc)
+    finally:
+        partition.conn.close()
 
 
 def start_debtor_search_partition(conn: Connection) -> int:
@@ -410,6 +468,7 @@ def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table
 # no reader waits. Measured with bench_growth: see the README. Smaller files go through
 # `charges` into its open partition, their index entries added row by row.
 _NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition()"
+DROP_LOCK_TIMEOUT = "5s"  # close_charge_partition's longest wait for its table
 _ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"
 
 

@@ -9,6 +9,7 @@ only the charges whose debtId is new and counts the rest as duplicates.
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import io
 import itertools
@@ -499,28 +500,37 @@ def _run_import(
     audited: _ImportAudit,
 ) -> ImportResult:
     """Load the file in the import's transaction and record how it ended: done or refused
-    (a refusal writes no row of the file), then tidy up after a large load."""
-    with conn.begin():
-        on_progress(0.02, _("Reading and validating the file"))
-        try:
-            first, load = _load_file(
-                conn,
-                import_id=import_id,
-                source=source,
-                size=size,
-                max_bytes=max_bytes,
-                lenient_documents=lenient_documents,
-                on_progress=on_progress,
-                settings=settings,
-                mapping=audited.mapping,
+    (a refusal writes no row of the file), then tidy up after a large load.
+
+    A large file's charges table is filled on a connection of its own (_ChargesBeside),
+    closed once the import's transaction has ended, whichever way it ended.
+    """
+    beside = _ChargesBeside(conn.engine)
+    try:
+        with conn.begin():
+            on_progress(0.02, _("Reading and validating the file"))
+            try:
+                first, load = _load_file(
+                    conn,
+                    import_id=import_id,
+                    source=source,
+                    size=size,
+                    max_bytes=max_bytes,
+                    lenient_documents=lenient_documents,
+                    on_progress=on_progress,
+                    settings=settings,
+                    mapping=audited.mapping,
+                    beside=beside,
+                )
+            except FileRefused as refusal:
+                return _record_refusal(
+                    conn, import_id=import_id, refusal=refusal, started=started, audited=audited
+                )
+            result = _record_done(
+                conn, import_id=import_id, first=first, load=load, started=started, audited=audited
             )
-        except FileRefused as refusal:
-            return _record_refusal(
-                conn, import_id=import_id, refusal=refusal, started=started, audited=audited
-            )
-        result = _record_done(
-            conn, import_id=import_id, first=first, load=load, started=started, audited=audited
-        )
+    finally:
+        beside.close()
     _tidy_after_load(conn, result, on_progress=on_progress)
     on_progress(1.0, _("Done"))
     log.info("import %s of %s: %s", import_id, file_name, result)
@@ -537,6 +547,7 @@ def _load_file(
     lenient_documents: bool,
     on_progress: Progress,
     settings: Settings,
+    beside: _ChargesBeside,
     mapping: Mapping[str, str] | None = None,
 ) -> tuple[DebtorFile, _FileLoad]:
     """Every piece of the file loaded in a savepoint, under the import lock; returns the
@@ -562,7 +573,7 @@ def _load_file(
         loading.lock_imports(conn)
         committed.allow()
         with conn.begin_nested():  # a piece refused further on takes every row back
-            load = _FileLoad(conn, import_id=import_id, settings=settings)
+            load = _FileLoad(conn, import_id=import_id, settings=settings, beside=beside)
             _load_pieces(
                 load,
                 itertools.chain([first], pieces),
@@ -691,10 +702,13 @@ class _FileLoad:
     get one too (sql/020), their indexes built at finish.
     """
 
-    def __init__(self, conn: Connection, *, import_id: int, settings: Settings) -> None:
+    def __init__(
+        self, conn: Connection, *, import_id: int, settings: Settings, beside: _ChargesBeside
+    ) -> None:
         self.conn = conn
         self.import_id = import_id
         self.settings = settings
+        self._beside = beside
         self.rows = self.imported = self.duplicates = self.rejected = self.issued = 0
         self.reason_counts: Counter[str] = Counter()
         self._partition: loading.ChargePartition | None = None
@@ -713,11 +727,15 @@ class _FileLoad:
         self.issued += counts.issued
 
     def finish(self) -> None:
-        """Attach the file's partition, if it has one."""
-        if self._partition is not None:
+        """Attach the file's partition, if it has one: its indexes are built and it is
+        committed beside the import while the new debtors' search table is attached."""
+        partition = self._partition
+        if partition is not None:
+            self._beside.run(functools.partial(loading.index_charge_partition, partition))
             if self._debtor_batch is not None:
                 loading.attach_debtor_search_partition(self.conn, batch=self._debtor_batch)
-            attached = loading.attach_charge_partition(self.conn, self._partition)
+            self._beside.wait()
+            attached = loading.attach_charge_partition(self.conn, partition)
             if attached != self.imported:  # every new charge went into it: else a bug
                 raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
 
@@ -791,17 +809,33 @@ class _FileLoad:
         total_rows: int,
         on_progress: Progress,
     ) -> int:
-        """The charge slices COPYed in with their debtors' ids; returns how many."""
-        return loading.insert_charges(
-            self.conn,
-            slices=(
-                _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows))
-                for start, part in slices
-            ),
-            total_rows=total_rows,
-            partition=self._partition,
-            on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
+        """The charge slices COPYed in with their debtors' ids; returns how many.
+
+        Into the file's partition, the COPY runs beside the import (_ChargesBeside) while
+        the next piece's debtors are upserted: its count is checked there.
+        """
+        with_ids = (
+            _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows)) for start, part in slices
         )
+        partition = self._partition
+        if partition is None:
+            return loading.insert_charges(
+                self.conn,
+                slices=with_ids,
+                total_rows=total_rows,
+                partition=None,
+                on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
+            )
+
+        def copy_into_partition() -> None:
+            copied = loading.insert_charges(
+                self.conn, slices=with_ids, total_rows=total_rows, partition=partition
+            )
+            if copied != total_rows:  # every slice was given: else a bug
+                raise RuntimeError(f"{copied} charges copied, {total_rows} given")
+
+        self._beside.run(copy_into_partition)
+        return total_rows
 
     def _decide_partition(self, *, new_rows: int, piece: _Piece) -> None:
         if not self._decided_partition and new_rows:
@@ -809,8 +843,51 @@ class _FileLoad:
             if loading.loads_into_own_partition(
                 new_rows, piece_bytes=piece.size, bytes_after=piece.bytes_after
             ):
-                self._partition = loading.start_charge_partition(self.conn)
+                self._partition = self._beside.start()
                 self._debtor_batch = loading.start_debtor_search_partition(self.conn)
+
+
+class _ChargesBeside:
+    """A large file's charges table, filled and indexed on a connection of its own, from a
+    thread of its own, beside the import's connection (sql/024): a piece's charges are
+    COPYed while the import's connection upserts the next piece's debtors, and the table's
+    indexes are built while it attaches the new debtors' search table.
+
+    One piece of work at a time: `run` waits for the one before (and raises its error), so
+    at most one piece's charges are in flight. `close` comes once the import's transaction
+    has ended, whichever way: it waits for the work in flight, then the table is dropped
+    unless it was attached for good (db.loading.close_charge_partition).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._partition: loading.ChargePartition | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-charges")
+        self._pending: Future[None] | None = None
+
+    def start(self) -> loading.ChargePartition:
+        self._partition = loading.start_charge_partition(self._engine)
+        return self._partition
+
+    def run(self, work: Callable[[], None]) -> None:
+        """`work` started on the thread, in this context, once the work before is done."""
+        self.wait()
+        self._pending = self._worker.submit(contextvars.copy_context().run, work)
+
+    def wait(self) -> None:
+        """Until the work in flight is done; raises its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.exception()  # its error, if any, already ended the import
+            self._worker.shutdown()
+        finally:
+            if self._partition is not None:
+                loading.close_charge_partition(self._partition)
 
 
 def _until_done(items: Iterator[_T], future: Future[Any]) -> Iterator[_T]:

@@ -77,7 +77,7 @@ def test_names_folded_before_023_are_found_by_the_words_a_search_is_cut_into(
                 {"government_id": government_id, "name": name, "search_name": search_name},
             )
 
-    assert migrate(empty_database) == ["023_search_words.sql"]
+    assert migrate(empty_database)[0] == "023_search_words.sql"
 
     with empty_database.connect() as conn:
         stored = dict(conn.execute(text("SELECT name, search_name FROM debtors")).all())

@@ -480,8 +480,51 @@ def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
 
     assert {table: schema_of(db, table) for table in ("charges", "debtors")} == before
     assert _charge_partitions(db) == partitions
+    # The charges' table, committed beside the import before its attach, went with it.
+    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0
     assert scalar(db, "SELECT count(*) FROM charges") == 0
     assert scalar(db, "SELECT count(*) FROM debtors") == 0
+
+
+def test_a_charges_table_left_by_an_import_that_died_goes_at_the_next_large_import(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import loading
+
+    monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
+    with db.connect() as conn:  # an import that died once its charges' table was committed
+        with conn.begin():
+            loading.lock_imports(conn)
+            left = loading.start_charge_partition(db)
+            loading.index_charge_partition(left)
+        left.conn.close()  # and nothing else: no close_charge_partition
+    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 1
+
+    result = run_import(db, debtor_csv(sample_rows(50)))
+
+    assert (result.status, result.imported) == ("done", 50)
+    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0
+    # The new import's table took the name the one left behind held.
+    assert left.relation in {name for name, _ in _charge_partitions(db)}
+    assert scalar(db, "SELECT count(*) FROM charges") == 50
+
+
+def test_a_charges_table_is_never_dropped_while_the_import_may_still_attach_it(
+    db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closed too early (the import's transaction still open), the partition's connection
+    does not wait for that transaction, nor take the table from it."""
+    from db import loading
+
+    monkeypatch.setattr(loading, "DROP_LOCK_TIMEOUT", "200ms")
+    with db.connect() as conn, conn.begin():
+        loading.lock_imports(conn)
+        partition = loading.start_charge_partition(db)
+        loading.index_charge_partition(partition)
+        loading.attach_charge_partition(conn, partition)
+        loading.close_charge_partition(partition)  # returns: gives up on the lock
+    assert partition.relation in {name for name, _ in _charge_partitions(db)}
+    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0
 
 
 def _charge_partitions(db: Engine) -> list[tuple[str, str]]:
@@ -540,9 +583,12 @@ def test_an_import_undone_after_its_attach_leaves_the_next_import_its_ids(
     with db.connect() as conn:  # a large import cut short after its attach
         cut_short = conn.begin()
         loading.lock_imports(conn)
-        partition = loading.start_charge_partition(conn)
+        partition = loading.start_charge_partition(db)
+        loading.index_charge_partition(partition)  # committed beside the import
         loading.attach_charge_partition(conn, partition)
         cut_short.rollback()
+        loading.close_charge_partition(partition)
+    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0  # dropped once the import ended
 
     small = run_import(db, debtor_csv(rows[40:50]))  # through the open partition
     large = run_import(db, debtor_csv(rows[50:]))  # and a partition of its own again
@@ -551,6 +597,12 @@ def test_an_import_undone_after_its_attach_leaves_the_next_import_its_ids(
     assert scalar(db, "SELECT count(*) FROM charges") == 80
     ids = [row[0] for row in _ids_in_arrival_order(db, rows)]
     assert ids == sorted(ids)  # each import's charges after the ones before
+
+
+_CHARGES_TABLES_NOT_ATTACHED = """
+SELECT count(*) FROM pg_class
+WHERE relname LIKE 'charges!_file!_%' ESCAPE '!' AND relkind = 'r' AND NOT relispartition
+"""
 
 
 def _ids_in_arrival_order(db: Engine, rows: list[tuple]) -> list[tuple[int]]:
