@@ -460,13 +460,14 @@ def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table
 
 
 # A file's new charges, when there are at least BULK_LOAD_MIN_ROWS of them, go into a
-# partition of their own (sql/010): a table created for them, filled by COPY with no index
-# (FREEZE: created in this transaction, its pages are written frozen and all-visible, so
-# the dashboard's counts answer from the indexes at once, with no VACUUM), then attached,
-# which builds its indexes in one sorted pass each. The cost is that of the file alone,
-# whatever `charges` holds, and attaching takes only SHARE UPDATE EXCLUSIVE on `charges`:
-# no reader waits. Measured with bench_growth: see the README. Smaller files go through
-# `charges` into its open partition, their index entries added row by row.
+# partition of their own (sql/010): a table created for them on a connection of its own
+# (sql/024), filled by COPY with no index (FREEZE: created in that transaction, its pages
+# are written frozen and all-visible, so the dashboard's counts answer from the indexes at
+# once, with no VACUUM), indexed in one sorted pass per index and committed, then attached
+# in the import's transaction. The cost is that of the file alone, whatever `charges`
+# holds, and attaching takes only SHARE UPDATE EXCLUSIVE on `charges`: no reader waits.
+# Measured with bench_growth: see the README. Smaller files go through `charges` into its
+# open partition, their index entries added row by row.
 _NEW_PARTITION = "SELECT relation, first_id FROM new_charges_partition()"
 DROP_LOCK_TIMEOUT = "5s"  # close_charge_partition's longest wait for its table
 _ATTACH_PARTITION = "SELECT attach_charges_partition(:relation)"

@@ -697,9 +697,10 @@ class _FileLoad:
 
     Debtors are upserted and charges copied for each piece, the keys of `debtors` kept row
     by row (no lock keeps a reader waiting, whatever the tables hold). Whether the charges
-    get a partition of their own (attached at finish, see db.loading.insert_charges) is
-    decided at the first piece holding new charges; with it, the new debtors' search rows
-    get one too (sql/020), their indexes built at finish.
+    get a partition of their own (see db.loading.insert_charges) is decided at the first
+    piece holding new charges; with it, the new debtors' search rows get one too (sql/020),
+    their indexes built at finish, and the charges are copied and indexed on a connection
+    of their own (_ChargesBeside, sql/024), then attached at finish.
     """
 
     def __init__(

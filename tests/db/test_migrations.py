@@ -21,6 +21,19 @@ def _migrate_up_to(engine: Engine, last: str, folder: Path) -> None:
     migrate(engine, folder)
 
 
+def _insert_debtors_folded_as_before(engine: Engine, debtors: dict[str, tuple[str, str]]) -> None:
+    """governmentId -> (name, search_name as an older release stored it)."""
+    with engine.begin() as conn:
+        for government_id, (name, search_name) in debtors.items():
+            conn.execute(
+                text(
+                    "INSERT INTO debtors (government_id, name, email, search_name) "
+                    "VALUES (:government_id, :name, 'x@example.com', :search_name)"
+                ),
+                {"government_id": government_id, "name": name, "search_name": search_name},
+            )
+
+
 def test_names_imported_before_006_are_found_by_their_joined_form(
     empty_database: Engine, tmp_path: Path
 ) -> None:
@@ -31,15 +44,7 @@ def test_names_imported_before_006_are_found_by_their_joined_form(
         "11144477735": ("Ana Sant'Ana", "ana sant'ana"),
         "12345678909": ("Maria da Conceição", "maria da conceicao"),
     }
-    with empty_database.begin() as conn:
-        for government_id, (name, search_name) in before.items():
-            conn.execute(
-                text(
-                    "INSERT INTO debtors (government_id, name, email, search_name) "
-                    "VALUES (:government_id, :name, 'x@example.com', :search_name)"
-                ),
-                {"government_id": government_id, "name": name, "search_name": search_name},
-            )
+    _insert_debtors_folded_as_before(empty_database, before)
 
     assert migrate(empty_database)[0] == "006_search_apostrophes.sql"
 
@@ -67,15 +72,7 @@ def test_names_folded_before_023_are_found_by_the_words_a_search_is_cut_into(
         "11144477735": ("Ana-Lúcia Sørensen", "ana-lucia sørensen"),
         "12345678909": ("Maria da Conceição", "maria da conceicao"),
     }
-    with empty_database.begin() as conn:
-        for government_id, (name, search_name) in before.items():
-            conn.execute(
-                text(
-                    "INSERT INTO debtors (government_id, name, email, search_name) "
-                    "VALUES (:government_id, :name, 'x@example.com', :search_name)"
-                ),
-                {"government_id": government_id, "name": name, "search_name": search_name},
-            )
+    _insert_debtors_folded_as_before(empty_database, before)
 
     assert migrate(empty_database)[0] == "023_search_words.sql"
 
