@@ -37,7 +37,8 @@ $$;
 -- each, the parallel workers the server allows), so that ATTACH PARTITION finds them: the
 -- primary key as a constraint (ATTACH matches a constraint's index only with one), the
 -- others as written on `charges` (pg_get_indexdef), so an index added to `charges` later
--- is built here too.
+-- is built here too. Its statistics are taken here as well, beside the import (they stay
+-- with the table once attached).
 CREATE FUNCTION index_charges_partition(relation text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
@@ -57,6 +58,7 @@ BEGIN
         EXECUTE regexp_replace(definition, '^CREATE INDEX \S+ ON ONLY \S+ ',
                                format('CREATE INDEX ON %I ', relation));
     END LOOP;
+    EXECUTE format('ANALYZE %I', relation);
 END
 $$;
 
@@ -91,6 +93,48 @@ BEGIN
         END IF;
     END LOOP;
     RETURN dropped;
+END
+$$;
+
+-- As in 021, but the statistics are taken only if index_charges_partition has not.
+CREATE OR REPLACE FUNCTION attach_charges_partition(relation text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    first_id bigint := substring(relation FROM '^charges_file_([0-9]+)$')::bigint;
+    range_check text := relation || '_ids';
+    end_id bigint;
+    attached bigint;
+BEGIN
+    SELECT (regexp_match(pg_get_constraintdef(k.oid), 'id < \(?''?([0-9]+)'))[1]::bigint
+    INTO end_id
+    FROM pg_constraint AS k JOIN pg_class AS c ON c.oid = k.conrelid
+    WHERE c.relname = relation AND NOT c.relispartition AND k.conname = range_check
+      AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema());
+    IF first_id IS NULL OR end_id IS NULL THEN
+        RAISE EXCEPTION '% is not a table prepared by new_charges_partition', relation
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SET LOCAL maintenance_work_mem = '256MB';
+    EXECUTE format('ALTER TABLE charges ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                   relation, first_id, end_id);
+    EXECUTE format('INSERT INTO charge_keys (debt_id, charge_id) '
+                   'SELECT debt_id, id FROM %I ORDER BY debt_id', relation);
+    GET DIAGNOSTICS attached = ROW_COUNT;
+    -- Attaching fires no trigger: the Overview's figures (migration 009) are added here.
+    PERFORM add_charge_totals_of(format('%I', relation)::regclass);
+    EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', relation, range_check);
+    EXECUTE format('REVOKE ALL ON %I FROM %I', relation, session_user);
+    IF NOT EXISTS (SELECT FROM pg_statistic
+                   WHERE starelid = format('%I', relation)::regclass) THEN
+        EXECUTE format('ANALYZE %I', relation);
+    END IF;
+    -- The next open partition, created here and undone with the import; the sequence
+    -- moves to it at the next import's start (charges_ids_to_open_partition).
+    EXECUTE format('CREATE TABLE %I (LIKE charges INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+                   'INCLUDING STORAGE)', 'charges_open_' || end_id);
+    EXECUTE format('ALTER TABLE charges ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)',
+                   'charges_open_' || end_id, end_id, end_id + charges_open_partition_span());
+    RETURN attached;
 END
 $$;
 
