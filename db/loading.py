@@ -344,7 +344,7 @@ class ChargePartition:
 
 
 def start_charge_partition(engine: Engine) -> ChargePartition:
-    """A new table for a file's charges (see insert_charges), created on a connection of
+    """A new table for a file's charges (see copy_into_partition), created on a connection of
     its own, in a transaction of its own. Only under the import lock (lock_imports): the
     tables left by imports that died are dropped first (their names would be this one's).
     """
@@ -367,25 +367,28 @@ def insert_charges(
     *,
     slices: Iterable[pa.Table],
     total_rows: int,
-    partition: ChargePartition | None,
     on_progress: Progress = _no_progress,
 ) -> int:
-    """COPY new charges (columns CHARGE_COLUMNS) into `partition` (on its connection), or
-    through `charges` into its open partition on `conn` when None; return how many.
-
-    Rows for the open partition are best given in debt_id order, so its debtId index grows
-    at its right edge. A partition's rows get their ids here, in order.
+    """COPY new charges (columns CHARGE_COLUMNS) through `charges` into its open partition;
+    return how many. They are best given in debt_id order, so the debtId index of
+    charge_keys grows at its right edge. A large file's go to copy_into_partition.
     """
-    if partition is None:
-        return copy_slices(
-            conn,
-            slices=slices,
-            total_rows=total_rows,
-            target="charges",
-            columns=", ".join(CHARGE_COLUMNS),
-            binary_types=CHARGE_COLUMN_TYPES,
-            on_progress=on_progress,
-        )
+    return copy_slices(
+        conn,
+        slices=slices,
+        total_rows=total_rows,
+        target="charges",
+        columns=", ".join(CHARGE_COLUMNS),
+        binary_types=CHARGE_COLUMN_TYPES,
+        on_progress=on_progress,
+    )
+
+
+def copy_into_partition(
+    partition: ChargePartition, *, slices: Iterable[pa.Table], total_rows: int
+) -> int:
+    """COPY new charges (columns CHARGE_COLUMNS) into `partition`, on its own connection;
+    return how many. They get their ids here, in order."""
     copied = copy_slices(
         partition.conn,
         slices=_with_ids(slices, first_id=partition.next_id),
@@ -394,7 +397,6 @@ def insert_charges(
         columns=", ".join(("id", *CHARGE_COLUMNS)),
         freeze=True,
         binary_types=CHARGE_COLUMN_TYPES,
-        on_progress=on_progress,
     )
     partition.next_id += copied
     return copied
@@ -525,7 +527,7 @@ def vacuum_after_large_load(engine: Engine) -> None:
     Until pages are marked all-visible, the Debtors page's counts cannot answer from the
     indexes alone (index-only scans) and read the table, until autovacuum comes by. VACUUM
     cannot run in a transaction, hence its own connection in autocommit. (A large file's
-    charges need none: their partition is written frozen, see insert_charges.)
+    charges need none: their partition is written frozen, see copy_into_partition.)
 
     Before PostgreSQL 17 only the table's owner may VACUUM it, not the application's role:
     autovacuum, which a large insert wakes, then refreshes the statistics and sets the

@@ -698,7 +698,7 @@ class _FileLoad:
 
     Debtors are upserted and charges copied for each piece, the keys of `debtors` kept row
     by row (no lock keeps a reader waiting, whatever the tables hold). Whether the charges
-    get a partition of their own (see db.loading.insert_charges) is decided at the first
+    get a partition of their own (db.loading.loads_into_own_partition) is decided at the first
     piece holding new charges; with it, the new debtors' search rows get one too (sql/020),
     their indexes built at finish, and the charges are copied and indexed on a connection
     of their own (_ChargesBeside, sql/024), then attached at finish.
@@ -825,14 +825,11 @@ class _FileLoad:
                 self.conn,
                 slices=with_ids,
                 total_rows=total_rows,
-                partition=None,
                 on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
             )
 
         def copy_into_partition() -> None:
-            copied = loading.insert_charges(
-                self.conn, slices=with_ids, total_rows=total_rows, partition=partition
-            )
+            copied = loading.copy_into_partition(partition, slices=with_ids, total_rows=total_rows)
             if copied != total_rows:  # every slice was given: else a bug
                 raise RuntimeError(f"{copied} charges copied, {total_rows} given")
 
