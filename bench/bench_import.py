@@ -67,10 +67,8 @@ from db.loading import (
     attach_charge_partition,
     attach_debtor_search_partition,
     close_charge_partition,
-    commit_charge_partition,
     index_charge_partition,
     lock_imports,
-    register_charge_partition,
     start_charge_partition,
     start_debtor_search_partition,
     vacuum_after_large_load,
@@ -385,11 +383,8 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
                     charges = beside.submit(_fill_partition, partition, charge_rows)
                     batch = start_debtor_search_partition(conn)
                     _copy_in(conn, "debtors", FLOOR_DEBTOR_COLUMNS, debtor_rows)
-                    charges.result()
-                    indexed = beside.submit(index_charge_partition, partition)
-                    register_charge_partition(conn, partition)
                     attach_debtor_search_partition(conn, batch=batch)
-                    indexed.result()
+                    charges.result()
                     attach_charge_partition(conn, partition)
             finally:  # once the transaction has ended (close_charge_partition)
                 if partition is not None:
@@ -410,7 +405,7 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
 def _fill_partition(partition: ChargePartition, charge_rows: bytes) -> None:
     columns = f"id, {', '.join(CHARGE_COLUMNS)}"
     _copy_in(partition.conn, partition.relation, columns, charge_rows, freeze=True)
-    commit_charge_partition(partition)
+    index_charge_partition(partition)
 
 
 def _first_value(conn: psycopg.Connection, query: str) -> Any:

@@ -332,14 +332,14 @@ def transaction_time(conn: Connection) -> datetime:
 @dataclass
 class ChargePartition:
     """A table taking a file's new charges, filled and indexed on a connection of its own
-    (`conn`, sql/024 and 025), then registered and attached in the import's transaction.
+    (`conn`, sql/024), then attached to `charges` in the import's transaction.
 
     `conn` is used by one thread at a time and closed by close_charge_partition.
     """
 
     relation: str  # a name new_charges_partition gave
     next_id: int  # the id the next charge copied into it gets
-    conn: Connection  # in the transaction that created the table until commit_charge_partition
+    conn: Connection  # in the transaction that created the table, until index_charge_partition
     committed: bool = False
 
 
@@ -402,41 +402,21 @@ def copy_into_partition(
     return copied
 
 
-def commit_charge_partition(partition: ChargePartition) -> None:
-    """Give the filled partition its primary key and commit it: from now on the import's
-    connection can read it (register_charge_partition) while index_charge_partition builds
-    the rest. It is not attached yet: no reader of `charges` sees it."""
+def index_charge_partition(partition: ChargePartition) -> None:
+    """Build on the partition every index `charges` has, and commit it: from now on the
+    import's transaction can attach it (it is not attached yet: no reader sees it)."""
     partition.conn.execute(
-        text("SELECT add_charges_partition_primary_key(:relation)"),
-        {"relation": partition.relation},
+        text("SELECT index_charges_partition(:relation)"), {"relation": partition.relation}
     )
     partition.conn.commit()
     partition.committed = True
 
 
-def index_charge_partition(partition: ChargePartition) -> None:
-    """Build on the committed partition every other index `charges` has, take its
-    statistics, and commit: from now on the import's transaction can attach it."""
-    partition.conn.execute(
-        text("SELECT index_charges_partition(:relation)"), {"relation": partition.relation}
-    )
-    partition.conn.commit()
-
-
-def register_charge_partition(conn: Connection, partition: ChargePartition) -> int:
-    """In the import's transaction, the committed partition's debtIds kept in charge_keys
-    and its charges added to the Overview's figures (it need not be indexed yet); returns
-    how many charges it holds."""
-    return conn.execute(
-        text("SELECT register_charges_partition(:relation)"), {"relation": partition.relation}
-    ).scalar_one()
-
-
-def attach_charge_partition(conn: Connection, partition: ChargePartition) -> None:
-    """Attach a partition index_charge_partition indexed and register_charge_partition
-    registered in this transaction: its indexes are found built, its foreign keys
-    validated (its debtors are this transaction's own rows)."""
-    conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation})
+def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int:
+    """Attach a partition index_charge_partition committed (its indexes found built, its
+    foreign keys validated, its debtIds kept in charge_keys, the Overview's figures
+    updated), in the import's transaction; return how many charges it holds."""
+    return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
 
 
 def close_charge_partition(partition: ChargePartition) -> None:

@@ -729,23 +729,17 @@ class _FileLoad:
         self.issued += counts.issued
 
     def finish(self) -> None:
-        """Attach the file's partition, if it has one (sql/025): once its rows are
-        committed beside the import, they are registered (charge_keys, the Overview's
-        figures) and the new debtors' search table attached here while the other
-        connection builds the partition's indexes."""
-        partition, beside = self._partition, self._beside
-        if partition is None:
-            return
-        beside.run(functools.partial(loading.commit_charge_partition, partition))
-        beside.wait()
-        beside.run(functools.partial(loading.index_charge_partition, partition))
-        registered = loading.register_charge_partition(self.conn, partition)
-        if registered != self.imported:  # every new charge went into it: else a bug
-            raise RuntimeError(f"{registered} charges registered, {self.imported} imported")
-        if self._debtor_batch is not None:
-            loading.attach_debtor_search_partition(self.conn, batch=self._debtor_batch)
-        beside.wait()
-        loading.attach_charge_partition(self.conn, partition)
+        """Attach the file's partition, if it has one: its indexes are built and it is
+        committed beside the import while the new debtors' search table is attached."""
+        partition = self._partition
+        if partition is not None:
+            self._beside.run(functools.partial(loading.index_charge_partition, partition))
+            if self._debtor_batch is not None:
+                loading.attach_debtor_search_partition(self.conn, batch=self._debtor_batch)
+            self._beside.wait()
+            attached = loading.attach_charge_partition(self.conn, partition)
+            if attached != self.imported:  # every new charge went into it: else a bug
+                raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
 
     def _load_rows(self, piece: _Piece, *, on_progress: Progress) -> _LoadCounts:
         """Debtors upserted, then the piece's new charges COPYed in already issued.

@@ -9,13 +9,11 @@ import time
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, text
 
 from billing.imports.reading import REQUIRED_COLUMNS
 from billing.imports.service import import_file, import_history, rejected_rows_csv
 from db import imports as imports_db
-from db import loading
 from tests.support.actors import OPERATOR
 from tests.support.database import rows_per_partition, scalar, schema_of
 from tests.support.debtor_files import VALID_CPFS, debtor_csv, run_import, sample_rows
@@ -334,6 +332,7 @@ def test_a_file_in_pieces_waits_for_the_import_before_it_to_look_up_its_debt_ids
     own (service._CommittedKeys), but only once this import holds the lock: started while
     another import loads, a file sharing its debtIds finds them all as duplicates."""
     from billing.imports import reading
+    from db import loading
 
     monkeypatch.setattr(reading, "PIECE_BYTES", 20_000)  # about 200 rows a piece
     loading_first = threading.Thread(
@@ -421,6 +420,7 @@ def test_names_are_found_without_accents(db: Engine) -> None:
 def test_a_large_file_s_partition_gets_every_index_and_key_of_charges(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
     before = {table: schema_of(db, table) for table in ("charges", "debtors")}
@@ -455,6 +455,7 @@ def test_a_large_file_s_partition_gets_every_index_and_key_of_charges(
 def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
     db: Engine, owner_engine: Engine, monkeypatch: pytest.MonkeyPatch, failing_table: str
 ) -> None:
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
     before = {table: schema_of(db, table) for table in ("charges", "debtors")}
@@ -488,13 +489,14 @@ def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
 def test_a_charges_table_left_by_an_import_that_died_goes_at_the_next_large_import(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
     with db.connect() as conn:  # an import that died once its charges' table was committed
         with conn.begin():
             loading.lock_imports(conn)
             left = loading.start_charge_partition(db)
-            loading.commit_charge_partition(left)
+            loading.index_charge_partition(left)
         left.conn.close()  # and nothing else: no close_charge_partition
     assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 1
 
@@ -512,40 +514,17 @@ def test_a_charges_table_is_never_dropped_while_the_import_may_still_attach_it(
 ) -> None:
     """Closed too early (the import's transaction still open), the partition's connection
     does not wait for that transaction, nor take the table from it."""
+    from db import loading
 
     monkeypatch.setattr(loading, "DROP_LOCK_TIMEOUT", "200ms")
     with db.connect() as conn, conn.begin():
         loading.lock_imports(conn)
         partition = loading.start_charge_partition(db)
-        _attach_beside(conn, partition)
+        loading.index_charge_partition(partition)
+        loading.attach_charge_partition(conn, partition)
         loading.close_charge_partition(partition)  # returns: gives up on the lock
     assert partition.relation in {name for name, _ in _charge_partitions(db)}
     assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0
-
-
-def test_a_charges_table_is_attached_only_once_its_debt_ids_are_kept(db: Engine) -> None:
-    """charge_keys is what keeps a debtId from being charged twice: a table whose debtIds
-    were not put there in the attaching transaction is refused."""
-    with db.connect() as conn:
-        with conn.begin():
-            loading.lock_imports(conn)
-            partition = loading.start_charge_partition(db)
-            loading.commit_charge_partition(partition)
-            loading.index_charge_partition(partition)
-            with pytest.raises(DBAPIError, match="was not registered"):
-                loading.attach_charge_partition(conn, partition)
-        loading.close_charge_partition(partition)
-    assert partition.relation not in {name for name, _ in _charge_partitions(db)}
-    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0
-
-
-def _attach_beside(conn: Connection, partition: loading.ChargePartition) -> None:
-    """An (empty) partition committed and indexed on its own connection, then registered
-    and attached in `conn`'s transaction: the steps of a large import's end."""
-    loading.commit_charge_partition(partition)
-    loading.index_charge_partition(partition)
-    assert loading.register_charge_partition(conn, partition) == 0
-    loading.attach_charge_partition(conn, partition)
 
 
 def _charge_partitions(db: Engine) -> list[tuple[str, str]]:
@@ -564,6 +543,7 @@ def _charge_partitions(db: Engine) -> list[tuple[str, str]]:
 def test_a_large_file_gets_a_partition_of_its_own_and_a_small_one_the_open_partition(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 30)
     rows = sample_rows(60)
@@ -595,6 +575,7 @@ def test_an_import_undone_after_its_attach_leaves_the_next_import_its_ids(
 ) -> None:
     """A sequence is not undone by a rollback: moved inside an import that then failed, it
     pointed at ids no partition holds, and every later insert of a charge failed."""
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 30)
     rows = sample_rows(80)
@@ -603,7 +584,8 @@ def test_an_import_undone_after_its_attach_leaves_the_next_import_its_ids(
         cut_short = conn.begin()
         loading.lock_imports(conn)
         partition = loading.start_charge_partition(db)
-        _attach_beside(conn, partition)  # committed beside the import
+        loading.index_charge_partition(partition)  # committed beside the import
+        loading.attach_charge_partition(conn, partition)
         cut_short.rollback()
         loading.close_charge_partition(partition)
     assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0  # dropped once the import ended
@@ -632,6 +614,7 @@ def _ids_in_arrival_order(db: Engine, rows: list[tuple]) -> list[tuple[int]]:
 def test_a_debt_id_is_charged_once_across_partitions_whatever_the_path(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
     run_import(db, debtor_csv(sample_rows(20)))  # a partition of its own
@@ -654,6 +637,7 @@ def test_a_load_sent_in_slices_gives_each_charge_its_own_boleto(
     from billing.boletos.codes import amount_to_cents, issue_code
     from billing.boletos.issuing import beneficiary_from_settings
     from billing.core.settings import get_settings
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)
     monkeypatch.setattr(loading, "COPY_SLICE_ROWS", 7)  # 50 rows: 8 slices, the last short
@@ -704,6 +688,7 @@ def test_a_failure_while_slices_are_being_sent_leaves_nothing_behind(
     """Our side fails mid-COPY (a slice that cannot be built): the COPY is abandoned, the
     transaction rolled back, the indexes as they were, and the next import completes."""
     from billing.imports import service as importer
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10 if bulk else 10_000)
     monkeypatch.setattr(loading, "COPY_SLICE_ROWS", 7)
@@ -737,6 +722,7 @@ def test_a_large_file_again_with_a_few_corrected_rows_joins_the_open_partition(
     imported again after three rejected rows were corrected (three new debtIds, spread over
     its pieces) adds its three charges to the open partition, not a partition of three."""
     from billing.imports import reading
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 60)
     monkeypatch.setattr(reading, "PIECE_BYTES", 700)  # about 7 rows a piece, 17 pieces
@@ -798,6 +784,7 @@ def test_a_file_read_in_pieces_imports_as_it_would_whole(
     db: Engine, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
 ) -> None:
     from billing.imports import reading
+    from db import loading
 
     monkeypatch.setattr(loading, "BULK_LOAD_MIN_ROWS", 10)  # every path of a large file
     monkeypatch.setattr(reading, "PIECE_BYTES", piece_bytes)
