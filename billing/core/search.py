@@ -41,9 +41,9 @@ def fold_for_search(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     folded = pc.replace_substring_regex(folded, r"\p{Mn}+", "")
     folded = pc.utf8_lower(folded)
     folded = pc.replace_substring_regex(folded, _APOSTROPHES, "'")
-    folded = pc.utf8_trim_whitespace(pc.replace_substring_regex(folded, r"\s+", " "))
     joined = pc.binary_join_element_wise(folded, pc.replace_substring(folded, "'", ""), " ")
     folded = pc.if_else(pc.match_substring(folded, "'"), joined, folded)
+    # Anything but a word's letters (spaces of any kind, punctuation) separates words.
     folded = pc.utf8_trim(pc.replace_substring_regex(folded, _NOT_WORD, " "), " ")
     return pc.take(folded, pc.index_in(values, value_set=distinct))
 
