@@ -681,6 +681,30 @@ def test_a_load_sent_in_slices_gives_each_charge_its_own_boleto(
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
+def test_nosso_numeros_taken_by_others_meanwhile_are_never_handed_out_twice(
+    db: Engine, owner_engine: Engine
+) -> None:
+    """An import's numbers come back as a run when nothing else took numbers meanwhile;
+    when something did (here: every other number taken, as a step of 2 makes it look),
+    they come back one by one, each still fresh."""
+    from db import loading
+
+    with db.begin() as conn:
+        run = loading.allocate_nosso_numeros(conn, 5)
+    assert run.tolist() == list(range(int(run[0]), int(run[0]) + 5))
+    with owner_engine.begin() as conn:
+        conn.execute(text("ALTER SEQUENCE nosso_numero_seq INCREMENT BY 2"))
+    try:
+        with db.begin() as conn:
+            gapped = loading.allocate_nosso_numeros(conn, 5)
+            again = loading.allocate_nosso_numeros(conn, 3)
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(text("ALTER SEQUENCE nosso_numero_seq INCREMENT BY 1"))
+    assert gapped.tolist() == [int(run[-1]) + 2 * step for step in range(1, 6)]
+    assert again.tolist() == [int(gapped[-1]) + 2 * step for step in range(1, 4)]
+
+
 @pytest.mark.parametrize("bulk", [False, True], ids=["open-partition", "own-partition"])
 def test_a_failure_while_slices_are_being_sent_leaves_nothing_behind(
     db: Engine, monkeypatch: pytest.MonkeyPatch, bulk: bool
