@@ -63,14 +63,18 @@ from billing.imports.service import import_file
 from db.engine import libpq_url, make_engine
 from db.loading import (
     CHARGE_COLUMNS,
+    SEARCH_ROW_TYPES,
     ChargePartition,
     attach_charge_partition,
     attach_debtor_search_partition,
     close_charge_partition,
+    commit_charge_partition,
     index_charge_partition,
+    index_debtor_search_partition,
     lock_imports,
+    register_charge_partition,
+    search_rows_written_by_the_import,
     start_charge_partition,
-    start_debtor_search_partition,
     vacuum_after_large_load,
 )
 from db.migrations import migrate
@@ -349,42 +353,57 @@ def project_import(
 def schema_floor(url: str, *, rows: int, debtors: int) -> float:
     """(c): seconds to put back the rows the import just wrote, with nothing to compute.
 
-    Runs right after (b): its debtors and charges are exported (not timed), the tables
-    emptied, and the same rows COPYed back the way the import writes them (db.loading):
-    the debtors in one transaction, the charges beside it on a connection of their own
-    (COPY, then their indexes, while the debtors' search table is attached), then the
-    charges attached in the debtors' transaction, then VACUUM (ANALYZE) as the import
-    does after a large load.
+    Runs right after (b): its debtors, their search rows and its charges are exported (not
+    timed), the tables emptied, and the same rows COPYed back the way the import writes
+    them (db.loading): the debtors in one transaction, the charges and the search rows
+    beside it on a connection of their own, committed, then indexed on two connections
+    while the charges are registered in the debtors' transaction, then both attached
+    there, then VACUUM (ANALYZE) as the import does after a large load.
     """
     with psycopg.connect(libpq_url(url)) as conn:
         debtor_rows = _copy_out(conn, f"SELECT {FLOOR_DEBTOR_COLUMNS} FROM debtors ORDER BY id")
-        # The charges as the import writes a file's: into a partition of their own, with the
-        # ids that partition will take (sql/010), attached afterwards.
+        # The charges and search rows as the import writes a file's: into tables of their
+        # own, with the ids and the batch those tables will take (sql/010, sql/025).
         first_id = _first_value(conn, "SELECT charges_partitions_end()")
+        batch = _first_value(
+            conn,
+            "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END "
+            "FROM debtor_search_batch_seq",
+        )
         charge_columns = ", ".join(CHARGE_COLUMNS)
         charge_rows = _copy_out(
             conn,
             f"SELECT {int(first_id)} + row_number() OVER (ORDER BY id) - 1, {charge_columns} "
             "FROM charges ORDER BY id",
         )
+        search_rows = _copy_out(
+            conn,
+            f"SELECT {int(batch)}::bigint, debtor_id, name, search_name, email "
+            "FROM debtor_search ORDER BY debtor_id",
+        )
         conn.execute("TRUNCATE charges, debtors CASCADE")
     checkpoint(url)
     engine = make_engine(url)
     try:
-        with engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as beside:
+        with engine.connect() as conn, ThreadPoolExecutor(max_workers=2) as beside:
             started = time.perf_counter()
             partition = None
             try:
                 with conn.begin():
                     lock_imports(conn)
                     partition = start_charge_partition(engine)
-                    if partition.next_id != first_id:
+                    if (partition.next_id, partition.search_batch) != (first_id, batch):
                         raise RuntimeError(f"the partition starts at {partition.next_id}")
-                    charges = beside.submit(_fill_partition, partition, charge_rows)
-                    batch = start_debtor_search_partition(conn)
+                    filled = beside.submit(_fill_partition, partition, charge_rows, search_rows)
+                    search_rows_written_by_the_import(conn)
                     _copy_in(conn, "debtors", FLOOR_DEBTOR_COLUMNS, debtor_rows)
-                    attach_debtor_search_partition(conn, batch=batch)
-                    charges.result()
+                    filled.result()
+                    indexed = beside.submit(index_charge_partition, partition)
+                    searchable = beside.submit(index_debtor_search_partition, engine, partition)
+                    register_charge_partition(conn, partition)
+                    searchable.result()
+                    attach_debtor_search_partition(conn, partition)
+                    indexed.result()
                     attach_charge_partition(conn, partition)
             finally:  # once the transaction has ended (close_charge_partition)
                 if partition is not None:
@@ -402,10 +421,12 @@ def schema_floor(url: str, *, rows: int, debtors: int) -> float:
     return seconds
 
 
-def _fill_partition(partition: ChargePartition, charge_rows: bytes) -> None:
+def _fill_partition(partition: ChargePartition, charge_rows: bytes, search_rows: bytes) -> None:
     columns = f"id, {', '.join(CHARGE_COLUMNS)}"
     _copy_in(partition.conn, partition.relation, columns, charge_rows, freeze=True)
-    index_charge_partition(partition)
+    search_columns = ", ".join(SEARCH_ROW_TYPES)
+    _copy_in(partition.conn, partition.search_relation, search_columns, search_rows, freeze=True)
+    commit_charge_partition(partition)
 
 
 def _first_value(conn: psycopg.Connection, query: str) -> Any:

@@ -59,7 +59,8 @@ CREATE TEMP TABLE IF NOT EXISTS import_debtors (
     search_name text NOT NULL,
     email text NOT NULL,
     id bigint,  -- the debtor's, when known (filled by _FIND_KNOWN_DEBTORS)
-    changed boolean NOT NULL DEFAULT false  -- known, with another name or e-mail
+    changed boolean NOT NULL DEFAULT false,  -- known, with another name or e-mail
+    inserted_here boolean NOT NULL DEFAULT false  -- known, and inserted by this transaction
 ) ON COMMIT DROP;
 TRUNCATE import_debtors
 """
@@ -69,9 +70,13 @@ _STAGED_DEBTOR_TYPES: dict[str, PgType] = dict.fromkeys(_DEBTOR_COLUMNS.split(",
 # The piece's debtors looked up once, in government_id order (the rows were staged so):
 # the unique index is walked forward, not probed at random, and nothing after this probes
 # it again (imports are the only writers of new debtors, one at a time).
+# A debtor inserted by this transaction has created_at = now() (its start); one inserted
+# by another has that only by a coincidence of microseconds, which costs one needless
+# refresh (refresh_debtor_search), never a missed one.
 _FIND_KNOWN_DEBTORS = """
 UPDATE import_debtors AS n
-SET id = d.id, changed = (d.name, d.email) IS DISTINCT FROM (n.name, n.email)
+SET id = d.id, changed = (d.name, d.email) IS DISTINCT FROM (n.name, n.email),
+    inserted_here = d.created_at = now()
 FROM debtors AS d
 WHERE d.government_id = n.government_id
 """
@@ -83,6 +88,8 @@ FROM import_debtors AS n
 WHERE n.changed AND d.id = n.id
 """
 
+# Returns the new debtors' government_ids and ids, the known ones', and the ids of the
+# debtors this transaction inserted and this piece renames (or gives another e-mail).
 _INSERT_NEW_DEBTORS = """
 WITH inserted AS (
     INSERT INTO debtors (government_id, name, search_name, email)
@@ -92,12 +99,19 @@ WITH inserted AS (
     ORDER BY government_id
     RETURNING government_id, id
 )
-SELECT coalesce(array_agg(government_id), '{}'), coalesce(array_agg(id), '{}')
+SELECT new.government_ids, new.ids, known.government_ids, known.ids, renamed.ids
 FROM (
-    SELECT government_id, id FROM inserted
-    UNION ALL
-    SELECT government_id, id FROM import_debtors WHERE id IS NOT NULL
-) AS piece
+    SELECT coalesce(array_agg(government_id), '{}') AS government_ids,
+           coalesce(array_agg(id), '{}') AS ids
+    FROM inserted
+) AS new, (
+    SELECT coalesce(array_agg(government_id), '{}') AS government_ids,
+           coalesce(array_agg(id), '{}') AS ids
+    FROM import_debtors WHERE id IS NOT NULL AND :with_known
+) AS known, (
+    SELECT coalesce(array_agg(id), '{}') AS ids
+    FROM import_debtors WHERE changed AND inserted_here
+) AS renamed
 """
 
 # The numbers come back as their bounds when they are one run (nothing else took numbers
@@ -293,16 +307,27 @@ def commits_without_waiting_for_the_disk(conn: Connection) -> None:
     conn.execute(text("SET LOCAL synchronous_commit = off"))
 
 
-def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True) -> pa.Table:
+@dataclass(frozen=True)
+class UpsertedDebtors:
+    """What upsert_debtors did with a piece's debtors."""
+
+    ids: pa.Table  # government_id, id: every debtor of the piece (with_ids), else the new
+    new: pa.Table  # government_id, id: the debtors it inserted
+    renamed_here: np.ndarray  # ids of debtors this transaction inserted, now changed
+
+
+def upsert_debtors(
+    conn: Connection, *, debtors: pa.Table, with_ids: bool = True
+) -> UpsertedDebtors:
     """Insert new debtors and refresh the name and e-mail of known ones.
 
     `debtors` has one row per government_id (columns government_id, name, search_name,
-    email); returns their ids as a table government_id, id (empty unless `with_ids`: a
-    piece with no new charge needs none). The unique index on government_id is looked up
-    once per debtor, in government_id order; new debtors' keys are added row by row in
-    that order (the key grows at its right edge on a new install), and no lock keeps a
-    reader of `debtors` waiting. Their search rows follow by trigger (sql/020): into the
-    open partition of debtor_search, or the large import's own table.
+    email); a piece with no new charge needs only the new ones' ids (not `with_ids`). The
+    unique index on government_id is looked up once per debtor, in government_id order;
+    new debtors' keys are added row by row in that order (the key grows at its right edge
+    on a new install), and no lock keeps a reader of `debtors` waiting. Their search rows
+    follow by trigger (sql/020) into the open partition of debtor_search, unless the
+    import writes them itself (search_rows_written_by_the_import).
     """
     conn.exec_driver_sql(_CREATE_STAGED_DEBTORS)
     in_order = debtors.take(pc.sort_indices(debtors, [("government_id", "ascending")]))
@@ -316,15 +341,31 @@ def upsert_debtors(conn: Connection, *, debtors: pa.Table, with_ids: bool = True
     with probing_by_index(conn):
         conn.exec_driver_sql(_FIND_KNOWN_DEBTORS)
         conn.exec_driver_sql(_UPDATE_CHANGED_DEBTORS)
-        government_ids, ids = conn.execute(text(_INSERT_NEW_DEBTORS)).one()
-    if not with_ids:
-        government_ids, ids = [], []
+        new_government_ids, new_ids, known_government_ids, known_ids, renamed = conn.execute(
+            text(_INSERT_NEW_DEBTORS), {"with_known": with_ids}
+        ).one()
+    new = _debtor_ids_table(new_government_ids, new_ids)
+    known = _debtor_ids_table(known_government_ids, known_ids)
+    return UpsertedDebtors(
+        ids=pa.concat_tables([new, known]),
+        new=new,
+        renamed_here=np.array(renamed, dtype=np.int64),
+    )
+
+
+def _debtor_ids_table(government_ids: list[str], ids: list[int]) -> pa.Table:
     return pa.table(
         {
             "government_id": pa.array(government_ids, pa.string()),
             "id": pa.array(ids, pa.int64()),
         }
     )
+
+
+def search_rows_written_by_the_import(conn: Connection) -> None:
+    """From now on in this transaction, new debtors get no search row from the insert
+    trigger (sql/025): the import writes them (copy_debtor_search_rows) and attaches them."""
+    conn.execute(text("SELECT set_config('billing.debtor_search_by_import', 'on', true)"))
 
 
 def allocate_nosso_numeros(conn: Connection, count: int) -> np.ndarray:
@@ -343,35 +384,45 @@ def transaction_time(conn: Connection) -> datetime:
 
 @dataclass
 class ChargePartition:
-    """A table taking a file's new charges, filled and indexed on a connection of its own
-    (`conn`, sql/024), then attached to `charges` in the import's transaction.
+    """A large file's tables of its own, filled on a connection of their own (`conn`,
+    sql/024 and 025), then attached in the import's transaction: its charges
+    (`relation`) and its new debtors' search rows (debtor_search_<search_batch>).
 
     `conn` is used by one thread at a time and closed by close_charge_partition.
     """
 
     relation: str  # a name new_charges_partition gave
     next_id: int  # the id the next charge copied into it gets
-    conn: Connection  # in the transaction that created the table, until index_charge_partition
+    search_batch: int  # the number new_debtor_search_partition gave
+    conn: Connection  # in the transaction that created the tables, until commit_charge_partition
     committed: bool = False
+
+    @property
+    def search_relation(self) -> str:
+        return f"debtor_search_{self.search_batch}"
 
 
 def start_charge_partition(engine: Engine) -> ChargePartition:
-    """A new table for a file's charges (see copy_into_partition), created on a connection of
-    its own, in a transaction of its own. Only under the import lock (lock_imports): the
-    tables left by imports that died are dropped first (their names would be this one's).
+    """New tables for a file's charges and its new debtors' search rows (see
+    copy_into_partition, copy_debtor_search_rows), created on a connection of their own, in
+    a transaction of their own. Only under the import lock (lock_imports): the tables left
+    by imports that died are dropped first (their names would be these).
     """
     conn = engine.connect()
     try:
         with conn.begin():
             left = conn.execute(text("SELECT drop_charges_partitions_left_behind()")).scalar_one()
         if left:
-            log.warning("dropped %s charges table(s) left by an import that did not end", left)
+            log.warning("dropped %s table(s) left by a large import that did not end", left)
         conn.begin()
         relation, first_id = conn.execute(text(_NEW_PARTITION)).one()
+        search_batch = conn.execute(text("SELECT new_debtor_search_partition()")).scalar_one()
     except BaseException:
         conn.close()
         raise
-    return ChargePartition(relation=relation, next_id=first_id, conn=conn)
+    return ChargePartition(
+        relation=relation, next_id=first_id, search_batch=search_batch, conn=conn
+    )
 
 
 def insert_charges(
@@ -414,29 +465,112 @@ def copy_into_partition(
     return copied
 
 
-def index_charge_partition(partition: ChargePartition) -> None:
-    """Build on the partition every index `charges` has, and commit it: from now on the
-    import's transaction can attach it (it is not attached yet: no reader sees it)."""
+SEARCH_ROW_TYPES: dict[str, PgType] = {
+    "batch": "bigint",
+    "debtor_id": "bigint",
+    "name": "text",
+    "search_name": "text",
+    "email": "text",
+}
+
+
+def copy_debtor_search_rows(partition: ChargePartition, *, debtors: pa.Table) -> int:
+    """COPY new debtors' search rows (columns debtor_id, name, search_name, email, as
+    debtors holds them) into the partition's search table, on its own connection; return
+    how many. Only for debtors the import's transaction inserted with
+    search_rows_written_by_the_import."""
+    batch = pa.array(np.full(debtors.num_rows, partition.search_batch, dtype=np.int64))
+    rows = debtors.select(["debtor_id", "name", "search_name", "email"]).add_column(
+        0, "batch", batch
+    )
+    return copy_slices(
+        partition.conn,
+        slices=(part for _, part in numbered_slices(rows)),
+        total_rows=rows.num_rows,
+        target=partition.search_relation,
+        columns=", ".join(SEARCH_ROW_TYPES),
+        freeze=True,
+        binary_types=SEARCH_ROW_TYPES,
+    )
+
+
+def commit_charge_partition(partition: ChargePartition) -> None:
+    """Once every row is in: the charges' primary key added, and both tables committed
+    (not attached: no reader sees them), so that other connections may read and index
+    them."""
     partition.conn.execute(
-        text("SELECT index_charges_partition(:relation)"), {"relation": partition.relation}
+        text("SELECT add_charges_partition_primary_key(:relation)"),
+        {"relation": partition.relation},
     )
     partition.conn.commit()
     partition.committed = True
 
 
-def attach_charge_partition(conn: Connection, partition: ChargePartition) -> int:
-    """Attach a partition index_charge_partition committed (its indexes found built, its
-    foreign keys validated, its debtIds kept in charge_keys, the Overview's figures
-    updated), in the import's transaction; return how many charges it holds."""
-    return conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation}).scalar_one()
+def index_charge_partition(partition: ChargePartition) -> None:
+    """Build on the committed charges table every other index `charges` has, on its own
+    connection."""
+    with partition.conn.begin():
+        partition.conn.execute(
+            text("SELECT index_charges_partition(:relation)"), {"relation": partition.relation}
+        )
+
+
+def index_debtor_search_partition(engine: Engine, partition: ChargePartition) -> None:
+    """Build on the committed search table every index debtor_search has, on a connection
+    of its own (beside index_charge_partition)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("SELECT index_debtor_search_partition(:batch)"),
+            {"batch": partition.search_batch},
+        )
+
+
+def register_charge_partition(conn: Connection, partition: ChargePartition) -> int:
+    """In the import's transaction, the committed charges' debtIds kept in charge_keys and
+    their amounts added to the Overview's figures (while their indexes are built beside);
+    returns how many. attach_charge_partition comes after, in the same transaction."""
+    return conn.execute(
+        text("SELECT register_charges_partition(:relation)"), {"relation": partition.relation}
+    ).scalar_one()
+
+
+def attach_debtor_search_partition(conn: Connection, partition: ChargePartition) -> int:
+    """Attach the search table index_debtor_search_partition indexed; return how many
+    debtors it holds."""
+    return conn.execute(
+        text("SELECT attach_debtor_search_partition(:batch)"), {"batch": partition.search_batch}
+    ).scalar_one()
+
+
+_REFRESH_DEBTOR_SEARCH = """
+UPDATE debtor_search AS s
+SET name = d.name, search_name = d.search_name, email = d.email
+FROM debtors AS d
+WHERE s.debtor_id = d.id AND d.id = ANY(:ids)
+  AND (s.name, s.search_name, s.email) IS DISTINCT FROM (d.name, d.search_name, d.email)
+"""
+
+
+def refresh_debtor_search(conn: Connection, *, debtor_ids: np.ndarray) -> None:
+    """The search rows of `debtor_ids` made equal to their debtors: for debtors a large
+    import inserted and then renamed in a later piece, once their search table is attached
+    (until then the update trigger could not reach it)."""
+    if len(debtor_ids):
+        conn.execute(text(_REFRESH_DEBTOR_SEARCH), {"ids": np.unique(debtor_ids).tolist()})
+
+
+def attach_charge_partition(conn: Connection, partition: ChargePartition) -> None:
+    """Attach a charges table register_charge_partition registered in this transaction (its
+    indexes found built, its foreign keys validated)."""
+    conn.execute(text(_ATTACH_PARTITION), {"relation": partition.relation})
 
 
 def close_charge_partition(partition: ChargePartition) -> None:
     """Once the import's transaction has ended: the partition's connection closed, and its
-    table gone unless the import attached it and committed (never committed, it goes with
-    its transaction; committed, it is dropped).
+    tables gone unless the import attached them and committed (never committed, they go
+    with their transaction; committed, they are dropped).
 
-    The drop waits at most DROP_LOCK_TIMEOUT for the table: a transaction of the import
+    The drop waits at most DROP_LOCK_TIMEOUT for each table: a transaction of the import
     still holding it (called too early, or the import's connection lost while its server
     session lives on) leaves it to the next large import (start_charge_partition), rather
     than this one waiting for a transaction that waits for it.
@@ -452,25 +586,14 @@ def close_charge_partition(partition: ChargePartition) -> None:
                     text("SELECT drop_charges_partition_not_attached(:relation)"),
                     {"relation": partition.relation},
                 )
+                partition.conn.execute(
+                    text("SELECT drop_debtor_search_partition_not_attached(:batch)"),
+                    {"batch": partition.search_batch},
+                )
     except OperationalError as exc:
         log.warning("%s left for the next large import to drop: %s", partition.relation, exc)
     finally:
         partition.conn.close()
-
-
-def start_debtor_search_partition(conn: Connection) -> int:
-    """From now until attach_debtor_search_partition, this transaction's new debtors are
-    made searchable in a table of their own, with no index while it fills (sql/020);
-    returns its batch number."""
-    return conn.execute(text("SELECT new_debtor_search_partition()")).scalar_one()
-
-
-def attach_debtor_search_partition(conn: Connection, *, batch: int) -> int:
-    """Attach the table start_debtor_search_partition made (its indexes built in one pass
-    each); return how many debtors it holds."""
-    return conn.execute(
-        text("SELECT attach_debtor_search_partition(:batch)"), {"batch": batch}
-    ).scalar_one()
 
 
 def _with_ids(slices: Iterable[pa.Table], *, first_id: int) -> Iterator[pa.Table]:

@@ -715,7 +715,8 @@ class _FileLoad:
         self.reason_counts: Counter[str] = Counter()
         self._partition: loading.ChargePartition | None = None
         self._decided_partition = False
-        self._debtor_batch: int | None = None  # the new debtors' search rows' own table
+        self._searchable = 0  # new debtors whose search rows went into the partition's table
+        self._renamed_here: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
 
     def add(self, piece: _Piece, *, on_progress: Progress) -> None:
         self.rows += piece.file.row_count
@@ -729,17 +730,30 @@ class _FileLoad:
         self.issued += counts.issued
 
     def finish(self) -> None:
-        """Attach the file's partition, if it has one: its indexes are built and it is
-        committed beside the import while the new debtors' search table is attached."""
+        """Attach the file's own tables, if it has them (sql/025): once committed beside
+        the import, their indexes are built on two connections while the import's
+        registers the charges' debtIds and figures; then both are attached."""
         partition = self._partition
-        if partition is not None:
-            self._beside.run(functools.partial(loading.index_charge_partition, partition))
-            if self._debtor_batch is not None:
-                loading.attach_debtor_search_partition(self.conn, batch=self._debtor_batch)
-            self._beside.wait()
-            attached = loading.attach_charge_partition(self.conn, partition)
-            if attached != self.imported:  # every new charge went into it: else a bug
-                raise RuntimeError(f"{attached} charges attached, {self.imported} imported")
+        if partition is None:
+            return
+        self._beside.run(functools.partial(loading.commit_charge_partition, partition))
+        self._beside.wait()
+        self._beside.run(functools.partial(loading.index_charge_partition, partition))
+        indexing_search = self._beside.run_apart(
+            functools.partial(loading.index_debtor_search_partition, self.conn.engine, partition)
+        )
+        registered = loading.register_charge_partition(self.conn, partition)
+        indexing_search.result()
+        searchable = loading.attach_debtor_search_partition(self.conn, partition)
+        loading.refresh_debtor_search(self.conn, debtor_ids=np.concatenate(self._renamed_here))
+        self._beside.wait()
+        loading.attach_charge_partition(self.conn, partition)
+        # Every new charge and every new debtor went into them: else a bug.
+        if (registered, searchable) != (self.imported, self._searchable):
+            raise RuntimeError(
+                f"{registered} charges and {searchable} debtors attached, "
+                f"{self.imported} and {self._searchable} imported"
+            )
 
     def _load_rows(self, piece: _Piece, *, on_progress: Progress) -> _LoadCounts:
         """Debtors upserted, then the piece's new charges COPYed in already issued.
@@ -763,17 +777,20 @@ class _FileLoad:
             numbers = _nosso_numeros_of(conn, new_rows)
             slices = self._charge_slices(new_rows, nosso_numeros=numbers)
             on_progress(0.15, _("Updating debtors"))
-            upserted = database.submit(
+            upserting = database.submit(
                 loading.upsert_debtors, conn, debtors=piece.debtors, with_ids=new_rows.num_rows > 0
             )
-            ready = list(_until_done(slices, upserted))
-            debtor_ids = _debtor_ids_of(new_rows, upserted.result())
+            ready = list(_until_done(slices, upserting))
+            upserted = upserting.result()
+            debtor_ids = _debtor_ids_of(new_rows, upserted.ids)
 
         on_progress(0.3, _("Issuing boletos and creating charges"))
         imported = self._insert_charges(
             itertools.chain(ready, slices),
             debtor_ids=debtor_ids,
             total_rows=new_rows.num_rows,
+            upserted=upserted,
+            debtors=piece.debtors,
             on_progress=on_progress,
         )
         issued = int(np.count_nonzero(numbers >= 0))
@@ -809,12 +826,16 @@ class _FileLoad:
         *,
         debtor_ids: pa.Array,
         total_rows: int,
+        upserted: loading.UpsertedDebtors,
+        debtors: pa.Table,
         on_progress: Progress,
     ) -> int:
         """The charge slices COPYed in with their debtors' ids; returns how many.
 
         Into the file's partition, the COPY runs beside the import (_ChargesBeside) while
-        the next piece's debtors are upserted: its count is checked there.
+        the next piece's debtors are upserted, after the search rows of the piece's new
+        debtors (`upserted.new`, their names and e-mails in `debtors`): its count is
+        checked there.
         """
         with_ids = (
             _with_debtor_ids(part, debtor_ids.slice(start, part.num_rows)) for start, part in slices
@@ -828,7 +849,12 @@ class _FileLoad:
                 on_progress=lambda fraction, message: on_progress(0.3 + 0.7 * fraction, message),
             )
 
+        new_debtors = _search_rows_of(debtors, new=upserted.new)
+        self._searchable += new_debtors.num_rows
+        self._renamed_here.append(upserted.renamed_here)
+
         def copy_into_partition() -> None:
+            loading.copy_debtor_search_rows(partition, debtors=new_debtors)
             copied = loading.copy_into_partition(partition, slices=with_ids, total_rows=total_rows)
             if copied != total_rows:  # every slice was given: else a bug
                 raise RuntimeError(f"{copied} charges copied, {total_rows} given")
@@ -843,26 +869,30 @@ class _FileLoad:
                 new_rows, piece_bytes=piece.size, bytes_after=piece.bytes_after
             ):
                 self._partition = self._beside.start()
-                self._debtor_batch = loading.start_debtor_search_partition(self.conn)
+                loading.search_rows_written_by_the_import(self.conn)
 
 
 class _ChargesBeside:
-    """A large file's charges table, filled and indexed on a connection of its own, from a
-    thread of its own, beside the import's connection (sql/024): a piece's charges are
-    COPYed while the import's connection upserts the next piece's debtors, and the table's
-    indexes are built while it attaches the new debtors' search table.
+    """A large file's own tables (its charges, its new debtors' search rows), filled and
+    indexed on a connection of their own, from a thread of its own, beside the import's
+    connection (sql/024, 025): a piece's rows are COPYed while the import's connection
+    upserts the next piece's debtors; at the end the charges' indexes are built there and
+    the search table's on a connection and thread apart (`run_apart`), while the import's
+    connection registers the charges.
 
-    One piece of work at a time: `run` waits for the one before (and raises its error), so
-    at most one piece's charges are in flight. `close` comes once the import's transaction
-    has ended, whichever way: it waits for the work in flight, then the table is dropped
-    unless it was attached for good (db.loading.close_charge_partition).
+    One piece of work at a time on the thread: `run` waits for the one before (and raises
+    its error), so at most one piece's rows are in flight. `close` comes once the import's
+    transaction has ended, whichever way: it waits for the work in flight, then the tables
+    are dropped unless they were attached for good (db.loading.close_charge_partition).
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._partition: loading.ChargePartition | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-charges")
+        self._apart = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-search")
         self._pending: Future[None] | None = None
+        self._pending_apart: Future[None] | None = None
 
     def start(self) -> loading.ChargePartition:
         self._partition = loading.start_charge_partition(self._engine)
@@ -873,6 +903,11 @@ class _ChargesBeside:
         self.wait()
         self._pending = self._worker.submit(contextvars.copy_context().run, work)
 
+    def run_apart(self, work: Callable[[], None]) -> Future[None]:
+        """`work` started at once on a thread of its own (once, at the end of the load)."""
+        self._pending_apart = self._apart.submit(contextvars.copy_context().run, work)
+        return self._pending_apart
+
     def wait(self) -> None:
         """Until the work in flight is done; raises its error."""
         pending, self._pending = self._pending, None
@@ -881,9 +916,11 @@ class _ChargesBeside:
 
     def close(self) -> None:
         try:
-            if self._pending is not None:
-                self._pending.exception()  # its error, if any, already ended the import
+            for pending in (self._pending, self._pending_apart):
+                if pending is not None:
+                    pending.exception()  # its error, if any, already ended the import
             self._worker.shutdown()
+            self._apart.shutdown()
         finally:
             if self._partition is not None:
                 loading.close_charge_partition(self._partition)
@@ -916,6 +953,13 @@ def _newest_debtor_rows(rows: pa.Table) -> pa.Table:
             "email": newest.column("email"),
         }
     )
+
+
+def _search_rows_of(debtors: pa.Table, *, new: pa.Table) -> pa.Table:
+    """The search rows (debtor_id, name, search_name, email) of the `new` debtors (columns
+    government_id, id), from a piece's `debtors` (one row per government_id)."""
+    rows = debtors.take(pc.index_in(new.column("government_id"), debtors.column("government_id")))
+    return rows.select(["name", "search_name", "email"]).add_column(0, "debtor_id", new["id"])
 
 
 def _debtor_ids_of(rows: pa.Table, debtor_ids: pa.Table) -> pa.Array:

@@ -9,11 +9,13 @@ import time
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from billing.imports.reading import REQUIRED_COLUMNS
 from billing.imports.service import import_file, import_history, rejected_rows_csv
 from db import imports as imports_db
+from db.loading import ChargePartition
 from tests.support.actors import OPERATOR
 from tests.support.database import rows_per_partition, scalar, schema_of
 from tests.support.debtor_files import VALID_CPFS, debtor_csv, run_import, sample_rows
@@ -449,7 +451,7 @@ def test_a_large_file_s_partition_gets_every_index_and_key_of_charges(
     "failing_table",
     [
         "debtors",  # while the pieces load: a piece's debtors being inserted
-        "charge_keys",  # at the very end: once the partition is attached
+        "charge_keys",  # at the end: as the partition's debtIds are kept
     ],
 )
 def test_a_failed_large_load_leaves_no_partition_and_the_indexes_as_they_were(
@@ -496,9 +498,9 @@ def test_a_charges_table_left_by_an_import_that_died_goes_at_the_next_large_impo
         with conn.begin():
             loading.lock_imports(conn)
             left = loading.start_charge_partition(db)
-            loading.index_charge_partition(left)
+            loading.commit_charge_partition(left)
         left.conn.close()  # and nothing else: no close_charge_partition
-    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 1
+    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 2  # its charges', its debtors' search
 
     result = run_import(db, debtor_csv(sample_rows(50)))
 
@@ -520,11 +522,40 @@ def test_a_charges_table_is_never_dropped_while_the_import_may_still_attach_it(
     with db.connect() as conn, conn.begin():
         loading.lock_imports(conn)
         partition = loading.start_charge_partition(db)
-        loading.index_charge_partition(partition)
-        loading.attach_charge_partition(conn, partition)
+        _attach_beside(conn, partition)
         loading.close_charge_partition(partition)  # returns: gives up on the lock
     assert partition.relation in {name for name, _ in _charge_partitions(db)}
     assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0
+
+
+def test_a_charges_table_is_attached_only_once_its_debt_ids_are_kept(db: Engine) -> None:
+    """charge_keys is what keeps a debtId from being charged twice: a table whose debtIds
+    were not put there in the attaching transaction is refused."""
+    from db import loading
+
+    with db.connect() as conn:
+        with conn.begin():
+            loading.lock_imports(conn)
+            partition = loading.start_charge_partition(db)
+            loading.commit_charge_partition(partition)
+            loading.index_charge_partition(partition)
+            with pytest.raises(DBAPIError, match="was not registered"):
+                loading.attach_charge_partition(conn, partition)
+        loading.close_charge_partition(partition)
+    assert partition.relation not in {name for name, _ in _charge_partitions(db)}
+    assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0
+
+
+def _attach_beside(conn: Connection, partition: ChargePartition) -> None:
+    """An empty large import's end (as billing.imports.service's _FileLoad.finish)."""
+    from db import loading
+
+    loading.commit_charge_partition(partition)  # committed beside the import
+    loading.index_charge_partition(partition)
+    loading.index_debtor_search_partition(conn.engine, partition)
+    loading.register_charge_partition(conn, partition)
+    loading.attach_debtor_search_partition(conn, partition)
+    loading.attach_charge_partition(conn, partition)
 
 
 def _charge_partitions(db: Engine) -> list[tuple[str, str]]:
@@ -584,8 +615,7 @@ def test_an_import_undone_after_its_attach_leaves_the_next_import_its_ids(
         cut_short = conn.begin()
         loading.lock_imports(conn)
         partition = loading.start_charge_partition(db)
-        loading.index_charge_partition(partition)  # committed beside the import
-        loading.attach_charge_partition(conn, partition)
+        _attach_beside(conn, partition)
         cut_short.rollback()
         loading.close_charge_partition(partition)
     assert scalar(db, _CHARGES_TABLES_NOT_ATTACHED) == 0  # dropped once the import ended
@@ -599,9 +629,10 @@ def test_an_import_undone_after_its_attach_leaves_the_next_import_its_ids(
     assert ids == sorted(ids)  # each import's charges after the ones before
 
 
+# A large import's own tables (its charges', its new debtors' search rows) not attached.
 _CHARGES_TABLES_NOT_ATTACHED = """
 SELECT count(*) FROM pg_class
-WHERE relname LIKE 'charges!_file!_%' ESCAPE '!' AND relkind = 'r' AND NOT relispartition
+WHERE relname ~ '^(charges_file|debtor_search)_[0-9]+$' AND relkind = 'r' AND NOT relispartition
 """
 
 
