@@ -12,7 +12,9 @@ from sqlalchemy import Engine
 from db.engine import (
     EMBEDDED_SERVER_SETTINGS,
     EMBEDDED_START_SETTINGS_FILE,
+    TEMP_BUFFERS,
     embedded_start_settings,
+    make_engine,
     write_start_settings,
 )
 
@@ -35,6 +37,25 @@ def test_the_embedded_server_runs_with_its_settings(engine: Engine) -> None:
                 {"current": current, "value": value},
             ).scalar_one()
             assert same, (name, current, value)
+
+
+def test_every_session_gets_its_temporary_tables_memory_and_keeps_the_url_s_options(
+    app_database_url: str,
+) -> None:
+    """Whatever server it is (an import stages its pieces in temporary tables), and with
+    options the URL gives its own."""
+    separator = "&" if "?" in app_database_url else "?"
+    engine = make_engine(f"{app_database_url}{separator}options=-c%20work_mem%3D12MB")
+    try:
+        with engine.connect() as conn:
+            shown = [
+                conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+                for name in ("temp_buffers", "work_mem", "idle_in_transaction_session_timeout")
+            ]
+    finally:
+        engine.dispose()
+    assert shown[:2] == [TEMP_BUFFERS, "12MB"]
+    assert shown[2] != "0"
 
 
 @pytest.mark.parametrize(
