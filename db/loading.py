@@ -3,8 +3,9 @@
 Everything here runs inside the caller's transaction, under an advisory lock that
 serialises imports, so an import commits all its rows or none and two operators
 importing at once never create the same charge twice. The one exception, a large file's
-charges table (ChargePartition), is filled on a connection of its own but seen by no one
-until the import's transaction attaches it, and dropped if that transaction does not.
+own tables (ChargePartition: its charges, its new debtors' search rows), are filled on a
+connection of their own but seen by no one until the import's transaction attaches them,
+and dropped if that transaction does not.
 """
 
 from __future__ import annotations

@@ -699,9 +699,9 @@ class _FileLoad:
     Debtors are upserted and charges copied for each piece, the keys of `debtors` kept row
     by row (no lock keeps a reader waiting, whatever the tables hold). Whether the charges
     get a partition of their own (db.loading.loads_into_own_partition) is decided at the first
-    piece holding new charges; with it, the new debtors' search rows get one too (sql/020),
-    their indexes built at finish, and the charges are copied and indexed on a connection
-    of their own (_ChargesBeside, sql/024), then attached at finish.
+    piece holding new charges; with it, the charges and the new debtors' search rows are
+    copied into tables of their own on a connection of their own (_ChargesBeside, sql/024
+    and 025), indexed there and on a third connection at finish, then attached.
     """
 
     def __init__(
