@@ -181,17 +181,20 @@ def copy_table(
     table: pa.Table,
     target: str,
     columns: str,
+    freeze: bool = False,
     binary_types: Mapping[str, PgType] | None = None,
     on_progress: Progress = _no_progress,
-) -> None:
+) -> int:
     """COPY an Arrow table into `target` (identifiers come from this module, never input),
-    as CSV or, given each column's type, in the binary format (see copy_slices)."""
-    copy_slices(
+    as CSV or, given each column's type, in the binary format (see copy_slices); return
+    how many rows went."""
+    return copy_slices(
         conn,
         slices=(rows for _, rows in numbered_slices(table)),
         total_rows=table.num_rows,
         target=target,
         columns=columns,
+        freeze=freeze,
         binary_types=binary_types,
         on_progress=on_progress,
     )
@@ -484,10 +487,9 @@ def copy_debtor_search_rows(partition: ChargePartition, *, debtors: pa.Table) ->
     rows = debtors.select(["debtor_id", "name", "search_name", "email"]).add_column(
         0, "batch", batch
     )
-    return copy_slices(
+    return copy_table(
         partition.conn,
-        slices=(part for _, part in numbered_slices(rows)),
-        total_rows=rows.num_rows,
+        table=rows,
         target=partition.search_relation,
         columns=", ".join(SEARCH_ROW_TYPES),
         freeze=True,
